@@ -1,0 +1,1 @@
+"""EdgeSight edge agent: capture -> preprocess -> inference -> tracking -> publish."""

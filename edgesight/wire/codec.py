@@ -1,0 +1,194 @@
+"""Encoding and validation of wire messages, shared by producers and consumers.
+
+``decode_*`` functions validate and raise :class:`WireError`, whose ``field``
+names the offending field (dotted path) and whose message says what was
+expected: consumers send the record to a dead-letter topic with that reason.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Iterable, Sequence
+
+from pydantic import TypeAdapter, ValidationError
+
+from .models import (ACTIONS, SCHEMA_ACK, SCHEMA_COMMAND, SCHEMA_DETECTION, SCHEMA_KEYFRAME, SCHEMA_STATUS, AgentStatus,
+                     CameraStatus, ControlAck, ControlCommand, DetectionEvent, KeyframeMeta)
+
+_command_adapter: TypeAdapter = TypeAdapter(ControlCommand)
+KNOWN_SCHEMAS = (SCHEMA_DETECTION, SCHEMA_KEYFRAME, SCHEMA_STATUS, SCHEMA_COMMAND, SCHEMA_ACK)
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+Headers = Sequence[tuple[str, bytes | str | None]]
+
+
+class WireError(ValueError):
+    """A message that does not satisfy the contract."""
+
+    def __init__(self, kind: str, field: str, message: str):
+        self.kind, self.field, self.message = kind, field, message
+        super().__init__(f"invalid {kind}: field '{field}': {message}")
+
+
+def _field(loc: Sequence[Any]) -> str:
+    out = ""
+    for p in loc:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += ("." if out else "") + ("schema" if p == "schema_" else str(p))
+    return out or "(message)"
+
+
+def _from_validation(kind: str, err: ValidationError) -> WireError:
+    e = err.errors(include_url=False)[0]
+    loc = list(e["loc"])
+    # Discriminated unions put the tag in the path: drop it ("set_fps.fps" -> "fps").
+    if kind == "control command" and len(loc) > 1 and loc[0] in ACTIONS:
+        loc = loc[1:]
+    msg = e["msg"]
+    if e["type"] == "extra_forbidden":
+        msg = "unknown field (not part of the contract)"
+    elif e["type"] == "missing":
+        msg = "required field is missing"
+    elif e["type"] == "union_tag_invalid":
+        loc, msg = ["action"], f"unknown action {e.get('input', {}).get('action')!r}; expected one of {e['ctx']['expected_tags']}"
+    elif e["type"] == "union_tag_not_found":
+        loc, msg = ["action"], "required field is missing"
+    more = len(err.errors()) - 1
+    if more:
+        msg += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return WireError(kind, _field(loc), msg)
+
+
+def _load_json(kind: str, raw: bytes | str | dict) -> dict:
+    if isinstance(raw, dict):
+        return raw
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WireError(kind, "(message)", f"not valid JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise WireError(kind, "(message)", f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _check_schema(kind: str, obj: dict, expected: str) -> None:
+    s = obj.get("schema", expected)
+    if s != expected:
+        if isinstance(s, str) and s.split("/")[0] == expected.split("/")[0]:
+            raise WireError(kind, "schema", f"unsupported version {s!r}; this build understands {expected!r}")
+        raise WireError(kind, "schema", f"expected {expected!r}, got {s!r}")
+
+
+def dumps(model: Any) -> bytes:
+    return model.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+# ---- detection events ------------------------------------------------------------------
+
+def encode_event(ev: DetectionEvent) -> bytes:
+    return dumps(ev)
+
+
+def decode_event(raw: bytes | str | dict) -> DetectionEvent:
+    kind = "detection event"
+    obj = _load_json(kind, raw)
+    _check_schema(kind, obj, SCHEMA_DETECTION)
+    try:
+        return DetectionEvent.model_validate(obj)
+    except ValidationError as err:
+        raise _from_validation(kind, err) from None
+
+
+# ---- keyframes -------------------------------------------------------------------------
+
+def keyframe_headers(meta: KeyframeMeta) -> list[tuple[str, bytes]]:
+    doc = json.loads(meta.model_dump_json(by_alias=True, exclude_none=True))
+    return [(k, str(v).encode()) for k, v in doc.items()]
+
+
+def encode_keyframe(meta: KeyframeMeta, jpeg: bytes) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """Kafka record for a keyframe: (key = object_key, value = JPEG bytes, headers = metadata)."""
+    if not jpeg.startswith(JPEG_MAGIC):
+        raise WireError("keyframe", "value", "not a JPEG (missing FF D8 FF magic)")
+    if len(jpeg) != meta.size:
+        raise WireError("keyframe", "size", f"metadata says {meta.size} bytes, value has {len(jpeg)}")
+    return meta.object_key.encode(), jpeg, keyframe_headers(meta)
+
+
+def decode_keyframe(key: bytes | str | None, value: bytes | None, headers: Headers | None) -> tuple[KeyframeMeta, bytes]:
+    kind = "keyframe"
+    if not value:
+        raise WireError(kind, "value", "empty value; expected JPEG bytes")
+    hdr: dict[str, Any] = {}
+    for k, v in headers or ():
+        hdr[k] = v.decode() if isinstance(v, (bytes, bytearray)) else v
+    if not hdr:
+        raise WireError(kind, "headers", "no metadata headers")
+    _check_schema(kind, hdr, SCHEMA_KEYFRAME)
+    try:
+        meta = KeyframeMeta.model_validate(hdr)
+    except ValidationError as err:
+        raise _from_validation(kind, err) from None
+    k = key.decode() if isinstance(key, (bytes, bytearray)) else key
+    if k != meta.object_key:
+        raise WireError(kind, "key", f"record key {k!r} differs from header object_key {meta.object_key!r}")
+    if not value.startswith(JPEG_MAGIC):
+        raise WireError(kind, "value", "not a JPEG (missing FF D8 FF magic)")
+    if len(value) != meta.size:
+        raise WireError(kind, "size", f"header says {meta.size} bytes, value has {len(value)}")
+    if hashlib.sha256(value).hexdigest() != meta.sha256:
+        raise WireError(kind, "sha256", "JPEG bytes do not match the sha256 header (corrupted in transit?)")
+    return meta, value
+
+
+# ---- status, control -------------------------------------------------------------------
+
+def decode_status(raw: bytes | str | dict) -> AgentStatus | CameraStatus:
+    kind = "status"
+    obj = _load_json(kind, raw)
+    _check_schema(kind, obj, SCHEMA_STATUS)
+    model = CameraStatus if "camera_id" in obj else AgentStatus
+    try:
+        return model.model_validate(obj)
+    except ValidationError as err:
+        raise _from_validation(kind, err) from None
+
+
+
+
+def decode_command(raw: bytes | str | dict):
+    kind = "control command"
+    obj = _load_json(kind, raw)
+    _check_schema(kind, obj, SCHEMA_COMMAND)
+    try:
+        return _command_adapter.validate_python(obj)
+    except ValidationError as err:
+        raise _from_validation(kind, err) from None
+
+
+def decode_ack(raw: bytes | str | dict) -> ControlAck:
+    kind = "control ack"
+    obj = _load_json(kind, raw)
+    _check_schema(kind, obj, SCHEMA_ACK)
+    try:
+        return ControlAck.model_validate(obj)
+    except ValidationError as err:
+        raise _from_validation(kind, err) from None
+
+
+def json_schemas() -> dict[str, dict]:
+    """The published JSON Schema documents, by file name."""
+    out = {
+        "detection.v1.json": DetectionEvent.model_json_schema(by_alias=True),
+        "keyframe.v1.json": KeyframeMeta.model_json_schema(by_alias=True),
+        "agent-status.v1.json": AgentStatus.model_json_schema(by_alias=True),
+        "camera-status.v1.json": CameraStatus.model_json_schema(by_alias=True),
+        "command.v1.json": _command_adapter.json_schema(by_alias=True),
+        "ack.v1.json": ControlAck.model_json_schema(by_alias=True),
+    }
+    for name, doc in out.items():
+        doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        doc["$id"] = f"https://edgesight.dev/schemas/{name}"
+    return out

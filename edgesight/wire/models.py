@@ -1,0 +1,300 @@
+"""The wire contract: one definition for edge and cloud, versioned.
+
+Every message carries ``schema`` = ``edgesight.<kind>/<major>``. Within a major
+version fields are only ever *added* as optional; a consumer rejects a major
+version it does not know with an error that says so. Unknown fields are
+rejected (typos and producer bugs surface at once): upgrade consumers (cloud)
+before producers (edge) when a minor addition ships.
+
+The JSON Schema files in ``edgesight/wire/schemas/`` are generated from these
+models (``cloud-ops schemas export``) and a test keeps them in step.
+"""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+Ident = Annotated[str, Field(pattern=ID_PATTERN, description="identifier: letters, digits, '_', '.', '-' (max 64)")]
+
+SCHEMA_DETECTION = "edgesight.detection/1"
+SCHEMA_KEYFRAME = "edgesight.keyframe/1"
+SCHEMA_STATUS = "edgesight.status/1"
+SCHEMA_COMMAND = "edgesight.command/1"
+SCHEMA_ACK = "edgesight.ack/1"
+
+# Namespace for deterministic ids (uuid5): the same inputs give the same id on every re-send.
+EDGESIGHT_NS = uuid.UUID("5b1f3c1e-8a4e-4f2b-9a57-3f0f6d2e9c11")
+
+
+class WireModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, populate_by_name=True)
+
+
+def utc(dt: datetime) -> datetime:
+    if dt.tzinfo is None:
+        raise ValueError("timestamp must carry a timezone (use UTC, e.g. 2026-01-01T00:00:00Z)")
+    return dt.astimezone(timezone.utc)
+
+
+# A timezone-aware timestamp, normalised to UTC; naive timestamps are rejected.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(utc)]
+
+
+class Box(WireModel):
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Box":
+        if self.x2 < self.x1:
+            raise ValueError("x2 must be >= x1")
+        if self.y2 < self.y1:
+            raise ValueError("y2 must be >= y1")
+        return self
+
+
+class NormBox(Box):
+    x1: float = Field(ge=0.0, le=1.0)
+    y1: float = Field(ge=0.0, le=1.0)
+    x2: float = Field(ge=0.0, le=1.0)
+    y2: float = Field(ge=0.0, le=1.0)
+
+
+class ModelRef(WireModel):
+    name: Ident
+    version: Annotated[str, Field(min_length=1, max_length=64)]
+    variant: Literal["fp32", "fp16", "int8"] = "fp32"
+
+
+class FrameSize(WireModel):
+    width: int = Field(gt=0, le=16384)
+    height: int = Field(gt=0, le=16384)
+
+
+class Crossing(WireModel):
+    line: Ident
+    direction: Literal["in", "out"]
+
+
+class KeyframeRef(WireModel):
+    keyframe_id: Annotated[str, Field(min_length=8, max_length=64)]
+    object_key: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class EventKind(str, Enum):
+    new = "new"        # first sighting of a track
+    update = "update"  # track moved / changed zones / crossed a line / better score
+    end = "end"        # track lost for longer than the tracker's buffer
+
+
+class DetectionEvent(WireModel):
+    """One tracked-object update on one frame (Frigate-style new/update/end lifecycle)."""
+
+    schema_: Literal["edgesight.detection/1"] = Field(SCHEMA_DETECTION, alias="schema")
+    event_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="deterministic: see make_event_id")]
+    kind: EventKind = EventKind.update
+    agent_id: Ident
+    camera_id: Ident
+    ts: UtcDatetime = Field(description="frame capture time, UTC")
+    seq: int = Field(ge=0, description="frame sequence number per camera")
+    model: ModelRef
+    label: Annotated[str, Field(min_length=1, max_length=64)]
+    class_id: int = Field(ge=0)
+    score: float = Field(ge=0.0, le=1.0)
+    top_score: float | None = Field(None, ge=0.0, le=1.0)
+    box: Box
+    box_norm: NormBox
+    frame: FrameSize
+    track_id: int | None = Field(None, ge=0)
+    zones: list[Ident] = Field(default_factory=list, description="zones the object is in now")
+    entered: list[Ident] = Field(default_factory=list)
+    exited: list[Ident] = Field(default_factory=list)
+    crossings: list[Crossing] = Field(default_factory=list)
+    keyframe: KeyframeRef | None = None
+
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DetectionEvent":
+        if self.box.x2 > self.frame.width + 1 or self.box.y2 > self.frame.height + 1:
+            raise ValueError("box lies outside the frame (box.x2/box.y2 exceed frame.width/height)")
+        return self
+
+    @property
+    def ts_ms(self) -> int:
+        return int(self.ts.timestamp() * 1000)
+
+
+def make_event_id(agent_id: str, camera_id: str, ts: datetime | float, seq: int,
+                  track_id: int | None, kind: str, index: int = 0) -> str:
+    """Deterministic event id: identical inputs (a re-send) give an identical id."""
+    t = ts.timestamp() if isinstance(ts, datetime) else float(ts)
+    name = f"{agent_id}/{camera_id}/{int(round(t * 1000))}/{seq}/{track_id if track_id is not None else f'd{index}'}/{kind}"
+    return uuid.uuid5(EDGESIGHT_NS, name).hex
+
+
+class KeyframeReason(str, Enum):
+    track_start = "track_start"
+    score_improved = "score_improved"
+    interval = "interval"
+    snapshot = "snapshot"
+
+
+class KeyframeMeta(WireModel):
+    """Metadata of one JPEG keyframe. On Kafka: key = object_key, value = JPEG bytes,
+    headers = these fields (strings). In S3: stored under ``object_key``."""
+
+    schema_: Literal["edgesight.keyframe/1"] = Field(SCHEMA_KEYFRAME, alias="schema")
+    keyframe_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    agent_id: Ident
+    camera_id: Ident
+    ts: UtcDatetime
+    seq: int = Field(ge=0)
+    width: int = Field(gt=0, le=16384)
+    height: int = Field(gt=0, le=16384)
+    reason: KeyframeReason
+    track_id: int | None = Field(None, ge=0)
+    content_type: Literal["image/jpeg"] = "image/jpeg"
+    size: int = Field(gt=0, description="bytes of the JPEG")
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    object_key: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+    @staticmethod
+    def make_object_key(agent_id: str, camera_id: str, ts: datetime, keyframe_id: str) -> str:
+        """Stable S3 key: ``keyframes/<agent>/<camera>/YYYY/MM/DD/HH/<keyframe_id>.jpg`` (UTC)."""
+        t = utc(ts)
+        return f"keyframes/{agent_id}/{camera_id}/{t:%Y/%m/%d/%H}/{keyframe_id}.jpg"
+
+    @classmethod
+    def for_jpeg(cls, jpeg: bytes, *, agent_id: str, camera_id: str, ts: datetime, seq: int,
+                 width: int, height: int, reason: KeyframeReason | str, track_id: int | None = None) -> "KeyframeMeta":
+        kid = uuid.uuid5(EDGESIGHT_NS, f"kf/{agent_id}/{camera_id}/{int(round(ts.timestamp() * 1000))}/{seq}/{reason}/{track_id}").hex
+        return cls(keyframe_id=kid, agent_id=agent_id, camera_id=camera_id, ts=ts, seq=seq, width=width,
+                   height=height, reason=reason, track_id=track_id, size=len(jpeg),
+                   sha256=hashlib.sha256(jpeg).hexdigest(),
+                   object_key=cls.make_object_key(agent_id, camera_id, ts, kid))
+
+
+CameraState = Literal["starting", "streaming", "reconnecting", "failed", "stopped", "disabled"]
+
+
+class CameraStatus(WireModel):
+    schema_: Literal["edgesight.status/1"] = Field(SCHEMA_STATUS, alias="schema")
+    agent_id: Ident
+    camera_id: Ident
+    ts: UtcDatetime
+    state: CameraState
+    reason: str = ""
+    since: UtcDatetime | None = None
+    fps: float = Field(0.0, ge=0.0)
+    target_fps: float | None = Field(None, gt=0.0)
+    model: ModelRef | None = None
+    frames: int = Field(0, ge=0)
+    dropped: int = Field(0, ge=0)
+    reconnects: int = Field(0, ge=0)
+
+
+
+class SpoolStatus(WireModel):
+    records: int = Field(0, ge=0)
+    bytes: int = Field(0, ge=0)
+    limit_bytes: int = Field(0, ge=0)
+    dropped: int = Field(0, ge=0)
+
+
+class AgentStatus(WireModel):
+    """Heartbeat: sent periodically to Kafka (key = agent_id) and retained on MQTT."""
+
+    schema_: Literal["edgesight.status/1"] = Field(SCHEMA_STATUS, alias="schema")
+    agent_id: Ident
+    ts: UtcDatetime
+    state: Literal["starting", "running", "degraded", "stopping", "offline"]
+    version: Annotated[str, Field(min_length=1, max_length=64)]
+    hostname: str = ""
+    uptime_s: float = Field(0.0, ge=0.0)
+    cameras: list[CameraStatus] = Field(default_factory=list)
+    spool: SpoolStatus | None = None
+
+
+
+# ---- control plane (MQTT) -------------------------------------------------------------
+
+class _Command(WireModel):
+    schema_: Literal["edgesight.command/1"] = Field(SCHEMA_COMMAND, alias="schema")
+    command_id: Annotated[str, Field(min_length=1, max_length=128, description="correlation id, echoed in the ack")]
+    agent_id: Ident | None = Field(None, description="target agent; None = the agent whose topic received it")
+
+
+class AddCamera(_Command):
+    action: Literal["add_camera"]
+    camera: dict[str, Any] = Field(description="a camera section as in the agent config file")
+
+
+class _CameraCommand(_Command):
+    camera_id: Ident
+
+
+class RemoveCamera(_CameraCommand):
+    action: Literal["remove_camera"]
+
+
+class StartCamera(_CameraCommand):
+    action: Literal["start_camera"]
+
+
+class StopCamera(_CameraCommand):
+    action: Literal["stop_camera"]
+
+
+class RestartCamera(_CameraCommand):
+    action: Literal["restart_camera"]
+
+
+class SetFps(_CameraCommand):
+    action: Literal["set_fps"]
+    fps: float = Field(gt=0.0, le=240.0)
+
+
+class SetModelVariant(_Command):
+    action: Literal["set_model_variant"]
+    variant: Literal["auto", "fp32", "fp16", "int8"]
+
+
+class SetZones(_CameraCommand):
+    action: Literal["set_zones"]
+    zones: list[dict[str, Any]]
+
+
+class SetLines(_CameraCommand):
+    action: Literal["set_lines"]
+    lines: list[dict[str, Any]]
+
+
+class Snapshot(_CameraCommand):
+    action: Literal["snapshot"]
+
+
+COMMAND_TYPES = (AddCamera, RemoveCamera, StartCamera, StopCamera, RestartCamera, SetFps, SetModelVariant,
+                 SetZones, SetLines, Snapshot)
+ACTIONS = tuple(m.model_fields["action"].annotation.__args__[0] for m in COMMAND_TYPES)
+ControlCommand = Annotated[Union[COMMAND_TYPES], Field(discriminator="action")]
+
+
+class ControlAck(WireModel):
+    schema_: Literal["edgesight.ack/1"] = Field(SCHEMA_ACK, alias="schema")
+    command_id: Annotated[str, Field(min_length=1, max_length=128)]
+    agent_id: Ident
+    action: str | None = None
+    ok: bool
+    result: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    ts: UtcDatetime
+

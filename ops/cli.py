@@ -1,0 +1,204 @@
+"""``cloud-ops``: operate EdgeSight's cloud side.
+
+Groups: ``stack`` (the embedded cloud on 127.0.0.1), ``schemas`` (the wire
+contract), ``demo``. Other issues add ``topics``, ``connectors``,
+``engineering``, ``warehouse`` and ``bench``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cloud.config import CloudConfig
+from edgesight.config import ConfigError
+from edgesight.log import setup_logging
+
+app = typer.Typer(help="EdgeSight cloud operations: embedded stack, topics, connectors, warehouse, analytics, benchmarks.",
+                  no_args_is_help=True, add_completion=False)
+stack_app = typer.Typer(help="The embedded cloud stack: Kafka-compatible broker (Tansu on S3 storage), S3 (SeaweedFS), "
+                             "MongoDB wire server (nx-27017) and MQTT (mosquitto), all on 127.0.0.1.",
+                        no_args_is_help=True)
+schemas_app = typer.Typer(help="The versioned wire contract (JSON Schema files).", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(schemas_app, name="schemas")
+
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="Cloud config YAML (see examples/cloud.yaml). Defaults apply when omitted.",
+                         envvar="EDGESIGHT_CLOUD_CONFIG")
+
+
+def load_cloud(config: Optional[Path], **stack_overrides) -> CloudConfig:
+    try:
+        cfg = CloudConfig.load(config)
+    except ConfigError as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from None
+    upd = {k: v for k, v in stack_overrides.items() if v is not None}
+    if upd:
+        try:
+            cfg = cfg.model_copy(update={"stack": cfg.stack.model_validate({**cfg.stack.model_dump(), **upd})})
+        except Exception as e:  # pydantic ValidationError
+            err.print(f"[red]invalid stack option: {e}[/red]")
+            raise typer.Exit(2) from None
+    return cfg
+
+
+def _stack(config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage=None):
+    from ops.stack import Stack
+
+    cfg = load_cloud(config, data_dir=data_dir, kafka_port=kafka_port, s3_port=s3_port, mongo_port=mongo_port,
+                     mqtt_port=mqtt_port, broker_storage=storage)
+    return Stack(cfg)
+
+
+DataDirOpt = typer.Option(None, "--data-dir", help="Where data, logs and stack.json live (default .edgesight-stack).")
+KafkaPortOpt = typer.Option(None, help="Kafka listener port (default 9092).")
+S3PortOpt = typer.Option(None, help="S3 API port (default 8333).")
+MongoPortOpt = typer.Option(None, help="MongoDB wire port (default 27017).")
+MqttPortOpt = typer.Option(None, help="MQTT port (default 1883).")
+
+
+@stack_app.command("up")
+def stack_up(config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = DataDirOpt,
+             kafka_port: Optional[int] = KafkaPortOpt, s3_port: Optional[int] = S3PortOpt,
+             mongo_port: Optional[int] = MongoPortOpt, mqtt_port: Optional[int] = MqttPortOpt,
+             storage: Optional[str] = typer.Option(None, help="Broker storage: s3 (durable, default) or memory.")):
+    """Start the four services in the background and wait until each answers a real client round trip."""
+    from ops.stack import StackError
+
+    setup_logging("WARNING")
+    st = _stack(config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage)
+    t0 = time.monotonic()
+    try:
+        st.up(progress=lambda m: console.print(f"  {m}"))
+    except StackError as e:
+        err.print(f"[red]stack up failed:[/red] {e}")
+        raise typer.Exit(1) from None
+    console.print(f"[green]stack up[/green] in {time.monotonic() - t0:.1f}s; data in {st.data_dir}")
+    _print_endpoints(st)
+
+
+def _print_endpoints(st) -> None:
+    c = st.config
+    console.print(f"  kafka  bootstrap.servers={st.bootstrap}")
+    console.print(f"  s3     endpoint={st.s3_endpoint} access_key={c.s3.access_key} buckets={st.settings.broker_bucket},{c.s3.keyframe_bucket}")
+    console.print(f"  mongo  {st.mongo_uri}")
+    console.print(f"  mqtt   {c.mqtt.host}:{c.mqtt.port} user={c.mqtt.username}")
+
+
+@stack_app.command("down")
+def stack_down(config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = DataDirOpt):
+    """Stop the services this stack started (recorded in <data-dir>/stack.json); nothing else is touched."""
+    setup_logging("WARNING")
+    st = _stack(config, data_dir, None, None, None, None)
+    stopped = st.down(progress=lambda m: console.print(f"  {m}"))
+    console.print(f"[green]stack down[/green]: stopped {', '.join(stopped) if stopped else 'nothing (not running)'}")
+
+
+@stack_app.command("status")
+def stack_status(config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = DataDirOpt,
+                 as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+    """Each service: port, PID, and health from a real client round trip. Exit 1 unless all are healthy."""
+    setup_logging("ERROR")
+    st = _stack(config, data_dir, None, None, None, None)
+    rows = st.status()
+    if as_json:
+        console.print_json(json.dumps([r.__dict__ for r in rows]))
+    else:
+        t = Table(title=f"EdgeSight stack ({st.data_dir})")
+        for col in ("service", "port", "pid", "health", "detail"):
+            t.add_column(col)
+        for r in rows:
+            health = "[green]healthy[/green]" if r.healthy else ("[yellow]unhealthy[/yellow]" if r.running else "[red]down[/red]")
+            t.add_row(r.name, str(r.port), str(r.pid or "-"), health, r.detail)
+        console.print(t)
+    raise typer.Exit(0 if all(r.healthy for r in rows) else 1)
+
+
+@stack_app.command("logs")
+def stack_logs(service: Optional[str] = typer.Argument(None, help="s3, kafka, mongo or mqtt (default: all)."),
+               lines: int = typer.Option(40, "--lines", "-n", help="How many trailing lines per service."),
+               follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C to stop)."),
+               config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = DataDirOpt):
+    """Print the services' log files."""
+    from ops.stack import SERVICES
+
+    st = _stack(config, data_dir, None, None, None, None)
+    names = [service] if service else list(SERVICES)
+    for n in names:
+        if n not in SERVICES:
+            err.print(f"[red]unknown service {n!r}; expected one of {', '.join(SERVICES)}[/red]")
+            raise typer.Exit(2)
+    files = {n: st.data_dir / "logs" / f"{n}.log" for n in names}
+    for n, f in files.items():
+        console.rule(n)
+        if f.exists():
+            sys.stdout.write("\n".join(f.read_text(errors="replace").splitlines()[-lines:]) + "\n")
+        else:
+            console.print("(no log yet)")
+    if follow:
+        pos = {n: f.stat().st_size if f.exists() else 0 for n, f in files.items()}
+        try:
+            while True:
+                for n, f in files.items():
+                    if f.exists() and f.stat().st_size > pos[n]:
+                        with open(f, errors="replace") as fh:
+                            fh.seek(pos[n])
+                            for line in fh.read().splitlines():
+                                sys.stdout.write(f"[{n}] {line}\n")
+                            pos[n] = fh.tell()
+                sys.stdout.flush()
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+
+
+@schemas_app.command("export")
+def schemas_export(out: Path = typer.Option(Path(__file__).resolve().parent.parent / "edgesight" / "wire" / "schemas",
+                                            help="Folder for the JSON Schema files.")):
+    """Write the JSON Schema of every wire message (generated from the models)."""
+    from edgesight.wire import json_schemas
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, doc in json_schemas().items():
+        (out / name).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        console.print(f"wrote {out / name}")
+
+
+@schemas_app.command("validate")
+def schemas_validate(kind: str = typer.Argument(..., help="detection | status | command | ack"),
+                     file: Path = typer.Argument(..., help="A JSON file, or a JSON-lines file with one message a line.")):
+    """Validate messages against the contract; each bad line is reported with the field at fault."""
+    from edgesight.wire import WireError, decode_ack, decode_command, decode_event, decode_status
+
+    fn = {"detection": decode_event, "status": decode_status, "command": decode_command, "ack": decode_ack}.get(kind)
+    if fn is None:
+        err.print(f"[red]unknown kind {kind!r}; expected detection, status, command or ack[/red]")
+        raise typer.Exit(2)
+    bad = 0
+    lines = [ln for ln in file.read_text().splitlines() if ln.strip()]
+    for i, line in enumerate(lines, 1):
+        try:
+            fn(line)
+        except WireError as e:
+            bad += 1
+            console.print(f"{file}:{i}: {e}")
+    console.print(f"{len(lines) - bad} valid, {bad} invalid")
+    raise typer.Exit(1 if bad else 0)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

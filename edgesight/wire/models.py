@@ -81,7 +81,7 @@ class FrameSize(WireModel):
 
 class Crossing(WireModel):
     line: Ident
-    direction: Literal["in", "out"]
+    direction: Ident = Field(description="the line's direction name (default names: in, out)")
 
 
 class KeyframeRef(WireModel):

@@ -1,0 +1,298 @@
+"""The edge agent process: wires capture, inference, tracking, publish, control and status.
+
+``Agent(config).run()`` blocks until SIGTERM/SIGINT, then shuts down in data
+order: stop capture -> finish inference and tracking of what was captured ->
+end live tracks -> flush the publisher (what the broker does not acknowledge
+stays journaled in the spool for the next start) -> final status -> exit.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from pydantic import ValidationError
+
+from edge_agent.capture.supervisor import Supervisor
+from edge_agent.config import AgentCamera, AgentConfig
+from edge_agent.control.mqtt import CommandError, ControlPlane
+from edge_agent.inference.engine import InferenceEngine
+from edge_agent.pipeline import Pipeline
+from edge_agent.publish.keyframes import KeyframeSelector
+from edge_agent.publish.producer import EdgePublisher, ensure_topics
+from edge_agent.tracking.settings import CameraTrackingConfig, LineConfig, ZoneConfig
+from edgesight import __version__
+from edgesight.config import format_validation_error
+from edgesight.log import get_logger
+from edgesight.metrics import gauge
+from edgesight.wire import AgentStatus, CameraStatus, ModelRef
+
+M_UP = gauge("agent_up", "1 while the agent runs", ["agent"])
+
+
+def _utc(ts: float | None = None) -> datetime:
+    return datetime.fromtimestamp(ts if ts is not None else time.time(), tz=timezone.utc)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, *, engine: InferenceEngine | None = None):
+        self.config = config
+        self.agent_id = config.agent_id
+        self.log = get_logger("agent")
+        self.started = time.time()
+        self._stop = threading.Event()
+        self._cameras: dict[str, AgentCamera] = {c.id: c for c in config.cameras}
+        self._engine_lock = threading.Lock()
+        self.engine = engine or InferenceEngine(config.inference)
+        self.supervisor = Supervisor([c.capture() for c in config.cameras], agent_id=self.agent_id,
+                                     on_state_change=self._on_camera_state)
+        self.publisher = EdgePublisher(config.publish, self.agent_id)
+        self.keyframes = KeyframeSelector(config.publish.keyframes, self.agent_id)
+        inf = config.inference
+        self.pipeline = Pipeline(agent_id=self.agent_id, supervisor=self.supervisor, detector_ref=lambda: self.engine,
+                                 model_ref=self._model_ref, class_names=list(self.engine.class_names),
+                                 publisher=self.publisher, keyframes=self.keyframes,
+                                 tracking_config=self._tracking_config, batch_max_size=inf.batch_max_size,
+                                 batch_max_wait_ms=inf.batch_max_wait_ms, results_queue=config.pipeline.results_queue)
+        self.control = ControlPlane(config.control, self.agent_id, self.handle_command) if config.control.enabled else None
+        self._http: ThreadingHTTPServer | None = None
+        self.metrics_port: int | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> "Agent":
+        if self.config.metrics.enabled:
+            self._serve_http()
+        try:
+            ensure_topics(self.config.publish)
+        except Exception as e:  # noqa: BLE001 - the uplink may be down at boot: spool and carry on
+            self.log.warning(f"could not check/create Kafka topics now ({e}); records are spooled until the broker answers")
+        self.publisher.start()
+        self.pipeline.start()
+        self.supervisor.start()
+        if self.control:
+            self.control.start(wait_s=5)
+        threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
+        M_UP.labels(self.agent_id).set(1)
+        self.log.info("agent started", extra={"cameras": list(self._cameras), "model": self._model_ref().model_dump(),
+                                              "providers": self.engine.active_providers, "metrics_port": self.metrics_port})
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self.log.info("agent stopping: draining pipeline and flushing publisher")
+        self.supervisor.stop(timeout=5)
+        self.pipeline.stop(timeout=timeout)
+        status = self.status(state="stopping")
+        try:
+            self.publisher.publish_status(status)
+        except Exception:  # noqa: BLE001
+            pass
+        flushed = self.publisher.flush(timeout=min(timeout, 15))
+        self.publisher.close(timeout=5)
+        if self.control:
+            self.control.stop(final_status=status.model_copy(update={"state": "offline"}))
+        if self._http:
+            self._http.shutdown()
+        M_UP.labels(self.agent_id).set(0)
+        self.log.info("agent stopped", extra={"flushed": flushed, "events": self.pipeline.events_published,
+                                              "keyframes": self.pipeline.keyframes_published})
+
+    def run(self) -> int:
+        """Start, then block until SIGTERM/SIGINT; returns the exit code."""
+        def on_signal(signum, _frame):
+            self.log.info(f"received {signal.Signals(signum).name}")
+            self._stop_requested.set()
+
+        self._stop_requested = threading.Event()
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        while not self._stop_requested.wait(0.5):
+            pass
+        self.stop()
+        return 0
+
+    # ---------------------------------------------------------------- model / tracking refs
+    def _model_ref(self) -> ModelRef:
+        m = self.engine.model.manifest
+        return ModelRef(name=m.name, version=str(m.version), variant=self.engine.variant)
+
+    def _tracking_config(self, camera_id: str) -> CameraTrackingConfig:
+        cam = self._cameras.get(camera_id)
+        if cam is None:
+            return CameraTrackingConfig(tracker=self.config.tracking.tracker)
+        return cam.tracking(self.config.tracking)
+
+    # ---------------------------------------------------------------- status
+    def _on_camera_state(self, *args: Any) -> None:
+        if self.control and self.control.connected:
+            try:
+                cam_id = args[0] if args and isinstance(args[0], str) else getattr(args[0], "camera_id", None)
+                st = self.camera_statuses().get(cam_id) if cam_id else None
+                if st is not None:
+                    self.control.publish_camera_status(st)
+            except Exception:  # noqa: BLE001 - status is best effort, never breaks capture
+                self.log.debug("camera status publish failed", exc_info=True)
+
+    def camera_statuses(self) -> dict[str, CameraStatus]:
+        now = _utc()
+        out = {}
+        model = self._model_ref()
+        for cam_id, st in self.supervisor.status().items():
+            counters = st.counters if hasattr(st, "counters") else {}
+            dropped = counters.get("frames_dropped", {})
+            out[cam_id] = CameraStatus(
+                agent_id=self.agent_id, camera_id=cam_id, ts=now, state=str(st.state), reason=st.reason or "",
+                since=_utc(st.since) if st.since else None, fps=max(0.0, float(st.fps or 0.0)),
+                target_fps=counters.get("target_fps"), model=model, frames=int(counters.get("frames_delivered", 0)),
+                dropped=int(sum(dropped.values()) if isinstance(dropped, dict) else dropped or 0),
+                reconnects=int(counters.get("reconnects", 0)))
+        return out
+
+    def status(self, state: str | None = None) -> AgentStatus:
+        cams = list(self.camera_statuses().values())
+        if state is None:
+            state = "running" if all(c.state in ("streaming", "stopped", "disabled") for c in cams) else "degraded"
+        return AgentStatus(agent_id=self.agent_id, ts=_utc(), state=state, version=__version__,
+                           hostname=socket.gethostname(), uptime_s=time.time() - self.started, cameras=cams,
+                           spool=self.publisher.spool_status())
+
+    def status_doc(self) -> dict[str, Any]:
+        st = json.loads(self.status().model_dump_json(by_alias=True))
+        st["pipeline"] = {"frames_inferred": self.pipeline.frames_inferred, "batches": self.pipeline.batches,
+                          "events_published": self.pipeline.events_published,
+                          "keyframes_published": self.pipeline.keyframes_published,
+                          "results_queue": self.pipeline.results.qsize()}
+        st["publisher"] = self.publisher.stats()
+        st["model"] = {**self._model_ref().model_dump(), "providers": self.engine.active_providers}
+        st["capture"] = {cid: self.supervisor.stats(cid) for cid in self.supervisor.cameras()}
+        return st
+
+    def _heartbeat_loop(self) -> None:
+        interval = self.config.pipeline.heartbeat_interval_s
+        while not self._stop.wait(interval):
+            try:
+                st = self.status()
+                self.publisher.publish_status(st)
+                if self.control and self.control.connected:
+                    self.control.publish_status(st)
+                    for cam in st.cameras:
+                        self.control.publish_camera_status(cam)
+            except Exception:  # noqa: BLE001
+                self.log.exception("heartbeat failed")
+
+    # ---------------------------------------------------------------- HTTP: /metrics /status /healthz
+    def _serve_http(self) -> None:
+        agent = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                if self.path.startswith("/metrics"):
+                    body, ctype = generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+                elif self.path.startswith("/status"):
+                    body, ctype = json.dumps(agent.status_doc(), default=str).encode(), "application/json"
+                elif self.path.startswith("/healthz"):
+                    ok = not agent._stop.is_set()
+                    body, ctype = (b"ok" if ok else b"stopping"), "text/plain"
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        m = self.config.metrics
+        self._http = ThreadingHTTPServer((m.host, m.port), H)
+        self._http.daemon_threads = True
+        self.metrics_port = self._http.server_address[1]
+        threading.Thread(target=self._http.serve_forever, name="http", daemon=True).start()
+
+    # ---------------------------------------------------------------- control commands
+    def _camera(self, camera_id: str) -> AgentCamera:
+        cam = self._cameras.get(camera_id)
+        if cam is None:
+            raise CommandError(f"unknown camera {camera_id!r}; this agent has: {', '.join(sorted(self._cameras)) or 'none'}")
+        return cam
+
+    def handle_command(self, cmd) -> dict[str, Any]:
+        a = cmd.action
+        if a == "add_camera":
+            try:
+                cam = AgentCamera.model_validate(cmd.camera)
+            except ValidationError as e:
+                raise CommandError("invalid camera: " + "; ".join(f"{k}: {m}" for k, m in format_validation_error(e))) from None
+            if cam.id in self._cameras:
+                raise CommandError(f"camera {cam.id!r} already exists")
+            self._cameras[cam.id] = cam
+            self.supervisor.add_camera(cam.capture())
+            return {"camera_id": cam.id, "state": "starting"}
+        if a == "remove_camera":
+            self._camera(cmd.camera_id)
+            self.supervisor.remove_camera(cmd.camera_id)
+            ended = self.pipeline.end_camera(cmd.camera_id)
+            del self._cameras[cmd.camera_id]
+            if self.control:
+                self.control.clear_camera_status(cmd.camera_id)
+            return {"camera_id": cmd.camera_id, "removed": True, "tracks_ended": ended}
+        if a in ("start_camera", "stop_camera", "restart_camera"):
+            self._camera(cmd.camera_id)
+            getattr(self.supervisor, a)(cmd.camera_id)
+            ended = self.pipeline.end_camera(cmd.camera_id) if a != "start_camera" else 0
+            st = self.supervisor.status()[cmd.camera_id]
+            self._on_camera_state(cmd.camera_id)
+            return {"camera_id": cmd.camera_id, "state": str(st.state), "tracks_ended": ended}
+        if a == "set_fps":
+            cam = self._camera(cmd.camera_id)
+            self.supervisor.set_fps(cmd.camera_id, cmd.fps)
+            self._cameras[cmd.camera_id] = cam.model_copy(update={"target_fps": cmd.fps})
+            return {"camera_id": cmd.camera_id, "target_fps": cmd.fps}
+        if a == "set_model_variant":
+            return self._set_variant(cmd.variant)
+        if a in ("set_zones", "set_lines"):
+            cam = self._camera(cmd.camera_id)
+            key, model = ("zones", ZoneConfig) if a == "set_zones" else ("lines", LineConfig)
+            try:
+                items = [model.model_validate(x) for x in getattr(cmd, key)]
+                new = AgentCamera.model_validate({**cam.model_dump(by_alias=False), key: [i.model_dump() for i in items]})
+            except ValidationError as e:
+                raise CommandError(f"invalid {key}: " + "; ".join(f"{k}: {m}" for k, m in format_validation_error(e))) from None
+            self._cameras[cmd.camera_id] = new
+            ended = self.pipeline.end_camera(cmd.camera_id)  # next frame rebuilds tracking with the new geometry
+            return {"camera_id": cmd.camera_id, key: [i.name for i in items], "tracks_ended": ended}
+        if a == "snapshot":
+            self._camera(cmd.camera_id)
+            frame = self.supervisor.latest(cmd.camera_id)
+            if frame is None:
+                raise CommandError(f"camera {cmd.camera_id!r} has no frame yet (state: "
+                                   f"{self.supervisor.status()[cmd.camera_id].state})")
+            shot = self.keyframes.snapshot(cmd.camera_id, frame.image, frame.ts, frame.seq)
+            for meta, jpeg in shot.keyframes:
+                self.publisher.publish_keyframe(meta, jpeg)
+            meta = shot.keyframes[0][0]
+            return {"camera_id": cmd.camera_id, "object_key": meta.object_key, "bytes": meta.size}
+        raise CommandError(f"action {a!r} is not supported by this agent")
+
+    def _set_variant(self, variant: str) -> dict[str, Any]:
+        cfg = self.config.inference.model_copy(update={"variant": variant})
+        try:
+            engine = InferenceEngine(cfg)
+        except Exception as e:  # noqa: BLE001 - e.g. that variant is not built
+            raise CommandError(f"cannot switch to variant {variant!r}: {e}") from None
+        with self._engine_lock:
+            old, self.engine = self.engine, engine
+        self.config = self.config.model_copy(update={"inference": cfg})
+        self.log.info("model variant switched", extra={"from": old.variant, "to": engine.variant})
+        return {"variant": engine.variant, "providers": engine.active_providers}

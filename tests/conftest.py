@@ -51,3 +51,25 @@ def topic_prefix() -> str:
 def vtest_path() -> Path:
     assert VTEST.exists(), f"{VTEST} missing: apt-get install opencv-doc (see Makefile)"
     return VTEST
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """A model store with yolov4-tiny imported (fp32) and compressed (int8), built once per session.
+
+    ``EDGESIGHT_TEST_MODEL_DIR`` points at an already-built store instead (local iterations only;
+    CI always builds from the darknet files).
+    """
+    import os
+
+    pre = os.environ.get("EDGESIGHT_TEST_MODEL_DIR")
+    if pre:
+        return Path(pre)
+    from model_zoo.compress import Int8Settings, calibration_frames, compress
+    from model_zoo.registry import Registry
+
+    store = tmp_path_factory.mktemp("models")
+    reg = Registry(store)
+    sm = reg.import_darknet("yolov4-tiny")
+    compress(sm, ["int8"], Int8Settings(), frames=calibration_frames(Int8Settings().calib_video_frames))
+    return store

@@ -41,7 +41,8 @@ def _utc(ts: float | None = None) -> datetime:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, *, engine: InferenceEngine | None = None):
+    def __init__(self, config: AgentConfig, *, engine: InferenceEngine | None = None,
+                 publisher: EdgePublisher | None = None):
         self.config = config
         self.agent_id = config.agent_id
         self.log = get_logger("agent")
@@ -52,7 +53,7 @@ class Agent:
         self.engine = engine or InferenceEngine(config.inference)
         self.supervisor = Supervisor([c.capture() for c in config.cameras], agent_id=self.agent_id,
                                      on_state_change=self._on_camera_state)
-        self.publisher = EdgePublisher(config.publish, self.agent_id)
+        self.publisher = publisher or EdgePublisher(config.publish, self.agent_id)
         self.keyframes = KeyframeSelector(config.publish.keyframes, self.agent_id)
         inf = config.inference
         self.pipeline = Pipeline(agent_id=self.agent_id, supervisor=self.supervisor, detector_ref=lambda: self.engine,

@@ -1,0 +1,148 @@
+"""Edge pipeline benchmark (issue 5): throughput vs the raw inference ceiling, publish rate, latency.
+
+    python -m ops.bench.pipeline_bench --cameras 1,2,4 --seconds 30
+
+For each camera count N, measured in the same run on the same machine:
+- ceiling: the detector alone (same model variant, threads and batch size) on
+  pre-decoded vtest frames, frames/s;
+- pipeline: the whole agent (N file cameras of vtest.avi decoded as fast as
+  they can be, capture -> inference -> tracking -> events/keyframes ->
+  publisher -> broker acks on the embedded stack), frames/s inferred;
+- ratio pipeline / ceiling (target >= 0.85);
+- publish: detection events/s acknowledged by the broker, and the latency
+  from frame capture to broker acknowledgement (p50/p95) of those events.
+The embedded stack is started privately on free ports and stopped at the end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
+
+
+def vtest_frames(n: int) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(VTEST)
+    out = []
+    while len(out) < n:
+        ok, f = cap.read()
+        if not ok:
+            break
+        out.append(f)
+    return out
+
+
+def ceiling(engine, frames: list[np.ndarray], batch: int, seconds: float) -> float:
+    engine.infer(frames[:batch])  # warm-up
+    n, t0, i = 0, time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        b = [frames[(i + k) % len(frames)] for k in range(batch)]
+        engine.infer(b)
+        n += batch
+        i += batch
+    return n / (time.perf_counter() - t0)
+
+
+def make_publisher_class():
+    from edge_agent.publish.producer import EdgePublisher
+    from edge_agent.publish.spool import KIND_EVENT
+
+    class TimedPublisher(EdgePublisher):
+        """Records capture -> broker-ack latency of each detection event (benchmark instrumentation)."""
+
+        lat: list[float] = []
+
+        def _on_delivery(self, gen, seq, kind, size, accept_ms, err, msg):
+            if err is None and kind == KIND_EVENT and msg is not None:
+                try:
+                    ts = json.loads(msg.value())["ts"]
+                    from datetime import datetime
+
+                    cap = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+                    self.lat.append(time.time() - cap)
+                except Exception:  # noqa: BLE001
+                    pass
+            super()._on_delivery(gen, seq, kind, size, accept_ms, err, msg)
+
+    return TimedPublisher
+
+
+def run_pipeline(n_cams: int, seconds: float, stack, base: dict, tmp: Path, engine) -> dict:
+    from edge_agent.agent import Agent
+    from edge_agent.config import AgentConfig
+
+    cfg = AgentConfig.model_validate({
+        **base, "agent_id": f"bench{n_cams}",
+        "cameras": [{"id": f"cam{i}", "url": VTEST, "loop": True, "realtime": False} for i in range(n_cams)],
+        "publish": {"kafka": {"bootstrap_servers": stack.bootstrap, "topic_prefix": f"bench{n_cams}"},
+                    "spool": {"dir": str(tmp / f"spool{n_cams}"), "max_bytes": "512MiB"}},
+        "control": {"enabled": False}, "metrics": {"enabled": False}})
+    Pub = make_publisher_class()
+    Pub.lat = []
+    agent = Agent(cfg, engine=engine, publisher=Pub(cfg.publish, cfg.agent_id)).start()
+    try:
+        time.sleep(min(8.0, seconds / 3))  # warm-up: streams open, first batches
+        f0, e0, t0 = agent.pipeline.frames_inferred, agent.publisher.stats()["by_topic"]["detections"]["acked"], time.perf_counter()
+        lat0 = len(Pub.lat)
+        time.sleep(seconds)
+        dt = time.perf_counter() - t0
+        f1, e1 = agent.pipeline.frames_inferred, agent.publisher.stats()["by_topic"]["detections"]["acked"]
+        lat = sorted(Pub.lat[lat0:])
+        drops = {c: s.counters.get("frames_dropped", {}) for c, s in agent.supervisor.status().items()}
+    finally:
+        agent.stop(timeout=20)
+    q = (lambda p: round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 1) if lat else None)
+    return {"fps": (f1 - f0) / dt, "events_per_s": (e1 - e0) / dt, "lat_p50_ms": q(0.5), "lat_p95_ms": q(0.95),
+            "events_timed": len(lat), "batches": agent.pipeline.batches,
+            "dropped_overwritten": sum(d.get("overwritten_unconsumed", 0) for d in drops.values())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cameras", default="1,2,4")
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--variant", default="int8")
+    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = default)")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--model-dir", default=os.environ.get("EDGESIGHT_MODEL_DIR"))
+    args = ap.parse_args()
+
+    from edge_agent.inference import InferenceConfig, InferenceEngine
+    from edgesight.log import setup_logging
+    from ops.stack import Stack, private_settings
+
+    setup_logging("WARNING")
+    inf = {"variant": args.variant, "classes": ["person"], "intra_op_threads": args.threads,
+           "batch_max_size": args.batch, "batch_max_wait_ms": 5, "model_dir": args.model_dir, "providers": ["cpu"]}
+    engine = InferenceEngine(InferenceConfig(**inf))
+    frames = vtest_frames(64)
+    base = {"inference": inf, "tracking": {"update_interval_s": 1.0}}
+    tmp = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
+    stack = Stack(settings=private_settings(tmp / "stack"))
+    stack.up()
+    rows = []
+    try:
+        for n in [int(x) for x in args.cameras.split(",")]:
+            b = min(n, args.batch)
+            ceil = ceiling(engine, frames, b, args.seconds / 2)
+            res = run_pipeline(n, args.seconds, stack, base, tmp, engine)
+            rows.append({"cameras": n, "batch": b, "ceiling_fps": ceil, **res, "ratio": res["fps"] / ceil})
+            print(f"cameras={n} batch={b} ceiling={ceil:.1f} fps pipeline={res['fps']:.1f} fps "
+                  f"ratio={res['fps'] / ceil:.2f} events/s={res['events_per_s']:.1f} "
+                  f"capture->ack p50={res['lat_p50_ms']} ms p95={res['lat_p95_ms']} ms "
+                  f"(frames overwritten at capture: {res['dropped_overwritten']})", flush=True)
+    finally:
+        stack.down()
+    print(json.dumps({"variant": engine.variant, "providers": engine.active_providers, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

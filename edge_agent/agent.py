@@ -29,7 +29,7 @@ from edge_agent.publish.producer import EdgePublisher, ensure_topics
 from edge_agent.tracking.settings import CameraTrackingConfig, LineConfig, ZoneConfig
 from edgesight import __version__
 from edgesight.config import format_validation_error
-from edgesight.log import get_logger
+from edgesight.log import get_logger, redact
 from edgesight.metrics import gauge
 from edgesight.wire import AgentStatus, CameraStatus, ModelRef
 
@@ -175,7 +175,7 @@ class Agent:
         st["publisher"] = self.publisher.stats()
         st["model"] = {**self._model_ref().model_dump(), "providers": self.engine.active_providers}
         st["capture"] = {cid: self.supervisor.stats(cid) for cid in self.supervisor.cameras()}
-        return st
+        return redact(st)  # camera URLs may carry credentials: never in status output
 
     def _heartbeat_loop(self) -> None:
         interval = self.config.pipeline.heartbeat_interval_s

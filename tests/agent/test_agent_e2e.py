@@ -169,7 +169,8 @@ def test_two_cameras_to_kafka_with_mqtt_control(tmp_path, stack, model_dir, rtsp
     prefix = f"t{uuid.uuid4().hex[:8]}"
     port = free_port()
     cfg = agent_yaml(tmp_path, stack, agent_id=agent_id, prefix=prefix, metrics_port=port, spool=tmp_path / "spool",
-                     cameras=[{"id": "rtsp-cam", "url": rtsp.url, "transport": "tcp", "target_fps": 5},
+                     cameras=[{"id": "rtsp-cam", "url": rtsp.url.replace("rtsp://", "rtsp://viewer:s3cretpw@"),
+                               "transport": "tcp", "target_fps": 5},
                               {"id": "file-cam", "url": VTEST, "loop": True, "target_fps": 5,
                                "lines": [{"name": "mid", "start": [550, 110], "end": [550, 470]}],
                                "zones": [{"name": "left", "polygon": [[0, 0], [384, 0], [384, 576], [0, 576]]}]}])
@@ -178,6 +179,8 @@ def test_two_cameras_to_kafka_with_mqtt_control(tmp_path, stack, model_dir, rtsp
     try:
         agent.wait(lambda s: all(c["state"] == "streaming" for c in s["cameras"]) and len(s["cameras"]) == 2
                    and s["pipeline"]["events_published"] >= 10, 120, "both cameras streaming and events flowing")
+        # Camera credentials never reach status output or logs.
+        assert "s3cretpw" not in json.dumps(agent.status()) and "s3cretpw" not in agent.log.read_text()
         cmd = f"edgesight/{agent_id}/cmd"
         # Stop the RTSP camera: ack with our correlation id, retained camera status goes to stopped.
         mqtt_pub(stack, cmd, json.dumps({"command_id": "stop-1", "action": "stop_camera", "camera_id": "rtsp-cam"}))
@@ -211,6 +214,8 @@ def test_two_cameras_to_kafka_with_mqtt_control(tmp_path, stack, model_dir, rtsp
         snap_key = decode_ack(ack).result["object_key"]
         time.sleep(3)
         assert agent.terminate() == 0, agent.tail()
+        assert "s3cretpw" not in agent.log.read_text()
+        assert not any("s3cretpw" in p for _, p in watch.lines)
     finally:
         watch.close()
         if agent.proc.poll() is None:

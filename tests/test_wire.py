@@ -63,7 +63,7 @@ def test_event_id_is_deterministic_and_distinguishes_inputs():
     (lambda d: d.update(colour="red"), "colour"),                 # unknown field
     (lambda d: d["model"].update(variant="int4"), "model.variant"),
     (lambda d: d.update(kind="moved"), "kind"),
-    (lambda d: d.update(crossings=[{"line": "l1", "direction": "sideways"}]), "crossings[0].direction"),
+    (lambda d: d.update(crossings=[{"line": "l1", "direction": "side ways"}]), "crossings[0].direction"),
     (lambda d: d["frame"].update(width=0), "frame.width"),
 ])
 def test_malformed_event_is_rejected_naming_the_field(mutate, field):

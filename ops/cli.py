@@ -19,6 +19,9 @@ from rich.table import Table
 from cloud.config import CloudConfig
 from edgesight.config import ConfigError
 from edgesight.log import setup_logging
+from ops.cli_connectors import connectors_app
+from ops.cli_warehouse import warehouse_app
+from ops.cli_engineering import engineering_app, fleet_app
 
 app = typer.Typer(help="EdgeSight cloud operations: embedded stack, topics, connectors, warehouse, analytics, benchmarks.",
                   no_args_is_help=True, add_completion=False)
@@ -28,6 +31,10 @@ stack_app = typer.Typer(help="The embedded cloud stack: Kafka-compatible broker 
 schemas_app = typer.Typer(help="The versioned wire contract (JSON Schema files).", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(connectors_app, name="connectors")
+app.add_typer(warehouse_app, name="warehouse")
+app.add_typer(engineering_app, name="engineering")
+app.add_typer(fleet_app, name="fleet")
 
 console = Console(stderr=False)
 err = Console(stderr=True)
@@ -194,6 +201,16 @@ def schemas_validate(kind: str = typer.Argument(..., help="detection | status | 
             console.print(f"{file}:{i}: {e}")
     console.print(f"{len(lines) - bad} valid, {bad} invalid")
     raise typer.Exit(1 if bad else 0)
+
+
+@app.command("demo")
+def demo(config: Optional[Path] = ConfigOpt,
+         seconds: float = typer.Option(60.0, help="How long the edge agent runs on the cameras.")):
+    """The whole system on real video: stack up, model built, RTSP + file cameras -> edge agent -> Kafka ->
+    sink connectors (MongoDB, S3) and data engineering; then shows the results and where to look."""
+    from ops.demo import run_demo
+
+    raise typer.Exit(run_demo(config, seconds))
 
 
 def main() -> None:  # pragma: no cover

@@ -176,3 +176,13 @@ def test_published_schema_agrees_with_the_codec():
     jsonschema.validate({"command_id": "c1", "action": "set_fps", "camera_id": "cam-1", "fps": 5}, cmd_schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"command_id": "c1", "action": "set_fps", "camera_id": "cam-1", "fps": -5}, cmd_schema)
+
+
+def test_timestamps_serialise_with_exactly_millisecond_precision():
+    """Kafka Connect's TimestampConverter (Java SimpleDateFormat ...ss.SSSX) needs three fractional digits."""
+    for us in (0, 250000, 123456, 999999):
+        ev = make_event(ts=TS.replace(microsecond=us))
+        ts = json.loads(encode_event(ev))["ts"]
+        assert len(ts) == len("2026-11-26T12:30:15.250Z") and ts.endswith("Z"), ts
+        assert ts[-4:-1] == f"{us // 1000:03d}"
+        assert decode_event(encode_event(ev)) == ev

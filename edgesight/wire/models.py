@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Ident = Annotated[str, Field(pattern=ID_PATTERN, description="identifier: letters, digits, '_', '.', '-' (max 64)")]
@@ -42,8 +42,19 @@ def utc(dt: datetime) -> datetime:
     return dt.astimezone(timezone.utc)
 
 
-# A timezone-aware timestamp, normalised to UTC; naive timestamps are rejected.
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(utc)]
+def _utc_ms(dt: datetime) -> datetime:
+    dt = utc(dt)
+    return dt.replace(microsecond=dt.microsecond // 1000 * 1000)
+
+
+def iso_ms(dt: datetime) -> str:
+    """``2026-11-26T12:30:15.250Z``: always exactly three fractional digits (what Java's
+    ``yyyy-MM-dd'T'HH:mm:ss.SSSX`` in Kafka Connect's TimestampConverter parses)."""
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+# A timezone-aware timestamp, normalised to UTC at millisecond precision; naive timestamps are rejected.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc_ms), PlainSerializer(iso_ms, return_type=str, when_used="json")]
 
 
 class Box(WireModel):

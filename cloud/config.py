@@ -3,7 +3,7 @@ embedded stack. Validated once at start-up via :func:`edgesight.config.load_conf
 
 Secrets (passwords, keys) are ``SecretStr``: they print as ``**********`` and are
 registered with the log redactor; set them in the environment
-(``${VAR}`` references or ``EDGESIGHT__S3__SECRET_KEY=...``) rather than the file.
+(``${VAR}`` references or ``EDGESIGHT_CLOUD__S3__SECRET_KEY=...``) rather than the file.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from edgesight.config import StrictModel, load_config
 from edgesight.log import register_secret
 
 HOST = "127.0.0.1"
+ENV_PREFIX = "EDGESIGHT_CLOUD__"
 
 
 def _secret(v: SecretStr | None) -> str | None:
@@ -153,7 +154,7 @@ class CloudConfig(StrictModel):
     def load(cls, path: str | Path | None) -> "CloudConfig":
         if path is None:
             return cls()
-        return load_config(cls, path)
+        return load_config(cls, path, env_prefix=ENV_PREFIX)
 
     def for_stack(self) -> "CloudConfig":
         """This config with client endpoints pointed at the embedded stack's ports."""

@@ -20,6 +20,8 @@ from edge_agent.tracking.settings import CameraTrackingConfig, LineConfig, Track
 from edgesight.config import StrictModel, load_config
 from edgesight.wire.models import ID_PATTERN
 
+ENV_PREFIX = "EDGESIGHT_AGENT__"  # EDGESIGHT_AGENT__PUBLISH__KAFKA__SASL_PASSWORD=... overrides publish.kafka.sasl_password
+
 
 class AgentCamera(CameraConfig):
     """A camera: capture settings plus its zones and counting lines."""
@@ -77,4 +79,4 @@ class AgentConfig(StrictModel):
 
     @classmethod
     def load(cls, path: str | Path) -> "AgentConfig":
-        return load_config(cls, path)
+        return load_config(cls, path, env_prefix=ENV_PREFIX)

@@ -3,8 +3,9 @@
 Every configuration model derives from :class:`StrictModel` (unknown keys are
 errors, not silently ignored). :func:`load_config` reads a YAML file, expands
 ``${ENV_VAR}`` / ``${ENV_VAR:-default}`` references (so secrets can live in the
-environment instead of the file), applies ``EDGESIGHT__SECTION__KEY=value``
-environment overrides, validates, and raises :class:`ConfigError` whose message
+environment instead of the file), applies ``<PREFIX>SECTION__KEY=value``
+environment overrides (``EDGESIGHT_AGENT__`` for the agent's file, ``EDGESIGHT_CLOUD__``
+for the cloud's: one process's overrides never leak into the other's file), validates, and raises :class:`ConfigError` whose message
 names the file, the dotted key, what was expected and what was found.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .log import register_secret
 
 T = TypeVar("T", bound=BaseModel)
 
-ENV_PREFIX = "EDGESIGHT__"
+ENV_PREFIX = "EDGESIGHT__"  # generic default; configs pass their own
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -92,13 +93,14 @@ def expand_env(value: Any, source: str = "<config>", path: str = "") -> Any:
     return value
 
 
-def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``EDGESIGHT__KAFKA__SASL_PASSWORD=x`` sets ``kafka.sasl_password`` (keys lower-cased)."""
+def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str] | None = None,
+                        prefix: str = ENV_PREFIX) -> dict[str, Any]:
+    """``<prefix>KAFKA__SASL_PASSWORD=x`` sets ``kafka.sasl_password`` (keys lower-cased)."""
     environ = os.environ if environ is None else environ
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(prefix):
             continue
-        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
+        keys = [k.lower() for k in name[len(prefix):].split("__") if k]
         if not keys:
             continue
         node = data
@@ -114,20 +116,22 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str] | None 
     return data
 
 
-def parse_config(model: type[T], data: Any, source: str = "<config>", environ: Mapping[str, str] | None = None) -> T:
+def parse_config(model: type[T], data: Any, source: str = "<config>", environ: Mapping[str, str] | None = None,
+                 env_prefix: str = ENV_PREFIX) -> T:
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(source, [("(top level)", f"expected a mapping of settings, got {type(data).__name__}")])
     data = expand_env(data, source)
-    data = apply_env_overrides(data, environ)
+    data = apply_env_overrides(data, environ, env_prefix)
     try:
         return model.model_validate(data)
     except ValidationError as err:
         raise ConfigError(source, format_validation_error(err, data)) from None
 
 
-def load_config(model: type[T], path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> T:
+def load_config(model: type[T], path: str | os.PathLike[str], environ: Mapping[str, str] | None = None,
+                env_prefix: str = ENV_PREFIX) -> T:
     """Read ``path`` (YAML) and validate it into ``model``; raises :class:`ConfigError`."""
     p = Path(path)
     source = str(p)
@@ -143,4 +147,4 @@ def load_config(model: type[T], path: str | os.PathLike[str], environ: Mapping[s
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
         raise ConfigError(source, [(where, f"not valid YAML: {getattr(e, 'problem', e)}")]) from None
-    return parse_config(model, data, source, environ)
+    return parse_config(model, data, source, environ, env_prefix)

@@ -479,10 +479,10 @@ class Stack:
     def env(self) -> dict[str, str]:
         """Environment variables pointing a process at this stack."""
         s3 = self.config.s3
-        return {"EDGESIGHT__KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
-                "EDGESIGHT__S3__ENDPOINT_URL": self.s3_endpoint,
-                "EDGESIGHT__MONGO__URI": self.mongo_uri,
-                "EDGESIGHT__MQTT__PORT": str(self.settings.mqtt_port),
+        return {"EDGESIGHT_CLOUD__KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
+                "EDGESIGHT_CLOUD__S3__ENDPOINT_URL": self.s3_endpoint,
+                "EDGESIGHT_CLOUD__MONGO__URI": self.mongo_uri,
+                "EDGESIGHT_CLOUD__MQTT__PORT": str(self.settings.mqtt_port),
                 "AWS_ACCESS_KEY_ID": s3.access_key}
 
 

@@ -19,7 +19,7 @@ def write(tmp_path, text: str):
 
 
 def test_valid_file_loads_with_defaults(tmp_path):
-    cfg = load_config(CloudConfig, write(tmp_path, "kafka:\n  bootstrap_servers: 10.0.0.1:9093\n"))
+    cfg = CloudConfig.load(write(tmp_path, "kafka:\n  bootstrap_servers: 10.0.0.1:9093\n"))
     assert cfg.kafka.bootstrap_servers == "10.0.0.1:9093"
     assert cfg.mongo.warehouse_db == "edgesight"
 
@@ -36,7 +36,7 @@ def test_valid_file_loads_with_defaults(tmp_path):
 def test_errors_name_file_key_and_expectation(tmp_path, text, key, expect):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as ei:
-        load_config(CloudConfig, path)
+        CloudConfig.load(path)
     msg = str(ei.value)
     assert str(path) in msg
     assert any(k == key for k, _ in ei.value.problems), ei.value.problems
@@ -45,18 +45,18 @@ def test_errors_name_file_key_and_expectation(tmp_path, text, key, expect):
 
 def test_yaml_syntax_error_names_line(tmp_path):
     with pytest.raises(ConfigError, match=r"line 2, column \d+: not valid YAML"):
-        load_config(CloudConfig, write(tmp_path, "kafka:\n  bootstrap_servers: a: b\n"))
+        CloudConfig.load(write(tmp_path, "kafka:\n  bootstrap_servers: a: b\n"))
 
 
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="file not found"):
-        load_config(CloudConfig, tmp_path / "nope.yaml")
+        CloudConfig.load(tmp_path / "nope.yaml")
 
 
 def test_environment_supplies_secrets(tmp_path, monkeypatch):
     monkeypatch.setenv("ES_TEST_S3_SECRET", "s3cr3t-from-env")
-    monkeypatch.setenv("EDGESIGHT__KAFKA__SASL_PASSWORD", "kafka-pw-from-env")
-    cfg = load_config(CloudConfig, write(tmp_path, "s3:\n  secret_key: ${ES_TEST_S3_SECRET}\nkafka:\n"
+    monkeypatch.setenv("EDGESIGHT_CLOUD__KAFKA__SASL_PASSWORD", "kafka-pw-from-env")
+    cfg = CloudConfig.load(write(tmp_path, "s3:\n  secret_key: ${ES_TEST_S3_SECRET}\nkafka:\n"
                                                    "  security_protocol: SASL_SSL\n  sasl_mechanism: PLAIN\n"
                                                    "  sasl_username: edge\n"))
     assert cfg.s3.secret_key.get_secret_value() == "s3cr3t-from-env"
@@ -67,13 +67,13 @@ def test_environment_supplies_secrets(tmp_path, monkeypatch):
 def test_unset_env_reference_is_an_error_naming_the_key(tmp_path, monkeypatch):
     monkeypatch.delenv("ES_TEST_UNSET", raising=False)
     with pytest.raises(ConfigError) as ei:
-        load_config(CloudConfig, write(tmp_path, "mongo:\n  uri: ${ES_TEST_UNSET}\n"))
+        CloudConfig.load(write(tmp_path, "mongo:\n  uri: ${ES_TEST_UNSET}\n"))
     assert ei.value.problems[0][0] == "mongo.uri" and "ES_TEST_UNSET" in str(ei.value)
 
 
 def test_secret_values_never_reach_the_log(tmp_path, monkeypatch):
-    monkeypatch.setenv("EDGESIGHT__KAFKA__SASL_PASSWORD", "hunter2-very-secret")
-    load_config(CloudConfig, write(tmp_path, "kafka:\n  security_protocol: SASL_PLAINTEXT\n  sasl_mechanism: PLAIN\n"
+    monkeypatch.setenv("EDGESIGHT_CLOUD__KAFKA__SASL_PASSWORD", "hunter2-very-secret")
+    CloudConfig.load(write(tmp_path, "kafka:\n  security_protocol: SASL_PLAINTEXT\n  sasl_mechanism: PLAIN\n"
                                              "  sasl_username: u\n"))
     buf = io.StringIO()
     setup_logging("INFO", stream=buf, agent="site-1")
@@ -97,3 +97,18 @@ def test_secret_values_never_reach_the_log(tmp_path, monkeypatch):
 def test_redact_text_masks_url_credentials():
     assert redact_text("mongodb://user:pa55@db:27017/x") == "mongodb://user:***@db:27017/x"
     assert redact_text("http://host/path") == "http://host/path"
+
+
+def test_cloud_overrides_do_not_leak_into_the_agent_config(tmp_path, monkeypatch):
+    """The demo and ops tools set EDGESIGHT_CLOUD__* for cloud processes; an agent started beside them
+    must not read them (its file has no such sections and would be rejected)."""
+    from edge_agent.config import AgentConfig
+
+    monkeypatch.setenv("EDGESIGHT_CLOUD__KAFKA__BOOTSTRAP_SERVERS", "10.9.9.9:9092")
+    monkeypatch.setenv("EDGESIGHT_AGENT__PUBLISH__KAFKA__BOOTSTRAP_SERVERS", "10.1.1.1:9092")
+    p = tmp_path / "agent.yaml"
+    p.write_text("agent_id: a1\n")
+    agent = AgentConfig.load(p)
+    assert agent.publish.kafka.bootstrap_servers == "10.1.1.1:9092"
+    cloud = CloudConfig.load(write(tmp_path, "{}\n"))
+    assert cloud.kafka.bootstrap_servers == "10.9.9.9:9092"

@@ -1,0 +1,260 @@
+"""``cloud-ops demo``: the whole system on one machine, on real video, with real servers.
+
+1. the embedded cloud stack (Kafka-compatible broker on S3 storage, S3, MongoDB wire server, MQTT);
+2. the detector: YOLOv4-tiny imported from its darknet files and compressed to INT8 (once, cached);
+3. two cameras: an RTSP camera (GStreamer RTSP server streaming vtest.avi at 10 fps) and a video file;
+4. the edge agent (capture -> INT8 detector -> tracker, zones, counting line -> Kafka with spool);
+5. the cloud consumers: the MongoDB and S3 sink connectors (Python runner) and data engineering + fleet;
+6. then it reads the results back with ordinary clients (pymongo, boto3) and says where to look.
+
+The stack is left running so you can look around; ``cloud-ops stack down`` stops it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+RTSP_SERVER = Path(__file__).resolve().parent / "cameras" / "rtsp_server.py"
+console = Console()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli(module: str) -> list[str]:
+    return [sys.executable, "-m", module]
+
+
+class Procs:
+    """Child processes of the demo, stopped (SIGTERM, then SIGKILL) in reverse order."""
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.items: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, argv: list[str], env: dict | None = None, stdout=None) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "ab")
+        p = subprocess.Popen(argv, stdout=stdout or log, stderr=log, env={**os.environ, **(env or {})},
+                             stdin=subprocess.DEVNULL)
+        log.close()
+        self.items.append((name, p))
+        return p
+
+    def stop(self, name: str, timeout: float = 60) -> int | None:
+        for n, p in self.items:
+            if n == name and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    return p.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    return p.wait(10)
+        return None
+
+    def stop_all(self) -> None:
+        for name, _ in reversed(self.items):
+            self.stop(name, timeout=30)
+
+
+def ensure_model(progress_print) -> Path:
+    from model_zoo.compress import Int8Settings, calibration_frames, compress
+    from model_zoo.registry import Registry
+
+    reg = Registry(None)
+    if "yolov4-tiny" in reg.names() and reg.get("yolov4-tiny").has("int8"):
+        progress_print(f"model: yolov4-tiny already built in {reg.model_dir('yolov4-tiny')}")
+        return Path(reg.store)
+    progress_print("model: importing yolov4-tiny from its darknet files (our own importer) ...")
+    sm = reg.import_darknet("yolov4-tiny")
+    progress_print("model: calibrating INT8 on real frames (about a minute) ...")
+    compress(sm, ["int8"], Int8Settings(), frames=calibration_frames(Int8Settings().calib_video_frames))
+    return Path(reg.store)
+
+
+def agent_config(path: Path, stack, rtsp_url: str, metrics_port: int, spool: Path) -> None:
+    mq = stack.config.mqtt
+    cfg = {
+        "agent_id": "demo-site",
+        "cameras": [
+            {"id": "street-rtsp", "url": rtsp_url, "transport": "tcp", "target_fps": 5,
+             "zones": [{"name": "left-walk", "polygon": [[0, 0.3], [0.45, 0.3], [0.45, 1], [0, 1]], "labels": ["person"]}],
+             "lines": [{"name": "crossing", "start": [550, 110], "end": [550, 470], "labels": ["person"]}]},
+            {"id": "street-file", "url": str(VTEST), "loop": True, "target_fps": 5,
+             "lines": [{"name": "crossing", "start": [550, 110], "end": [550, 470], "labels": ["person"]}]},
+        ],
+        "inference": {"variant": "int8", "classes": ["person", "car", "bicycle"], "batch_max_size": 2},
+        "tracking": {"update_interval_s": 1.0, "tracker": {"frame_rate": 5}},
+        "publish": {"kafka": {"bootstrap_servers": stack.bootstrap}, "spool": {"dir": str(spool), "max_bytes": "512MiB"},
+                    "keyframes": {"interval_s": 10}},
+        "control": {"host": mq.host, "port": mq.port, "username": mq.username, "password": "${MQTT_PASSWORD}"},
+        "metrics": {"port": metrics_port},
+        "pipeline": {"heartbeat_interval_s": 5},
+    }
+    path.write_text("# written by cloud-ops demo\n" + yaml.safe_dump(cfg, sort_keys=False))
+
+
+def _status(url: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(url + "/status", timeout=3) as r:
+            return json.load(r)
+    except OSError:
+        return None
+
+
+def run_demo(config_path: Path | None, seconds: float) -> int:
+    from cloud.config import CloudConfig
+    from edgesight.log import setup_logging
+    from ops.stack import Stack, StackError
+
+    setup_logging("WARNING")
+    cfg = CloudConfig.load(config_path)
+    stack = Stack(cfg)
+    console.rule("[bold]EdgeSight demo")
+    console.print("1/6 embedded cloud stack")
+    try:
+        stack.up(progress=lambda m: console.print(f"    {m}"))
+    except StackError as e:
+        console.print(f"[red]cannot start the stack: {e}[/red]")
+        return 1
+    work = stack.data_dir / "demo"
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    console.print("2/6 detector")
+    model_dir = ensure_model(lambda m: console.print(f"    {m}"))
+    procs = Procs(work / "logs")
+    env = {"EDGESIGHT_MODEL_DIR": str(model_dir), "MQTT_PASSWORD": cfg.mqtt.password.get_secret_value(),
+           **stack.env()}
+    cloud_yaml = work / "cloud.yaml"
+    cloud_yaml.write_text(yaml.safe_dump(json.loads(stack.config.model_dump_json(exclude={"stack"}))
+                                         | {"s3": {**json.loads(stack.config.s3.model_dump_json()),
+                                                   "secret_key": "${S3_SECRET_KEY}"},
+                                            "mongo": {**json.loads(stack.config.mongo.model_dump_json()),
+                                                      "uri": stack.mongo_uri},
+                                            "mqtt": {**json.loads(stack.config.mqtt.model_dump_json()),
+                                                     "password": "${MQTT_PASSWORD}"}}, sort_keys=False))
+    env["S3_SECRET_KEY"] = cfg.s3.secret_key.get_secret_value()
+    try:
+        console.print("3/6 cameras: RTSP server (GStreamer) streaming vtest.avi at 10 fps, and the file itself")
+        rtsp_port = _free_port()
+        rtsp = procs.start("rtsp-camera", ["/usr/bin/python3", str(RTSP_SERVER), "--port", str(rtsp_port),
+                                           "--file", str(VTEST)], stdout=subprocess.PIPE)
+        line = rtsp.stdout.readline().decode().strip()
+        if not line.startswith("READY"):
+            console.print(f"[red]RTSP camera did not start: see {work / 'logs' / 'rtsp-camera.log'}[/red]")
+            return 1
+        rtsp_url = line.split()[1]
+        console.print(f"    {rtsp_url}")
+        console.print("4/6 cloud consumers: sink connectors (MongoDB, S3), data engineering, fleet registry")
+        common = ["-c", str(cloud_yaml)]
+        topics = subprocess.run([*_cli("ops.cli"), "connectors", "topics", "--create", *common], env={**os.environ, **env},
+                                capture_output=True, text=True, timeout=120)
+        if topics.returncode != 0:
+            console.print(f"[red]creating topics failed:[/red] {topics.stderr.strip()[-800:]}")
+            return 1
+        console.print("    topics created from connectors/topics.yaml (cloud-ops connectors topics --create)")
+        procs.start("sink-connectors", [*_cli("ops.cli"), "connectors", "run", *common], env)
+        procs.start("engineering", [*_cli("ops.cli"), "engineering", "run", *common], env)
+        procs.start("fleet", [*_cli("ops.cli"), "fleet", "run", *common, "--stale-after-s", "30"], env)
+        console.print("5/6 edge agent")
+        metrics_port = _free_port()
+        agent_yaml = work / "agent.yaml"
+        agent_config(agent_yaml, stack, rtsp_url, metrics_port, work / "spool")
+        url = f"http://127.0.0.1:{metrics_port}"
+        agent = procs.start("edge-agent", [*_cli("edge_agent.cli"), "run", "-c", str(agent_yaml)], env)
+        with Progress(TextColumn("    {task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as prog:
+            task = prog.add_task("agent starting", total=seconds)
+            t0 = None
+            while True:
+                if agent.poll() is not None:
+                    console.print(f"[red]edge agent exited ({agent.returncode}); see {work / 'logs' / 'edge-agent.log'}[/red]")
+                    return 1
+                st = _status(url)
+                if st and t0 is None and st["pipeline"]["frames_inferred"] > 0:
+                    t0 = time.monotonic()
+                if t0 is not None:
+                    elapsed = time.monotonic() - t0
+                    p = st["pipeline"] if st else {}
+                    cams = ", ".join(f"{c['camera_id']} {c['state']} {c['fps']:.1f}fps" for c in (st or {}).get("cameras", []))
+                    prog.update(task, completed=min(elapsed, seconds),
+                                description=f"{p.get('frames_inferred', 0)} frames, {p.get('events_published', 0)} events, "
+                                            f"{p.get('keyframes_published', 0)} keyframes | {cams}")
+                    if elapsed >= seconds:
+                        break
+                time.sleep(1)
+        console.print("    stopping the agent (SIGTERM: drains, ends tracks, flushes)")
+        rc = procs.stop("edge-agent", timeout=90)
+        console.print(f"    agent exited with {rc}")
+        time.sleep(8)  # the consumers catch up
+        for name in ("sink-connectors", "engineering", "fleet"):
+            procs.stop(name, timeout=60)
+        console.print("6/6 results, read back with pymongo and boto3")
+        show_results(stack)
+    finally:
+        procs.stop_all()
+    where_to_look(stack, work, cloud_yaml)
+    return 0
+
+
+def show_results(stack) -> None:
+    cfg = stack.config
+    client = cfg.mongo.client()
+    wh = client[cfg.mongo.warehouse_db]
+    an = client[cfg.mongo.analytics_db]
+    t = Table(title=f"warehouse {cfg.mongo.warehouse_db}.detections")
+    for c in ("camera", "events", "new tracks", "ended tracks", "with keyframe"):
+        t.add_column(c)
+    for cam in sorted(wh["detections"].distinct("camera_id")):
+        q = {"camera_id": cam}
+        t.add_row(cam, str(wh["detections"].count_documents(q)), str(wh["detections"].count_documents({**q, "kind": "new"})),
+                  str(wh["detections"].count_documents({**q, "kind": "end"})),
+                  str(wh["detections"].count_documents({**q, "keyframe": {"$exists": True}})))
+    console.print(t)
+    s3 = cfg.s3.client()
+    objs = s3.list_objects_v2(Bucket=cfg.s3.keyframe_bucket, Prefix="keyframes/").get("Contents", [])
+    console.print(f"S3 bucket {cfg.s3.keyframe_bucket}: {len(objs)} keyframe objects "
+                  f"({sum(o['Size'] for o in objs) / 1024:.0f} KiB), e.g. {objs[0]['Key'] if objs else '-'}")
+    if objs:
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": cfg.s3.keyframe_bucket, "Key": objs[-1]["Key"]},
+                                        ExpiresIn=3600)
+        console.print(f"    presigned URL (1 h): {url}")
+    t = Table(title=f"analytics {cfg.mongo.analytics_db}")
+    t.add_column("collection")
+    t.add_column("documents")
+    t.add_column("example")
+    for name in sorted(an.list_collection_names()):
+        doc = an[name].find_one({}, {"_id": 0}) or {}
+        t.add_row(name, str(an[name].count_documents({})), json.dumps(doc, default=str)[:110])
+    console.print(t)
+    crossings = list(an["line_crossings_minute"].find({}, {"_id": 0})) if "line_crossings_minute" in an.list_collection_names() else []
+    if crossings:
+        console.print(f"line crossings per minute: {json.dumps(crossings[:4], default=str)[:400]}")
+    client.close()
+
+
+def where_to_look(stack, work: Path, cloud_yaml: Path) -> None:
+    cfg = stack.config
+    console.rule("where to look")
+    console.print(f"""  MongoDB     {stack.mongo_uri}  databases {cfg.mongo.warehouse_db} (detections, keyframes), {cfg.mongo.analytics_db} (counts, crossings, dwell, tracks, fleet)
+  S3          {stack.s3_endpoint}  bucket {cfg.s3.keyframe_bucket}  (access key {cfg.s3.access_key}; secret in examples/cloud.yaml defaults)
+  Kafka       {stack.bootstrap}  topics edgesight.detections.v1, edgesight.keyframes.v1, edgesight.status.v1
+  MQTT        {cfg.mqtt.host}:{cfg.mqtt.port}  mosquitto_sub -u {cfg.mqtt.username} -P ... -t 'edgesight/#' -v
+  configs     {work / 'agent.yaml'}, {cloud_yaml}
+  logs        {work / 'logs'}  and  cloud-ops stack logs
+  queries     cloud-ops warehouse query -c {cloud_yaml} --camera street-file --limit 5
+              cloud-ops fleet list -c {cloud_yaml}
+  stop        cloud-ops stack down""")

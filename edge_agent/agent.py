@@ -8,6 +8,7 @@ stays journaled in the spool for the next start) -> final status -> exit.
 from __future__ import annotations
 
 import json
+import queue
 import signal
 import socket
 import threading
@@ -49,6 +50,7 @@ class Agent:
         self.started = time.time()
         self._stop = threading.Event()
         self._cameras: dict[str, AgentCamera] = {c.id: c for c in config.cameras}
+        self._state_changes: queue.Queue[str] = queue.Queue(maxsize=1000)
         self._engine_lock = threading.Lock()
         self.engine = engine or InferenceEngine(config.inference)
         self.supervisor = Supervisor([c.capture() for c in config.cameras], agent_id=self.agent_id,
@@ -79,6 +81,7 @@ class Agent:
         if self.control:
             self.control.start(wait_s=5)
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
+        threading.Thread(target=self._status_loop, name="camera-status", daemon=True).start()
         M_UP.labels(self.agent_id).set(1)
         self.log.info("agent started", extra={"cameras": list(self._cameras), "model": self._model_ref().model_dump(),
                                               "providers": self.engine.active_providers, "metrics_port": self.metrics_port})
@@ -133,14 +136,27 @@ class Agent:
         return cam.tracking(self.config.tracking)
 
     # ---------------------------------------------------------------- status
-    def _on_camera_state(self, *args: Any) -> None:
-        if self.control and self.control.connected:
+    def _on_camera_state(self, camera_id: str, *_: Any) -> None:
+        """Supervisor hook (runs under the supervisor's lock): only queue; the status thread publishes."""
+        try:
+            self._state_changes.put_nowait(camera_id)
+        except queue.Full:
+            pass  # the next heartbeat carries every camera's state anyway
+
+    def _status_loop(self) -> None:
+        """Publishes a camera's retained MQTT status as soon as it changes (off the capture threads)."""
+        while not self._stop.is_set():
             try:
-                cam_id = args[0] if args and isinstance(args[0], str) else getattr(args[0], "camera_id", None)
-                st = self.camera_statuses().get(cam_id) if cam_id else None
+                cam_id = self._state_changes.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if not (self.control and self.control.connected):
+                continue
+            try:
+                st = self.camera_statuses().get(cam_id)
                 if st is not None:
                     self.control.publish_camera_status(st)
-            except Exception:  # noqa: BLE001 - status is best effort, never breaks capture
+            except Exception:  # noqa: BLE001 - status is best effort
                 self.log.debug("camera status publish failed", exc_info=True)
 
     def camera_statuses(self) -> dict[str, CameraStatus]:
@@ -253,7 +269,7 @@ class Agent:
             getattr(self.supervisor, a)(cmd.camera_id)
             ended = self.pipeline.end_camera(cmd.camera_id) if a != "start_camera" else 0
             st = self.supervisor.status()[cmd.camera_id]
-            self._on_camera_state(cmd.camera_id)
+            self._on_camera_state(cmd.camera_id)  # retained status follows at once
             return {"camera_id": cmd.camera_id, "state": str(st.state), "tracks_ended": ended}
         if a == "set_fps":
             cam = self._camera(cmd.camera_id)

@@ -28,11 +28,15 @@ full batch rate.
 Delivery: ``message.timeout.ms = 0`` (never give up): while the broker is
 down librdkafka keeps retrying the bounded window of records it holds
 (``max_inflight_records`` / ``max_inflight_bytes``); everything else stays on
-disk. A record that fails for good (e.g. larger than the broker accepts, not
-authorised) is counted as failed, logged and released, so that it cannot wedge
-the stream; retriable failures are handed out again; a fatal producer error
-(idempotence state lost) recreates the producer and re-sends everything not
-yet acknowledged, in order (duplicates carry identical ids).
+disk. A record that can never be delivered (larger than the broker accepts, an
+invalid record) is counted as failed, logged and released, so that it cannot
+wedge the stream. Every other delivery error puts the record back in the
+spool: retriable ones are re-sent by the same producer; producer-state errors
+(fatal idempotence errors, PRODUCER_FENCED, OUT_OF_ORDER_SEQUENCE_NUMBER, an
+unknown broker error...) recreate the producer (new producer id, back-off
+0.5 s doubling to 30 s) and re-send everything not yet acknowledged, in order
+(duplicates carry identical bytes and ids). Nothing is released on an error
+that a broker or ACL fix could cure.
 
 Broker sanity check: offsets of acknowledged records must increase per
 partition. An ack without an offset, or at/below an offset already acked, means
@@ -56,7 +60,8 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from edgesight import metrics
 from edgesight.log import get_logger
-from edgesight.wire import AgentStatus, DetectionEvent, KeyframeMeta, SpoolStatus, Topics, encode_event, encode_keyframe
+from edgesight.wire import (AgentStatus, DetectionEvent, KeyframeMeta, SpoolStatus, Topics, encode_event,
+                            encode_keyframe, event_key)
 from edgesight.wire.codec import dumps
 
 from .settings import PublishConfig
@@ -82,7 +87,11 @@ M_SUSPICIOUS = metrics.counter("publish_broker_suspicious_acks_total",
                                "acks without a new offset (broker lost state): the record was re-sent", ("agent",))
 M_TORN = metrics.counter("publish_spool_torn_tail_total", "torn writes truncated at the spool tail on open", ("agent",))
 
-# Errors after which the same record can simply be sent again.
+# Errors after which a record can never be delivered (it is released, counted as failed, logged).
+_POISON = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD, KafkaError.RECORD_LIST_TOO_LARGE,
+           KafkaError.TOPIC_EXCEPTION, KafkaError.INVALID_MSG, KafkaError.INVALID_MSG_SIZE, KafkaError._BAD_MSG,
+           KafkaError._INVALID_ARG}
+# Errors after which the same record can simply be sent again by the same producer.
 _RETRIABLE = {KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
               KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError.NOT_LEADER_FOR_PARTITION,
               KafkaError.LEADER_NOT_AVAILABLE, KafkaError.REQUEST_TIMED_OUT, KafkaError.NOT_ENOUGH_REPLICAS,
@@ -165,6 +174,9 @@ class EdgePublisher:
         self._connected = False
         self._last_error: str | None = None
         self._last_offset: dict[tuple[str, int], int] = {}   # highest acked offset per partition
+        self._recreations = 0
+        self._recreate_backoff = 0.25
+        self._recreate_after = 0.0
         self._suspicious = 0
         self._counts = {k: {"accepted": 0, "sent": 0, "acked": 0, "failed": 0, "requeued": 0, "dropped": 0}
                         for k in KIND_NAMES.values()}
@@ -226,8 +238,8 @@ class EdgePublisher:
 
     # ---- publishing -------------------------------------------------------------------
     def publish_event(self, event: DetectionEvent) -> int:
-        """Journal + send one detection event (key = camera_id). Returns the spool sequence number."""
-        return self._accept(KIND_EVENT, event.camera_id.encode(), encode_event(event), None)
+        """Journal + send one detection event (key = agent_id/camera_id). Returns the spool sequence number."""
+        return self._accept(KIND_EVENT, event_key(event), encode_event(event), None)
 
     def publish_keyframe(self, meta: KeyframeMeta, jpeg: bytes) -> int:
         """Journal + send one keyframe (key = object_key, value = JPEG, headers = metadata)."""
@@ -243,7 +255,7 @@ class EdgePublisher:
     def _accept(self, kind: int, key: bytes, value: bytes, headers) -> int:
         rec = self.spool.append(kind, key, value, headers)
         self._count(kind, "accepted")
-        if self._producer is not None and not self._window_full():
+        if self._producer is not None and not self._fatal.is_set() and not self._window_full():
             with self._feed_lock:
                 if self.spool.take_if_next(rec) is not None:
                     self._produce(rec)
@@ -253,29 +265,34 @@ class EdgePublisher:
     def _window_full(self) -> bool:
         return self._rd_records >= self.config.max_inflight_records or self._rd_bytes >= self.config.max_inflight_bytes
 
-    def _produce(self, rec: SpoolRecord) -> None:
-        """Hand one record to librdkafka (caller holds the feed lock and took it from the spool)."""
+    def _produce(self, rec: SpoolRecord) -> bool:
+        """Hand one record to librdkafka (caller holds the feed lock and took it from the spool).
+        False: not handed over (it waits in the spool again); stop feeding for now."""
         p = self._producer
         if p is None:                           # closing: stays in the spool for the next start
             self.spool.requeue([rec.seq])
-            return
+            return False
         cb = functools.partial(self._on_delivery, self._gen, rec.seq, rec.kind, rec.size, rec.accept_ms)
         try:
             p.produce(self._topic[rec.kind], value=rec.value, key=rec.key, headers=rec.headers or None,
                       on_delivery=cb)
         except BufferError:
             self.spool.requeue([rec.seq])
-            return
+            return False
         except KafkaException as e:
-            if e.args[0].retriable() or e.args[0].code() in _RETRIABLE:
-                self.spool.requeue([rec.seq])
-                return
-            self._fail(rec.seq, rec.kind, e.args[0])
-            return
+            err = e.args[0]
+            if err.code() in _POISON:
+                self._fail(rec.seq, rec.kind, err)
+                return True
+            self.spool.requeue([rec.seq])
+            if err.fatal():
+                self._fatal.set()
+            return False
         with self._cnt_lock:
             self._rd_records += 1
             self._rd_bytes += rec.size
         self._count(rec.kind, "sent")
+        return True
 
     def _feed(self) -> int:
         n = 0
@@ -285,7 +302,8 @@ class EdgePublisher:
                 if rec is None:
                     break
                 M_REPLAYED.labels(self.agent_id).inc()
-                self._produce(rec)
+                if not self._produce(rec):
+                    break
                 n += 1
                 if n % 1000 == 0:
                     self._producer.poll(0)
@@ -315,6 +333,7 @@ class EdgePublisher:
                 self._count(kind, "requeued")
                 return
             self._last_offset[k] = off
+            self._recreate_backoff = 0.25
             self.spool.resolve(seq)
             self._count(kind, "acked")
             lat = max(0.0, time.time() - accept_ms / 1000.0)
@@ -328,15 +347,21 @@ class EdgePublisher:
                 self._log.info("broker acknowledges again; draining the spool in order",
                                extra={"pending_records": st.pending_records, "pending_bytes": st.pending_bytes})
             return
-        if err.fatal():
+        code = err.code()
+        if code in _POISON:
+            self._fail(seq, kind, err)          # this record can never be delivered: release it, counted
+            return
+        # Anything else: the record goes back (in order) and is sent again.
+        self.spool.requeue([seq])
+        self._count(kind, "requeued")
+        if err.fatal() or not (err.retriable() or code in _RETRIABLE):
+            # Producer-state errors (fenced, out-of-order sequence, unknown producer id, an unknown broker
+            # error...): a new producer (new producer id) re-sends everything unacknowledged, in order.
+            if not self._fatal.is_set():
+                self._log.error("delivery failed with a producer-state error; recreating the producer",
+                                extra={"topic": KIND_NAMES[kind], "seq": seq, "error": err.str(), "code": err.name()})
+            self._last_error = err.str()
             self._fatal.set()
-            self.spool.requeue([seq])
-            return
-        if err.retriable() or err.code() in _RETRIABLE:
-            self.spool.requeue([seq])
-            self._count(kind, "requeued")
-            return
-        self._fail(seq, kind, err)
 
     def _fail(self, seq: int, kind: int, err: KafkaError) -> None:
         self.spool.resolve(seq)
@@ -358,6 +383,12 @@ class EdgePublisher:
             self._log.warning("producer error", extra={"error": err.str(), "code": err.name()})
 
     def _recreate(self) -> None:
+        now = time.monotonic()
+        if now < self._recreate_after:
+            return
+        self._recreations += 1
+        self._recreate_backoff = min(30.0, max(0.5, self._recreate_backoff * 2))
+        self._recreate_after = now + self._recreate_backoff
         with self._feed_lock:
             old = self._producer
             self._producer = self._make_producer()          # bumps the generation first
@@ -446,7 +477,7 @@ class EdgePublisher:
             return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else None
 
         return {"agent_id": self.agent_id, "connected": self._connected, "last_error": self._last_error,
-                "suspicious_acks": self._suspicious,
+                "suspicious_acks": self._suspicious, "producer_recreations": self._recreations,
                 "by_topic": {k: dict(v) for k, v in self._counts.items()},
                 "in_producer": {"records": self._rd_records, "bytes": self._rd_bytes},
                 "spool": {"records": s.records, "bytes": s.bytes, "pending_records": s.pending_records,

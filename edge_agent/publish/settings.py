@@ -26,9 +26,10 @@ Sizes accept plain integers or strings with a unit (``512MiB``, ``2GB``).
 
 Compression: ``lz4`` (default) costs the least CPU on the edge box; ``zstd``
 roughly halves the bytes again for a metered uplink. Measured here
-(``ops/bench/publish_bench.py``): a batch of detection-event JSON shrinks 10x
-with lz4 and 19x with zstd; publish throughput was 5.7k events/s with lz4,
-4.0k with zstd and 4.2k uncompressed (the broker had more bytes to store).
+(``python -m ops.bench.publish_bench``): a batch of detection-event JSON shrinks
+10x with lz4 and 19x with zstd; end-to-end publish throughput on the embedded
+stack (5.7k-13k events/s on this noisy 2-core box) did not separate the three
+codecs beyond run-to-run noise, so the uplink bytes decide.
 """
 from __future__ import annotations
 

@@ -21,14 +21,15 @@ integer). Each record is framed as::
 ``seq`` increases by one per accepted record, across restarts.
 
 Why segment files and not SQLite (WAL): measured here with
-``python -m ops.bench.publish_bench --spool-only`` (555-byte event records, 2
-noisy cores): framed segment appends 26-28k records/s against 8-9.5k/s for
-SQLite WAL inserts with ``synchronous=NORMAL`` at one transaction per record
-(which "journaled before publish() returns" requires; batching transactions
-would reopen the loss window). Replay is a sequential read (18-38k/s, incl.
-CRC check and acknowledgement bookkeeping), and deleting acknowledged data is
-deleting a file, where SQLite needs DELETE + VACUUM or grows forever. The
-price is torn-write handling, which the framing makes simple (below).
+``python -m ops.bench.publish_bench --spool-only`` (552-byte event records, 2
+noisy cores, three runs): framed segment appends 26k-105k records/s against
+8k-21k/s for SQLite WAL inserts with ``synchronous=NORMAL`` at one transaction
+per record (which "journaled before publish() returns" requires; batching
+transactions would reopen the loss window) — 3.5-5x. Replay is a sequential
+read (18k-122k/s incl. CRC check and acknowledgement bookkeeping), and deleting
+acknowledged data is deleting a file, where SQLite needs DELETE + VACUUM or
+grows forever. The price is torn-write handling, which the framing makes
+simple (below).
 
 Durability point
 ================

@@ -91,6 +91,12 @@ def encode_event(ev: DetectionEvent) -> bytes:
     return dumps(ev)
 
 
+def event_key(ev: DetectionEvent) -> bytes:
+    """Kafka key of a detection event: ``<agent_id>/<camera_id>``. One camera's events share a key, hence a
+    partition, hence an order; cameras of different agents with the same id spread over partitions."""
+    return f"{ev.agent_id}/{ev.camera_id}".encode()
+
+
 def decode_event(raw: bytes | str | dict) -> DetectionEvent:
     kind = "detection event"
     obj = _load_json(kind, raw)

@@ -55,7 +55,7 @@ def test_events_keyframes_status_round_trip(pub_config, stack, vtest_path):
     ids = []
     for r in recs:
         ev = decode_event(r.value)                      # schema-valid
-        assert r.key == ev.camera_id.encode()           # keyed by camera
+        assert r.key == f"{ev.agent_id}/{ev.camera_id}".encode()   # keyed by camera
         by_cam[ev.camera_id].append(ev.seq)
         parts[ev.camera_id].add(r.partition)
         ids.append(ev.event_id)

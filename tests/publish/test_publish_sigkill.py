@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from edge_agent.publish import ensure_topics
-from edgesight.wire import decode_event
+from edgesight.wire import decode_event, event_key
 
 from .conftest import publish_config
 from .helpers import event_stream, read_topic
@@ -68,7 +68,7 @@ def _check(bootstrap: str, topic: str, written: list[str]) -> dict:
     dups = 0
     for r in recs:
         ev = decode_event(r.value)
-        assert r.key == ev.camera_id.encode()
+        assert r.key == event_key(ev)
         if ev.event_id in first:
             dups += 1
             assert first[ev.event_id] == r.value, "a re-send differs from the original"

@@ -90,7 +90,9 @@ class Pipeline:
         self.batch_max_wait_s = batch_max_wait_ms / 1000.0
         self.results: queue.Queue[Result | None] = queue.Queue(maxsize=results_queue)
         self._trackers: dict[str, tuple[tuple[int, int], CameraTracking]] = {}
-        self._trackers_lock = threading.Lock()
+        # One lock for all tracking state: the track thread holds it per frame; control commands
+        # (end_camera from the MQTT worker) take it too, so a tracker is never used by two threads.
+        self._trackers_lock = threading.RLock()
         self._stop = threading.Event()
         self._infer_thread = threading.Thread(target=self._infer_loop, name="pipeline-infer", daemon=True)
         self._track_thread = threading.Thread(target=self._track_loop, name="pipeline-track", daemon=True)
@@ -121,19 +123,18 @@ class Pipeline:
         """End every live track of a camera (camera stopped/removed): publishes their ``end`` events."""
         with self._trackers_lock:
             entry = self._trackers.pop(camera_id, None)
-        if entry is None:
-            return 0
-        _size, ct = entry
-        last = self.supervisor.latest(camera_id) if camera_id in self.supervisor.cameras() else None
-        records = ct.close(time.time())
-        n = 0
-        for u in records:
-            ts = max(u.timestamp, u.last_seen)
-            ev = to_event(u, agent_id=self.agent_id, camera_id=camera_id, ts=ts, seq=last.seq if last else 0,
-                          model=self.model_ref(), **_geom(last, u))
-            self.publisher.publish_event(ev)
-            n += 1
-        return n
+            if entry is None:
+                return 0
+            _size, ct = entry
+            last = self.supervisor.latest(camera_id) if camera_id in self.supervisor.cameras() else None
+            records = ct.close(time.time())
+            for u in records:
+                ts = max(u.timestamp, u.last_seen)
+                ev = to_event(u, agent_id=self.agent_id, camera_id=camera_id, ts=ts, seq=last.seq if last else 0,
+                              model=self.model_ref(), **_geom(last, u))
+                self.publisher.publish_event(ev)
+                M_EVENTS.labels(camera_id, "end").inc()
+            return len(records)
 
     def reset_tracking(self, camera_id: str) -> None:
         """Rebuild a camera's zones/lines from the current config on its next frame (ends live tracks)."""
@@ -188,7 +189,8 @@ class Pipeline:
                 return
             t0 = time.perf_counter()
             try:
-                self._track_publish(item.frame, item.detections)
+                with self._trackers_lock:
+                    self._track_publish(item.frame, item.detections)
             except Exception:  # noqa: BLE001
                 M_ERRORS.labels("tracking").inc()
                 log.exception("tracking/publish failed for a frame", extra={"camera": item.frame.camera_id})
@@ -196,20 +198,21 @@ class Pipeline:
             M_QUEUE.set(self.results.qsize())
 
     def _tracker_for(self, frame: Frame) -> CameraTracking:
+        """The camera's tracking state (caller holds ``_trackers_lock``)."""
         size = (frame.image.shape[1], frame.image.shape[0])
-        with self._trackers_lock:
-            entry = self._trackers.get(frame.camera_id)
-            if entry is not None and entry[0] == size:
-                return entry[1]
+        entry = self._trackers.get(frame.camera_id)
+        if entry is not None and entry[0] == size:
+            return entry[1]
         if entry is not None:  # resolution changed: zones in pixels must be recomputed
             self.end_camera(frame.camera_id)
         ct = CameraTracking(self.tracking_config(frame.camera_id), size, camera=frame.camera_id,
                             class_names=self.class_names)
-        with self._trackers_lock:
-            self._trackers[frame.camera_id] = (size, ct)
+        self._trackers[frame.camera_id] = (size, ct)
         return ct
 
     def _track_publish(self, frame: Frame, dets: Detections) -> None:
+        if frame.camera_id not in self.supervisor.cameras():
+            return  # the camera was removed while this frame was in flight
         ct = self._tracker_for(frame)
         _tracked, records = ct.process(dets, frame.ts)
         live = [u for u in records if u.kind != "end"]

@@ -30,7 +30,10 @@ class InferenceConfig(StrictModel):
     providers: list[str] = Field(default_factory=list)
     intra_op_threads: int = Field(0, ge=0)  # 0 = ONNX Runtime default (all physical cores)
     inter_op_threads: int = Field(1, ge=0)
-    allow_spinning: bool = True             # False: ORT worker threads sleep when idle (shared CPU)
+    # ORT worker threads sleep when idle instead of spinning: the edge box shares its cores with capture,
+    # tracking and publish threads (measured with ops/bench/pipeline_bench.py: spinning costs the pipeline
+    # several % of its inference ceiling with 4 cameras on 2 cores). True for a dedicated inference box.
+    allow_spinning: bool = False
     batch_max_size: int = Field(4, ge=1, le=64)
     batch_max_wait_ms: float = Field(10.0, ge=0, le=1000)
     conf_threshold: float = Field(0.25, gt=0, le=1)

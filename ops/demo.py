@@ -140,13 +140,24 @@ def run_demo(config_path: Path | None, seconds: float) -> int:
     env = {"EDGESIGHT_MODEL_DIR": str(model_dir), "MQTT_PASSWORD": cfg.mqtt.password.get_secret_value(),
            **stack.env()}
     cloud_yaml = work / "cloud.yaml"
+    defaults = CloudConfig()
+
+    def ref(var: str, value: str, default: str) -> str:
+        # The embedded stack's development secrets may stand in the file as defaults (as in
+        # examples/cloud.yaml); anything else is only referenced and must come from the environment.
+        return f"${{{var}:-{value}}}" if value == default else f"${{{var}}}"
+
     cloud_yaml.write_text(yaml.safe_dump(json.loads(stack.config.model_dump_json(exclude={"stack"}))
                                          | {"s3": {**json.loads(stack.config.s3.model_dump_json()),
-                                                   "secret_key": "${S3_SECRET_KEY}"},
+                                                   "secret_key": ref("S3_SECRET_KEY", cfg.s3.secret_key.get_secret_value(),
+                                                                     defaults.s3.secret_key.get_secret_value())},
                                             "mongo": {**json.loads(stack.config.mongo.model_dump_json()),
                                                       "uri": stack.mongo_uri},
                                             "mqtt": {**json.loads(stack.config.mqtt.model_dump_json()),
-                                                     "password": "${MQTT_PASSWORD}"}}, sort_keys=False))
+                                                     "password": ref("MQTT_PASSWORD", cfg.mqtt.password.get_secret_value(),
+                                                                     defaults.mqtt.password.get_secret_value())}},
+                                         sort_keys=False))
+    cloud_yaml.chmod(0o600)
     env["S3_SECRET_KEY"] = cfg.s3.secret_key.get_secret_value()
     try:
         console.print("3/6 cameras: RTSP server (GStreamer) streaming vtest.avi at 10 fps, and the file itself")

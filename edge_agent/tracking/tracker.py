@@ -65,9 +65,12 @@ Why our own rather than a library (measured, not assumed)
   ~2 / ~6-9 ms with 3 zones, 2 lines and the lifecycle records. Wall time
   was up to 2x that while other jobs loaded the cores.
 
-Not per-frame-rate magic: the Kalman step is one frame; ``frame_rate`` only
+Not per-frame-rate magic: the Kalman step is one frame; ``frame_rate``
 converts ``lost_buffer_s`` into frames and stamps times when the caller gives
-none.
+none. When the caller gives timestamps, a lost track also ends once
+``lost_buffer_s`` of its time has passed since the last sighting, so a camera
+that gets fewer inferred frames than ``frame_rate`` (several cameras sharing a
+CPU) does not keep lost tracks for many seconds longer than configured.
 """
 from __future__ import annotations
 
@@ -378,7 +381,10 @@ class ByteTracker:
             if t.state is TrackState.TRACKED:
                 t.state = TrackState.LOST
                 t.streak = 0
-            if frame - t.last_frame > max_lost:
+            # Lost past the buffer: in frames, or in the caller's time when it gives timestamps (a camera
+            # that gets fewer inferred frames than frame_rate would otherwise keep tracks far longer).
+            if frame - t.last_frame > max_lost or (timestamp is not None and frame > t.last_frame
+                                                   and ts - t.last_ts > cfg.lost_buffer_s):
                 t.state = TrackState.ENDED
                 self.ended.append(t.info())
                 self._by_id.pop(t.track_id, None)

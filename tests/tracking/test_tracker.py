@@ -128,7 +128,7 @@ def test_output_rows_keep_input_order_and_values():
 
 def test_lifecycle_records_with_zones_lines_and_end():
     conf = CameraTrackingConfig.model_validate({
-        "tracker": {"frame_rate": 10, "lost_buffer_s": 0.3, "min_hits": 1},
+        "tracker": {"frame_rate": 1, "lost_buffer_s": 3.0, "min_hits": 1},   # 1 frame per second, as stamped
         "zones": [{"name": "right", "polygon": [[320, 0], [640, 0], [640, 480], [320, 480]], "inertia": 1}],
         "lines": [{"name": "mid", "start": [320, 0], "end": [320, 480], "min_frames": 1,
                    "directions": ["leftward", "rightward"]}],
@@ -168,3 +168,29 @@ def test_update_interval_only_emits_on_change_or_heartbeat():
     _, r = ct.process(dets((125, 100, 0.95, 0)), timestamp=2.5)   # higher top score: emitted at once
     assert [x.kind for x in r] == ["update"]
     assert [x.kind for x in ct.close()] == ["end"]
+
+
+def test_lost_buffer_counts_time_when_frames_are_sparse():
+    """A camera inferred at 2 fps with frame_rate 10: the track ends ~lost_buffer_s after its last sighting,
+    not after lost_buffer_s * frame_rate frames (15 s at 2 fps)."""
+    import numpy as np
+
+    from edge_agent.detections import Detections
+    from edge_agent.tracking.settings import TrackerConfig
+    from edge_agent.tracking.tracker import ByteTracker
+
+    trk = ByteTracker(TrackerConfig(frame_rate=10, lost_buffer_s=3.0, min_hits=1))
+    box = Detections(np.array([[100, 100, 150, 220]], np.float32), np.array([0.9], np.float32), np.array([0], np.int32))
+    t = 1000.0
+    for _ in range(4):
+        trk.update(box, t)
+        t += 0.5
+    ended_at = None
+    for _ in range(20):
+        trk.update(Detections.empty(), t)
+        if trk.ended:
+            ended_at = t
+            break
+        t += 0.5
+    assert ended_at is not None, "track never ended"
+    assert 3.0 < ended_at - 1001.5 <= 3.5

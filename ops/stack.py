@@ -468,7 +468,9 @@ class Stack:
         stopped = []
         for name in order:
             svc = services[name]
-            if not _pid_runs(svc.pid, svc.argv[0]):
+            # Started with start_new_session: the service's process group id is its pid. Stop the group when
+            # the recorded program still runs, and also when only its children are left (leader exited).
+            if not _pid_runs(svc.pid, svc.argv[0]) and not _group_members(svc.pid, svc.argv[0]):
                 continue
             _terminate(svc.pid, timeout)
             stopped.append(name)
@@ -486,13 +488,23 @@ class Stack:
                 "AWS_ACCESS_KEY_ID": s3.access_key}
 
 
+def _group_members(pgid: int, argv0: str) -> list[int]:
+    """Live processes of process group ``pgid`` that run ``argv0`` (a service whose leader already exited)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            if int((p / "stat").read_text().rsplit(")", 1)[1].split()[2]) == pgid and _pid_runs(int(p.name), argv0):
+                out.append(int(p.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
 def _terminate(pid: int, timeout: float) -> None:
-    """SIGTERM the process group, wait, then SIGKILL what is left."""
-    try:
-        pgid = os.getpgid(pid)
-    except ProcessLookupError:
-        return
-    targets: Iterable[Callable[[int], None]]
+    """SIGTERM the process group ``pid`` (a session leader's pid is its group id), wait, then SIGKILL the rest."""
+    pgid = pid
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:

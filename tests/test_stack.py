@@ -96,7 +96,11 @@ def test_failed_start_midway_stops_what_it_started(tmp_path):
     (tmp_path / "mid" / "mongo" / "nx-27017.pid").mkdir(parents=True)  # the server cannot write its pid file
     with pytest.raises(StackError, match="mongo"):
         st.up()
-    assert _our_server_pids(tmp_path) == set()
+    deadline = time.monotonic() + 10  # exiting processes may take a moment to leave /proc
+    while _our_server_pids(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = {p: Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ")[:120] for p in _our_server_pids(tmp_path)}
+    assert not left, left
 
 
 def _our_server_pids(under: Path) -> set[int]:

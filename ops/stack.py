@@ -30,7 +30,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 from cloud.config import HOST, CloudConfig, StackSettings
 from edgesight.log import get_logger

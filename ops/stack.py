@@ -244,6 +244,7 @@ class Stack:
             self._wait("kafka", started, deadline, self._probe_kafka, say)
         except BaseException:
             self._stop_all(started)
+            self._kill_strays()
             self._write_state({})
             raise
         say(f"stack ready in {self.data_dir}")
@@ -458,6 +459,7 @@ class Stack:
         say = progress or (lambda m: log.info(m))
         state = self.read_state()
         stopped = self._stop_all(state, timeout, say)
+        self._kill_strays()
         self._write_state({}) if self.state_path.exists() else None
         return stopped
 
@@ -477,6 +479,34 @@ class Stack:
             if say:
                 say(f"{name:5s} stopped (pid {svc.pid})")
         return stopped
+
+    def _kill_strays(self) -> list[int]:
+        """Last line of defence: server processes of ours still running in this data dir (every service
+        is started with the data dir as its working directory) are killed."""
+        names = {"tansu", "weed", "nx-27017", "mosquitto"}
+        killed = []
+        for p in Path("/proc").iterdir():
+            if not p.name.isdigit():
+                continue
+            try:
+                cwd = os.readlink(p / "cwd")
+                argv = (p / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if not (cwd == str(self.data_dir) or cwd.startswith(str(self.data_dir) + os.sep)):
+                continue
+            if not any(os.path.basename(a.decode(errors="replace")) in names for a in argv[:2] if a):
+                continue
+            if _is_zombie(int(p.name)):
+                continue
+            try:
+                os.kill(int(p.name), signal.SIGKILL)
+                killed.append(int(p.name))
+            except ProcessLookupError:
+                pass
+        if killed:
+            log.warning("killed stray server processes left in the data dir", extra={"pids": killed})
+        return killed
 
     def env(self) -> dict[str, str]:
         """Environment variables pointing a process at this stack."""
@@ -520,6 +550,15 @@ def _terminate(pid: int, timeout: float) -> None:
             os.killpg(pgid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    # Belt and braces: a service that caught SIGTERM very early in its start-up (seen with Tansu) must not
+    # outlive the stack; whatever of the group is still there now is killed.
+    if _group_alive(pgid) or (Path(f"/proc/{pid}").exists() and not _is_zombie(pid)):
+        log.warning("service ignored SIGTERM; killing it", extra={"pid": pid})
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        time.sleep(0.2)
     _reap(pid)
 
 

@@ -12,7 +12,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from edgesight.wire import Box, DetectionEvent, FrameSize, ModelRef, NormBox, make_event_id
+from edgesight.wire import Box, DetectionEvent, FrameSize, ModelRef, NormBox, decode_event, event_key, make_event_id
 
 T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
 MODEL = ModelRef(name="yolov4-tiny", version="1", variant="fp32")
@@ -142,3 +142,22 @@ class BrokerControl:
                 last = e
                 time.sleep(0.3)
         raise RuntimeError(f"broker did not come back: {last}")
+
+
+def first_occurrences(recs) -> tuple[dict[str, bytes], dict[str, list[int]], int]:
+    """Read-back detection records -> (first value per event id, per-camera seqs of first occurrences in
+    arrival order, number of duplicates). Asserts every record is keyed by its camera and every re-send is
+    byte-identical to the original."""
+    first: dict[str, bytes] = {}
+    by_cam: dict[str, list[int]] = {}
+    dups = 0
+    for r in recs:
+        e = decode_event(r.value)
+        assert r.key == event_key(e)
+        if e.event_id in first:
+            dups += 1
+            assert first[e.event_id] == r.value, "a re-send differs from the original"
+            continue
+        first[e.event_id] = r.value
+        by_cam.setdefault(e.camera_id, []).append(e.seq)
+    return first, by_cam, dups

@@ -4,15 +4,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import defaultdict
 
 import pytest
 
 from edge_agent.publish import EdgePublisher, ensure_topics
-from edgesight.wire import decode_event, event_key
 
 from .conftest import publish_config
-from .helpers import event_stream, read_topic
+from .helpers import event_stream, first_occurrences, read_topic
 
 
 def _wait(cond, timeout: float, what: str) -> None:
@@ -82,18 +80,7 @@ def run_outage(broker, tmp_path, outage_s: float, rate: float = 300.0, cameras: 
     t_read = time.monotonic()
     recs = read_topic(st.bootstrap, cfg.topics.detections, expect=len(accepted))
     print(f"read back {len(recs)} in {time.monotonic() - t_read:.1f}s")
-    first: dict[str, bytes] = {}
-    by_cam: dict[str, list[int]] = defaultdict(list)
-    dups = 0
-    for r in recs:
-        e = decode_event(r.value)
-        assert r.key == event_key(e)
-        if e.event_id in first:
-            dups += 1
-            assert first[e.event_id] == r.value            # a re-send is byte-identical
-            continue
-        first[e.event_id] = r.value
-        by_cam[e.camera_id].append(e.seq)
+    first, by_cam, dups = first_occurrences(recs)   # a re-send is byte-identical
     missing = [(e.camera_id, e.seq) for e in accepted if e.event_id not in first]
     assert not missing, f"{len(missing)} of {len(accepted)} accepted events never arrived, e.g. {missing[:5]}"
     assert len(first) == len(accepted)

@@ -9,14 +9,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections import defaultdict
 from pathlib import Path
 
 from edge_agent.publish import ensure_topics
-from edgesight.wire import decode_event, event_key
 
 from .conftest import publish_config
-from .helpers import event_stream, read_topic
+from .helpers import event_stream, first_occurrences, read_topic
 
 SCRIPT = Path(__file__).with_name("publisher_proc.py")
 AGENT = "agent-k"
@@ -63,18 +61,7 @@ def _check(bootstrap: str, topic: str, written: list[str]) -> dict:
     (accepted = the file, or one more killed between publish() and the id write); duplicates are
     byte-identical; per camera the first occurrences are in order."""
     recs = read_topic(bootstrap, topic, expect=len(written))
-    first: dict[str, bytes] = {}
-    order: dict[str, list[int]] = defaultdict(list)
-    dups = 0
-    for r in recs:
-        ev = decode_event(r.value)
-        assert r.key == event_key(ev)
-        if ev.event_id in first:
-            dups += 1
-            assert first[ev.event_id] == r.value, "a re-send differs from the original"
-            continue
-        first[ev.event_id] = r.value
-        order[ev.camera_id].append(ev.seq)
+    first, order, dups = first_occurrences(recs)
     assert set(written) <= set(first), f"{len(set(written) - set(first))} accepted events lost"
     k = len(first)
     assert len(written) <= k <= len(written) + 1

@@ -109,6 +109,7 @@ def compress(
     method: str = typer.Option("percentile", help="INT8 calibration: percentile (99.999, default), minmax or entropy."),
     per_channel: bool = typer.Option(True, help="Per-channel int8 weights."),
     exclude_heads: bool = typer.Option(True, help="Keep the final YOLO head convolutions in float (the box decode is always kept float)."),
+    unify_concat: bool = typer.Option(True, help="One quantization range per Concat group, so concatenation copies bytes instead of requantizing."),
 ) -> None:
     """Build derived variants: static INT8 QDQ calibrated on real frames (decode kept float) and FP16."""
     from .compress import Int8Settings
@@ -117,7 +118,7 @@ def compress(
 
     sm = Registry(store).get(name)
     s = Int8Settings(per_channel=per_channel, calibrate_method=method, exclude_heads=exclude_heads,
-                     calib_video_frames=calib_frames)
+                     calib_video_frames=calib_frames, unify_concat=unify_concat)
     with _progress("calibrating int8") as (advance, _phase, total):
         made = do_compress(sm, _csv(variants), s, progress=advance, on_total=total)
     for v, p in made.items():
@@ -178,14 +179,25 @@ def bench(
                         agreement_frames, progress=advance, on_phase=phase)
     t = Table(title=f"{name} on {rep['provider']} ({rep['cpus']} CPUs, onnxruntime {rep['onnxruntime']}, "
                     f"threads {rep['intra_op_threads']})")
-    for c in ("variant", "size MB", "batch", "p50 ms", "p95 ms", "ms/frame", "frames/s", "speed-up vs fp32"):
+    for c in ("variant", "size MB", "batch", "min ms", "p50 ms", "p95 ms", "ms/frame", "frames/s",
+              "x fp32 p50/min"):
         t.add_column(c, justify="right")
     for v, rows in rep["results"].items():
         for r in rows:
             sp = rep.get("speedup_vs_fp32", {}).get(v, {}).get(str(r["batch"]), "")
-            t.add_row(v, str(rep["sizes_mb"][v]), str(r["batch"]), f"{r['p50_ms']:.1f}", f"{r['p95_ms']:.1f}",
-                      f"{r['ms_per_frame']:.1f}", f"{r['fps']:.2f}", f"{sp}x" if sp else "")
+            spm = rep.get("speedup_vs_fp32_min", {}).get(v, {}).get(str(r["batch"]), "")
+            t.add_row(v, str(rep["sizes_mb"][v]), str(r["batch"]), f"{r['min_ms']:.1f}", f"{r['p50_ms']:.1f}",
+                      f"{r['p95_ms']:.1f}", f"{r['ms_per_frame']:.1f}", f"{r['fps']:.2f}",
+                      f"{sp}/{spm}" if sp else "")
     console.print(t)
+    for c in rep.get("kernel_ceiling", []):
+        console.print(f"kernel ceiling, {c['threads']} thread(s): int8 GEMM (u8s8) {c['int8_gmacs']} GMAC/s vs fp32 SGEMM "
+                      f"{c['fp32_gmacs']} GMAC/s at M,K,N={','.join(map(str, c['shape_mkn']))}: int8 at most "
+                      f"{c['int8_speedup_min']}x (min) / {c['int8_speedup_p50']}x (p50) faster on this CPU "
+                      f"({' '.join(rep.get('cpu_flags', [])) or 'flags unknown'})")
+    if rep.get("int8_share_of_ceiling"):
+        console.print("int8 speed-up as a share of the kernel ceiling (ratios of minimums), per batch: " +
+                      ", ".join(f"{b}: {int(round(x * 100))}%" for b, x in rep["int8_share_of_ceiling"].items()))
     for v, a in rep.get("agreement_vs_fp32", {}).items():
         console.print(f"{v} agreement with fp32 on {a['frames']} vtest frames: {a['agreement']:.3f} "
                       f"(precision {a['precision']:.3f}, recall {a['recall']:.3f}, mean IoU {a['mean_iou']:.3f}; "

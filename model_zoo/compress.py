@@ -10,6 +10,14 @@ collapses all scores to zero. Optionally the final 1x1 head convolutions (the
 ones feeding the decode) stay float too (``exclude_heads``): they are a tiny part
 of the compute and their outputs are the raw logits that the decode amplifies.
 
+Concat scale unification (``unify_concat``, on by default): the inputs and the
+output of every Concat (and the tensors that share their parameters through
+MaxPool/Resize/Slice) get *one* quantization range, the union of their calibrated
+ranges. ONNX Runtime then concatenates uint8 bytes without requantizing each
+input (QLinearConcat's copy path), as TensorRT does; measured ~3 % of int8
+latency on this CPU, agreement unchanged. Done in two passes over one
+calibration: ranges -> unified ranges -> quantization from the cached ranges.
+
 FP16: ``onnxruntime.transformers.float16`` with float32 inputs/outputs kept and
 the decode kept float32 (box coordinates up to 640 px lose sub-pixel precision in
 fp16). Exact to ~1e-3 on GPU; on CPU it is slower than fp32 (no fp16 kernels).
@@ -142,6 +150,7 @@ class Int8Settings:
     reduce_range: bool = True              # 7-bit weights (avoids VPMADDUBSW saturation on AVX2 without VNNI)
     weight_type: str = "int8"              # int8 (U8S8) | uint8 (U8U8)
     calib_video_frames: int = 48
+    unify_concat: bool = True              # one quantization range per Concat group (copy instead of requantize)
     extra_exclude: list[str] = field(default_factory=list)
 
 
@@ -167,6 +176,62 @@ def excluded_nodes(model: onnx.ModelProto, s: Int8Settings) -> list[str]:
     return names
 
 
+# ops whose output ONNX Runtime's QDQ quantizer gives the quantization parameters of their input
+_SHARES_INPUT_PARAMS = {"MaxPool", "Resize", "Upsample", "Slice", "Split", "Reshape", "Transpose", "Squeeze", "Unsqueeze"}
+
+
+def concat_groups(model: onnx.ModelProto, skip_prefix: str = DECODE_PREFIX) -> list[list[str]]:
+    """Tensors that must share one quantization range so that every Concat is a plain byte copy.
+
+    Each Concat joins its inputs and output; an op that passes its input's parameters on
+    (MaxPool, Resize, Slice, ...) joins its input and output. Only groups of 2+ tensors
+    that touch a Concat are returned."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    nodes = [n for n in model.graph.node if not n.name.startswith(skip_prefix)]
+    for n in nodes:
+        if n.op_type == "Concat":
+            for i in n.input:
+                parent[find(i)] = find(n.output[0])
+    changed = True
+    while changed:   # pull pass-through neighbours of the groups in (a chain may be several ops long)
+        changed = False
+        for n in nodes:
+            if n.op_type in _SHARES_INPUT_PARAMS and (n.input[0] in parent or n.output[0] in parent):
+                a, b = find(n.input[0]), find(n.output[0])
+                if a != b:
+                    parent[a] = b
+                    changed = True
+    groups: dict[str, list[str]] = {}
+    for t in list(parent):
+        groups.setdefault(find(t), []).append(t)
+    return [sorted(g) for g in groups.values() if len(g) > 1]
+
+
+def unify_ranges(tensors_range, groups: list[list[str]]) -> int:
+    """Give every tensor of a group the union of the group's calibrated ranges; returns tensors changed."""
+    from onnxruntime.quantization.calibrate import TensorData
+
+    changed = 0
+    for g in groups:
+        ts = [t for t in g if t in tensors_range.data]
+        if len(ts) < 2:
+            continue
+        lo = min(float(np.min(tensors_range[t].range_value[0])) for t in ts)
+        hi = max(float(np.max(tensors_range[t].range_value[1])) for t in ts)
+        for t in ts:
+            tensors_range.data[t] = TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32))
+            changed += 1
+    return changed
+
+
 def quantize_int8(fp32_path: str | Path, out_path: str | Path, frames: list[np.ndarray],
                   settings: Int8Settings | None = None, progress: Callable[[int], None] | None = None) -> dict:
     """Static QDQ INT8 quantization of ``fp32_path`` into ``out_path``; returns the recipe used."""
@@ -190,17 +255,30 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, frames: list[np.n
     if s.calibrate_method != "minmax" or s.moving_average:
         # collect in chunks (bounded memory); the chunk must divide the number of frames
         extra["CalibStridedMinMax"] = next(k for k in (6, 5, 4, 3, 2, 1) if len(batch) % k == 0)
+    unified = 0
     with tempfile.TemporaryDirectory() as td:
         pre = Path(td) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(out_path), _Reader(batch, inp.name, progress),
-                        quant_format=QuantFormat.QDQ, per_channel=s.per_channel, reduce_range=s.reduce_range,
-                        activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QUInt8 if s.weight_type == "uint8" else QuantType.QInt8,
-                        nodes_to_exclude=exclude, calibrate_method=method, extra_options=extra)
+        common = dict(quant_format=QuantFormat.QDQ, per_channel=s.per_channel, reduce_range=s.reduce_range,
+                      activation_type=QuantType.QUInt8,
+                      weight_type=QuantType.QUInt8 if s.weight_type == "uint8" else QuantType.QInt8,
+                      nodes_to_exclude=exclude, calibrate_method=method, extra_options=extra)
+        cache = Path(td) / "ranges.json"
+        # pass 1: calibrate (the expensive part) and keep the ranges
+        quantize_static(str(pre), str(Path(td) / "pass1.onnx") if s.unify_concat else str(out_path),
+                        _Reader(batch, inp.name, progress), calibration_cache_path=str(cache), **common)
+        if s.unify_concat:
+            # pass 2: the same quantization from the cached ranges, Concat groups unified
+            from onnxruntime.quantization.calibrate import load_tensors_data, save_tensors_data
+
+            ranges = load_tensors_data(cache)
+            unified = unify_ranges(ranges, concat_groups(onnx.load(str(pre))))
+            save_tensors_data(ranges, cache)
+            quantize_static(str(pre), str(out_path), None, calibration_cache_path=str(cache), **common)
     recipe = {"method": "onnxruntime.quantization.quantize_static", "format": "QDQ", "activations": "uint8",
               "weights": f"{s.weight_type} {'per-channel' if s.per_channel else 'per-tensor'}",
-              "calibration_frames": len(frames), "excluded_nodes": len(exclude), **asdict(s)}
+              "calibration_frames": len(frames), "excluded_nodes": len(exclude), "unified_concat_tensors": unified,
+              **asdict(s)}
     log.info("int8 model written", extra={"file": str(out_path), "excluded_nodes": len(exclude)})
     return recipe
 

@@ -47,3 +47,20 @@ def test_gpu_bench_script_cpu_path(built_model, model_store, tmp_path):
         assert [x["batch"] for x in r["results"]] == [1, 2] and all(x["p50_ms"] > 0 for x in r["results"])
     assert by_variant["fp32"]["max_abs_score_diff_vs_cpu_fp32"] == 0.0
     assert "provider" in p.stdout and "fps" in p.stdout
+
+
+def test_cpu_bench_reports_speedup_agreement_and_kernel_ceiling(built_model, model_store, tmp_path):
+    out = tmp_path / "bench.json"
+    r = runner.invoke(app, ["bench", "--store", str(model_store), "--batches", "1,2", "--iters", "2",
+                            "--agreement-frames", "2", "--json", str(out)], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    rep = json.loads(out.read_text())
+    assert [x["batch"] for x in rep["results"]["int8"]] == [1, 2]
+    for key in ("speedup_vs_fp32", "speedup_vs_fp32_min"):
+        assert set(rep[key]["int8"]) == {"1", "2"} and all(v > 0 for v in rep[key]["int8"].values())
+    ceil = rep["kernel_ceiling"]
+    assert [c["threads"] for c in ceil] == sorted({1, rep["cpus"]})
+    assert all(c["fp32_gmacs"] > 0 and c["int8_gmacs"] > 0 and c["int8_speedup_min"] > 0 for c in ceil)
+    assert rep["agreement_vs_fp32"]["int8"]["frames"] == 2
+    assert set(rep["int8_share_of_ceiling"]) == {"1", "2"}
+    assert "kernel ceiling" in r.output and "agreement with fp32" in r.output

@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 from edgesight.log import get_logger
 from edgesight.metrics import counter, gauge, histogram
-from edgesight.wire import WireError, decode_event, decode_keyframe
+from edgesight.wire import WireError, deadletter, decode_event, decode_keyframe
 
 from .options import MONGO_SINK, S3_SINK, check_options, unsupported_by_runner
 from .smt import TransformError, build_chain
@@ -34,10 +33,6 @@ BATCH_SECONDS = histogram("connector_batch_seconds", "Time to make one batch dur
 COMMITS = counter("connector_commits_total", "Offset commits", ["connector"])
 ASSIGNED = gauge("connector_assigned_partitions", "Partitions assigned to this runner", ["connector", "task"])
 
-# Kafka Connect's dead-letter context headers (errors.deadletterqueue.context.headers.enable=true).
-H = "__connect.errors."
-DLQ_HEADERS = ("topic", "partition", "offset", "connector.name", "task.id", "stage", "class.name",
-               "exception.class.name", "exception.message", "exception.stacktrace")
 DLQ_MAX_VALUE = 16 * 1024 * 1024
 
 
@@ -54,7 +49,6 @@ class RecordError:
     stage: str                 # Connect stage: VALUE_CONVERTER, TRANSFORMATION, TASK_PUT, ...
     class_name: str            # the plugin class that failed
     exc: BaseException
-    extra_headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 def validate_for_runner(spec: ConnectorSpec) -> None:
@@ -156,16 +150,12 @@ class SinkTask:
         headers = list(msg.headers() or [])
         value = msg.value()
         if self.context_headers:
-            exc_cls = type(exc)
-            ctx = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
-                   "connector.name": self.name, "task.id": self.task_id, "stage": err.stage, "class.name": err.class_name,
-                   "exception.class.name": f"{exc_cls.__module__}.{exc_cls.__qualname__}",
-                   "exception.message": str(exc),
-                   "exception.stacktrace": "".join(traceback.format_exception(exc_cls, exc, exc.__traceback__))[-8000:]}
-            headers += [(H + k, _b(ctx[k])) for k in DLQ_HEADERS]
-            headers += err.extra_headers
+            # Kafka Connect's context headers (errors.deadletterqueue.context.headers.enable=true)
+            headers += deadletter.context_headers(topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+                                                  connector=self.name, task_id=self.task_id, stage=err.stage,
+                                                  class_name=err.class_name, exc=exc)
         if value is not None and len(value) > DLQ_MAX_VALUE:
-            headers.append(("edgesight.errors.value.dropped.bytes", _b(len(value))))
+            headers.append((deadletter.VALUE_DROPPED, _b(len(value))))
             value = b""
         self.producer.produce(self.dlq_topic, key=msg.key(), value=value, headers=headers)
         self.producer.poll(0)
@@ -302,8 +292,7 @@ class MongoSinkTask(SinkTask):
         try:
             decode_event(obj)
         except WireError as e:
-            self.dead_letter(msg, RecordError("TASK_PUT", "edgesight.wire.decode_event", e,
-                                              [("edgesight.errors.field", _b(e.field))]))
+            self.dead_letter(msg, RecordError("TASK_PUT", "edgesight.wire.decode_event", e))
             self.sink.mark(msg.topic(), msg.partition(), msg.offset())
             return
         doc = obj
@@ -491,8 +480,7 @@ class S3SinkTask(SinkTask):
         try:
             meta, _ = decode_keyframe(msg.key(), msg.value(), msg.headers())
         except WireError as e:
-            self.dead_letter(msg, RecordError("TASK_PUT", "edgesight.wire.decode_keyframe", e,
-                                              [("edgesight.errors.field", _b(e.field))]))
+            self.dead_letter(msg, RecordError("TASK_PUT", "edgesight.wire.decode_keyframe", e))
             self._advance(tp, msg.offset())
             return
         try:

@@ -112,7 +112,7 @@ class TimestampConverter:
         if isinstance(v, datetime):
             return v
         if isinstance(v, bool):
-            raise TransformError(self.cls, f"Cannot convert boolean to Timestamp")
+            raise TransformError(self.cls, "Cannot convert boolean to Timestamp")
         if isinstance(v, (int, float)):
             return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=int(v))
         if isinstance(v, str):

@@ -1,8 +1,8 @@
 """``cloud-ops``: operate EdgeSight's cloud side.
 
 Groups: ``stack`` (the embedded cloud on 127.0.0.1), ``schemas`` (the wire
-contract), ``demo``. Other issues add ``topics``, ``connectors``,
-``engineering``, ``warehouse`` and ``bench``.
+contract), ``connectors``, ``warehouse``, ``engineering``, ``fleet``, ``dlq``
+(dead-letter topics) and ``demo``.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from edgesight.config import ConfigError
 from edgesight.log import setup_logging
 from ops.cli_connectors import connectors_app
 from ops.cli_warehouse import warehouse_app
+from ops.cli_dlq import dlq_app
 from ops.cli_engineering import engineering_app, fleet_app
 
 app = typer.Typer(help="EdgeSight cloud operations: embedded stack, topics, connectors, warehouse, analytics, benchmarks.",
@@ -35,6 +36,7 @@ app.add_typer(connectors_app, name="connectors")
 app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(engineering_app, name="engineering")
 app.add_typer(fleet_app, name="fleet")
+app.add_typer(dlq_app, name="dlq")
 
 console = Console(stderr=False)
 err = Console(stderr=True)

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 
 import pytest
 
 from cloud.config import CloudConfig
-from edgesight.config import ConfigError, load_config
+from edgesight.config import ConfigError
 from edgesight.log import get_logger, redact_text, setup_logging
 
 

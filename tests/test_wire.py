@@ -186,3 +186,37 @@ def test_timestamps_serialise_with_exactly_millisecond_precision():
         assert len(ts) == len("2026-11-26T12:30:15.250Z") and ts.endswith("Z"), ts
         assert ts[-4:-1] == f"{us // 1000:03d}"
         assert decode_event(encode_event(ev)) == ev
+
+
+# ---- dead-letter headers (one contract for the connector runner and the cloud consumers) ----
+
+def test_dead_letter_headers_round_trip_and_strip():
+    from edgesight.wire import WireError
+    from edgesight.wire.deadletter import PREFIX, context_headers, parse_headers, strip_context
+
+    try:
+        raise WireError("detection event", "score", "must be <= 1")
+    except WireError as e:
+        hdr = context_headers(topic="t.v1", partition=3, offset=42, connector="engineering", task_id=0,
+                              stage="VALUE_CONVERTER", class_name="edgesight.wire.codec", exc=e)
+    names = [k for k, _ in hdr]
+    assert names[:10] == [PREFIX + k for k in ("topic", "partition", "offset", "connector.name", "task.id", "stage",
+                                                 "class.name", "exception.class.name", "exception.message",
+                                                 "exception.stacktrace")]
+    own = [("traceparent", b"00-abc"), ("content-type", b"application/json")]
+    c = parse_headers(own + hdr)
+    assert (c.topic, c.partition, c.offset, c.connector, c.stage) == ("t.v1", 3, 42, "engineering", "VALUE_CONVERTER")
+    assert (c.field, c.kind, c.exception_class) == ("score", "detection event", "edgesight.wire.codec.WireError")
+    assert "field 'score'" in c.message and c.source == "t.v1[3]@42"
+    assert "WireError" in dict(hdr)[PREFIX + "exception.stacktrace"].decode()
+    assert strip_context(own + hdr) == own
+    assert parse_headers(own) is None
+    assert parse_headers([(PREFIX + "topic", b"t"), (PREFIX + "partition", b"x"), (PREFIX + "offset", b"1")]) is None
+
+
+def test_dead_letter_stage_must_be_a_connect_stage():
+    from edgesight.wire.deadletter import context_headers
+
+    with pytest.raises(ValueError, match="unknown dead-letter stage 'DECODE'"):
+        context_headers(topic="t", partition=0, offset=0, connector="c", task_id=0, stage="DECODE",
+                        class_name="x", exc=RuntimeError("boom"))

@@ -28,7 +28,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from edgesight import metrics
 from edgesight.log import get_logger
-from edgesight.wire import WireError
+from edgesight.wire import WireError, deadletter
 
 RECORDS = metrics.counter("consumer_records_total", "Records handled by a cloud consumer, by result",
                           ["consumer", "result"])
@@ -86,12 +86,11 @@ def ensure_topics(kafka_conf: dict, topics: dict[str, int], timeout: float = 15.
 
 
 def dlq_headers(p: Poison, consumer: str) -> list[tuple[str, bytes]]:
+    """The dead-letter context (Kafka Connect's headers, as the sink connectors write them)."""
     m = p.msg
-    return [("x-dlq-reason", str(p.error).encode()), ("x-dlq-field", p.error.field.encode()),
-            ("x-dlq-message", p.error.message.encode()), ("x-dlq-kind", p.error.kind.encode()),
-            ("x-dlq-consumer", consumer.encode()), ("x-dlq-source-topic", (m.topic() or "").encode()),
-            ("x-dlq-source-partition", str(m.partition()).encode()), ("x-dlq-source-offset", str(m.offset()).encode()),
-            ("x-dlq-ts", str(int(time.time() * 1000)).encode())]
+    return list(m.headers() or []) + deadletter.context_headers(
+        topic=m.topic() or "", partition=m.partition(), offset=m.offset(), connector=consumer, task_id=0,
+        stage="VALUE_CONVERTER", class_name="edgesight.wire.codec", exc=p.error)
 
 
 class BatchConsumer:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from pydantic import TypeAdapter, ValidationError
 

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import pytest
 
 from edge_agent.control.mqtt import CommandError, ControlConfig, ControlPlane
-from edgesight.wire import AgentStatus, CameraStatus, decode_ack, decode_status
+from edgesight.wire import AgentStatus, decode_ack, decode_status
 
 
 def control_config(stack) -> ControlConfig:

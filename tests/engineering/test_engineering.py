@@ -9,7 +9,9 @@ import signal
 import urllib.request
 
 from kafka import KafkaConsumer, TopicPartition
+from typer.testing import CliRunner
 
+from cloud.engineering.consumer import ensure_topics
 from cloud.engineering.engineering import build_engineering
 from cloud.engineering.facts import (counts_minute_docs, dwell_docs, event_to_fact, line_crossing_docs,
                                      track_summary)
@@ -17,6 +19,8 @@ from cloud.engineering.settings import EngineeringSettings
 from cloud.engineering.store import STALE, AnalyticsStore, count_facts
 from cloud.engineering.synthetic import load_stream
 from edgesight.wire import dumps
+from edgesight.wire.deadletter import parse_headers
+from ops.cli import app as cloud_ops
 
 from .conftest import SESSION_MS, wait_for
 from .known_stream import N_EVENTS, assert_analytics, events
@@ -131,17 +135,53 @@ def test_poison_records_go_to_the_dlq_with_the_reason_and_processing_continues(e
             break
     kc.close()
     assert len(got) == 5
-    hdr = [{k: v.decode() for k, v in m.headers} for m in got]
-    assert [h["x-dlq-field"] for h in hdr] == ["(message)", "score", "camera_id", "schema", "(message)"]
-    assert "not valid JSON" in hdr[0]["x-dlq-reason"]
-    assert "field 'score'" in hdr[1]["x-dlq-reason"] and "less than or equal to 1" in hdr[1]["x-dlq-message"]
-    assert "field 'camera_id'" in hdr[2]["x-dlq-reason"] and "missing" in hdr[2]["x-dlq-message"]
-    assert "unsupported version" in hdr[3]["x-dlq-message"]
-    assert "tombstone" in hdr[4]["x-dlq-message"]
+    # Kafka Connect's dead-letter context headers, as the sink connectors write them
+    ctx = [parse_headers(m.headers) for m in got]
+    assert all(c is not None for c in ctx)
+    assert [c.field for c in ctx] == ["(message)", "score", "camera_id", "schema", "(message)"]
+    assert "not valid JSON" in ctx[0].message
+    assert "field 'score'" in ctx[1].message and "less than or equal to 1" in ctx[1].message
+    assert "field 'camera_id'" in ctx[2].message and "missing" in ctx[2].message
+    assert "unsupported version" in ctx[3].message
+    assert "tombstone" in ctx[4].message
+    assert all(c.kind == "detection event" and c.stage == "VALUE_CONVERTER" for c in ctx)
+    assert all(c.exception_class == "edgesight.wire.codec.WireError" for c in ctx)
     assert [m.value for m in got] == poison
     assert all(m.key == key for m in got)
-    assert all(h["x-dlq-source-topic"] == env.topics.detections and h["x-dlq-consumer"] == "engineering" for h in hdr)
-    assert sorted(int(h["x-dlq-source-offset"]) for h in hdr) == [1, 3, 5, 7, 9]
+    assert all(c.topic == env.topics.detections and c.connector == "engineering" for c in ctx)
+    assert sorted(c.offset for c in ctx) == [1, 3, 5, 7, 9]
+    assert all(dict(m.headers)["__connect.errors.topic"] == env.topics.detections.encode() for m in got)
+
+    # The operator's view: cloud-ops dlq show lists the same five with the field at fault.
+    r = CliRunner().invoke(cloud_ops, ["dlq", "show", "-c", str(env.config_path), "--consumer", "engineering", "--json"])
+    assert r.exit_code == 0, r.output
+    shown = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
+    assert [x["field"] for x in shown] == [c.field for c in ctx], r.output
+    assert all(x["stage"] == "VALUE_CONVERTER" and x["source"].startswith(env.topics.detections) for x in shown)
+
+    # Replay (say, to a quarantine topic after a fix): the records arrive unchanged, without the error context;
+    # the replay group's committed progress means a second run sends nothing again.
+    target = env.topics.prefix + ".quarantine"
+    ensure_topics(env.cfg.kafka.client_config(), {target: 1})
+    args = ["dlq", "replay", "-c", str(env.config_path), "--consumer", "engineering", "--to", target]
+    r = CliRunner().invoke(cloud_ops, args)
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output.strip().splitlines()[-1])
+    assert (rep["read"], rep["replayed"], rep["committed"], rep["to"]) == (5, 5, True, {target: 5})
+    kc = KafkaConsumer(bootstrap_servers=env.cfg.kafka.bootstrap_servers, auto_offset_reset="earliest",
+                       enable_auto_commit=False, consumer_timeout_ms=10000)
+    kc.assign([TopicPartition(target, 0)])
+    replayed = []
+    for m in kc:
+        replayed.append(m)
+        if len(replayed) == 5:
+            break
+    kc.close()
+    assert [m.value for m in replayed] == poison and all(m.key == key for m in replayed)
+    assert all(parse_headers(m.headers) is None and not m.headers for m in replayed)
+    r = CliRunner().invoke(cloud_ops, args)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output.strip().splitlines()[-1])["replayed"] == 0
 
 
 def test_sigkill_mid_stream_then_restart_loses_nothing_and_counts_once(env):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,9 +31,10 @@ console = Console()
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the ephemeral range (see ops.stack.free_ports)."""
+    from ops.stack import free_ports
+
+    return free_ports(1)[0]
 
 
 def _cli(module: str) -> list[str]:

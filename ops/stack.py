@@ -90,22 +90,60 @@ def port_in_use(port: int, host: str = HOST) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        lo, hi = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return lo, hi
+    except (OSError, ValueError):
+        return 32768, 60999   # Linux's default
+
+
 def free_ports(n: int, host: str = HOST) -> list[int]:
-    """n distinct ports that are free now (the OS's ephemeral allocator)."""
+    """n distinct ports that are free now, chosen *below* the OS's ephemeral range.
+
+    A port handed out by the ephemeral allocator (bind to port 0) can be taken, before the
+    server binds it, by the client side of any outgoing connection on the machine (a broker
+    client, a readiness probe): a listener then fails with "address in use". Ports below
+    the ephemeral range are only ever taken by other listeners, which the check sees.
+    Falls back to the ephemeral allocator where that range leaves too little room."""
+    import random
+
+    eph_lo, _ = _ephemeral_range()
+    lo = 20000 if eph_lo > 22000 else 1024
+    rng = random.SystemRandom()
     socks, ports = [], []
     try:
+        tries = 0
         while len(ports) < n:
+            tries += 1
+            if eph_lo - lo >= 1000 and tries <= 200 * n:
+                cand = rng.randrange(lo, eph_lo)
+            else:
+                cand = 0
+            if cand in ports:
+                continue
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
+            try:
+                s.bind((host, cand))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)    # held until all are chosen: no duplicates
             p = s.getsockname()[1]
             # SeaweedFS derives gRPC ports as http+10000 unless told: keep explicit ports < 55535 for clarity.
-            if p < 55535 and p not in ports:
+            if p < 55535 and p not in ports and not (cand and port_in_use_wildcard(p, host)):
                 ports.append(p)
-            socks.append(s)
     finally:
         for s in socks:
             s.close()
     return ports
+
+
+def port_in_use_wildcard(port: int, host: str = HOST) -> bool:
+    """Something listens on ``port`` (say on 0.0.0.0) although binding ``host:port`` worked."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
 
 
 # ---- state -----------------------------------------------------------------------------

@@ -191,3 +191,25 @@ def test_durable_broker_keeps_messages_across_restart(tmp_path):
         assert got == list(range(50))
     finally:
         st.down()
+
+
+def test_free_ports_are_distinct_bindable_and_outside_the_ephemeral_range():
+    """Ports from the ephemeral range can be taken by any outgoing connection before a server binds them."""
+    from ops.stack import _ephemeral_range
+
+    eph_lo, _ = _ephemeral_range()
+    ports = free_ports(13)
+    assert len(set(ports)) == 13
+    assert all(p < eph_lo for p in ports), ports
+    socks = []
+    try:
+        for p in ports:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", p))
+            s.listen(1)
+        # one of them is now busy: it is not handed out again
+        assert not set(free_ports(200)) & set(ports)
+    finally:
+        for s in socks:
+            s.close()

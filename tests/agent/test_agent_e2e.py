@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,9 +25,10 @@ VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the ephemeral range (see ops.stack.free_ports)."""
+    from ops.stack import free_ports
+
+    return free_ports(1)[0]
 
 
 def agent_yaml(tmp: Path, stack, *, agent_id: str, prefix: str, cameras: list[dict], bootstrap: str | None = None,

@@ -27,9 +27,10 @@ RTSP_SCRIPT = HERE.parent.parent / "ops" / "cameras" / "rtsp_server.py"  # the d
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the ephemeral range (see ops.stack.free_ports)."""
+    from ops.stack import free_ports
+
+    return free_ports(1)[0]
 
 
 def wait_port(port: int, timeout: float = 10.0) -> bool:

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from edgesight.config import StrictModel, load_config
+from edgesight.config import StrictModel, load_config, parse_config
 from edgesight.log import register_secret
 
 HOST = "127.0.0.1"
@@ -152,8 +152,9 @@ class CloudConfig(StrictModel):
 
     @classmethod
     def load(cls, path: str | Path | None) -> "CloudConfig":
+        """``path`` (YAML) or, without one, the defaults; ``EDGESIGHT_CLOUD__*`` overrides apply to both."""
         if path is None:
-            return cls()
+            return parse_config(cls, {}, f"<defaults + {ENV_PREFIX}* environment>", env_prefix=ENV_PREFIX)
         return load_config(cls, path, env_prefix=ENV_PREFIX)
 
     def for_stack(self) -> "CloudConfig":

@@ -1,6 +1,7 @@
 """edge-agent CLI: validate, install/uninstall (systemd unit + config skeleton), status without an agent."""
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,10 @@ def test_install_writes_unit_and_skeleton_then_uninstall(tmp_path):
     assert f"run --config {cfg}" in unit and "Restart=always" in unit
     assert "MemoryMax=3G" in unit and "CPUQuota=150%" in unit and "KillSignal=SIGTERM" in unit
     assert yaml.safe_load(cfg.read_text())["agent_id"] == "gate-7"
+    if shutil.which("systemd-analyze"):   # systemd itself accepts the unit (no unknown or misplaced keys)
+        v = subprocess.run(["systemd-analyze", "verify", str(units / "edgesight-agent.service")],
+                           capture_output=True, text=True, timeout=60)
+        assert v.returncode == 0 and "Unknown" not in v.stderr and "bad" not in v.stderr, v.stderr
     assert "environment checks" in r.stdout and "onnxruntime providers" in r.stdout
     # A second install keeps the operator's config.
     cfg.write_text(cfg.read_text().replace("gate-7", "gate-8"))

@@ -33,6 +33,23 @@ def run_inproc(env, group: str, idle_s: float = 2.0, **kw):
     return build_engineering(env.cfg, st).run(until_idle_s=idle_s, max_seconds=120)
 
 
+def read_partition(env, topic: str, n: int, partition: int = 0) -> list:
+    """Up to ``n`` records of one partition from its start, read with kafka-python (an independent client)."""
+    kc = KafkaConsumer(bootstrap_servers=env.cfg.kafka.bootstrap_servers, auto_offset_reset="earliest",
+                       enable_auto_commit=False, consumer_timeout_ms=10000)
+    kc.assign([TopicPartition(topic, partition)])
+    kc.seek_to_beginning()
+    got = []
+    try:
+        for m in kc:
+            got.append(m)
+            if len(got) == n:
+                break
+    finally:
+        kc.close()
+    return got
+
+
 def snapshot(db) -> dict:
     return {c: sorted(db[c].find(), key=lambda d: d["_id"]) for c in ANALYTICS}
 
@@ -123,17 +140,7 @@ def test_poison_records_go_to_the_dlq_with_the_reason_and_processing_continues(e
     assert t["events"] == 6 and t["ended"] is True and t["best_score"] == 0.90
 
     # Read the DLQ back with an independent client (kafka-python).
-    dlq = env.topics.dlq("engineering")
-    kc = KafkaConsumer(bootstrap_servers=env.cfg.kafka.bootstrap_servers, auto_offset_reset="earliest",
-                       enable_auto_commit=False, consumer_timeout_ms=10000)
-    kc.assign([TopicPartition(dlq, 0)])
-    kc.seek_to_beginning()
-    got = []
-    for m in kc:
-        got.append(m)
-        if len(got) == 5:
-            break
-    kc.close()
+    got = read_partition(env, env.topics.dlq("engineering"), 5)
     assert len(got) == 5
     # Kafka Connect's dead-letter context headers, as the sink connectors write them
     ctx = [parse_headers(m.headers) for m in got]
@@ -168,15 +175,7 @@ def test_poison_records_go_to_the_dlq_with_the_reason_and_processing_continues(e
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output.strip().splitlines()[-1])
     assert (rep["read"], rep["replayed"], rep["committed"], rep["to"]) == (5, 5, True, {target: 5})
-    kc = KafkaConsumer(bootstrap_servers=env.cfg.kafka.bootstrap_servers, auto_offset_reset="earliest",
-                       enable_auto_commit=False, consumer_timeout_ms=10000)
-    kc.assign([TopicPartition(target, 0)])
-    replayed = []
-    for m in kc:
-        replayed.append(m)
-        if len(replayed) == 5:
-            break
-    kc.close()
+    replayed = read_partition(env, target, 5)
     assert [m.value for m in replayed] == poison and all(m.key == key for m in replayed)
     assert all(parse_headers(m.headers) is None and not m.headers for m in replayed)
     r = CliRunner().invoke(cloud_ops, args)

@@ -52,6 +52,22 @@ def test_topic_specs():
     assert specs["status.v1"].config["cleanup.policy"] == "compact"
 
 
+def test_every_dead_letter_topic_written_has_a_spec():
+    """The DLQs of the connectors and of the engineering/fleet consumers are created with their retention."""
+    from cloud.engineering.settings import EngineeringSettings, FleetSettings
+    from edgesight.wire import Topics
+
+    cfg = CloudConfig()
+    names = {t.name for t in load_topics(variables(cfg))}
+    topics = Topics(cfg.kafka.topic_prefix)
+    written = {topics.dlq(EngineeringSettings().dlq_name), topics.dlq(FleetSettings().dlq_name)}
+    written |= {_spec(n).config["errors.deadletterqueue.topic.name"]
+                for n in ("mongo-sink-detections", "s3-sink-keyframes")}
+    assert written <= names, written - names
+    dlq_specs = [t for t in load_topics(variables(cfg)) if t.name in written]
+    assert all(int(t.config["retention.ms"]) >= 7 * 86400_000 for t in dlq_specs)
+
+
 def test_static_check_names_undocumented_options():
     cfg = dict(_spec("mongo-sink-detections").config)
     cfg["max.batch.sise"] = "10"                                    # typo

@@ -127,8 +127,12 @@ def read(kafka_conf: dict, topic: str, *, limit: int | None = None, timeout: flo
 
 def replay(kafka_conf: dict, topic: str, *, to: str | None = None, stage: str | None = None,
            connector: str | None = None, dry_run: bool = False, timeout: float = 30.0,
-           progress: Callable[[int], None] | None = None) -> ReplayReport:
-    """Send the dead letters of ``topic`` not replayed before back to their source topic (or ``to``)."""
+           progress: Callable[[int], None] | None = None, checkpoint_every: int = 10_000) -> ReplayReport:
+    """Send the dead letters of ``topic`` not replayed before back to their source topic (or ``to``).
+
+    Every ``checkpoint_every`` records read (and at the end) the re-sent records are flushed and,
+    once all are acknowledged, the replay group's offsets are committed: a large replay that is
+    interrupted resumes near where it stopped."""
     group = f"edgesight-dlq-replay.{topic}"
     c = Consumer({**kafka_conf, "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
                   "enable.partition.eof": False})
@@ -136,11 +140,29 @@ def replay(kafka_conf: dict, topic: str, *, to: str | None = None, stage: str | 
     rep = ReplayReport()
     failed: list[str] = []
 
+    read_to: dict[int, int] = {}     # next offset per partition of what was handled (sent or skipped)
+
     def delivered(err, _msg) -> None:
         if err is not None:
             failed.append(str(err))
 
+    def checkpoint() -> None:
+        if prod is None or not read_to:
+            return
+        left = prod.flush(timeout)
+        if left or failed:
+            raise DeadLetterError(f"replay not acknowledged by the broker ({left} undelivered, errors: "
+                                  f"{failed[:3]}); progress since the last checkpoint not committed, run it again")
+        c.commit(offsets=[TopicPartition(topic, p, o) for p, o in read_to.items()], asynchronous=False)
+        rep.committed = True
+
     def handle(m) -> None:
+        read_to[m.partition()] = m.offset() + 1
+        handle_record(m)
+        if rep.read % checkpoint_every == 0:
+            checkpoint()
+
+    def handle_record(m) -> None:
         r = _record(m)
         rep.read += 1
         if progress:
@@ -161,7 +183,13 @@ def replay(kafka_conf: dict, topic: str, *, to: str | None = None, stage: str | 
         rep.by_target[target] = rep.by_target.get(target, 0) + 1
         rep.replayed += 1
         if prod is not None:
-            prod.produce(target, key=r.key, value=r.value, headers=strip_context(r.headers), on_delivery=delivered)
+            while True:
+                try:
+                    prod.produce(target, key=r.key, value=r.value, headers=strip_context(r.headers),
+                                 on_delivery=delivered)
+                    break
+                except BufferError:       # the producer's queue is full: let deliveries drain
+                    prod.poll(0.5)
             prod.poll(0)
 
     try:
@@ -175,15 +203,8 @@ def replay(kafka_conf: dict, topic: str, *, to: str | None = None, stage: str | 
             start = committed.get(p, -1001)
             starts[p] = lo if start < 0 else max(start, lo)
         c.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
-        done = _drain(c, topic, starts, ends, None, timeout, handle)
-        if prod is not None:
-            left = prod.flush(timeout)
-            if left or failed:
-                raise DeadLetterError(f"replay not acknowledged by the broker ({left} undelivered, errors: "
-                                      f"{failed[:3]}); progress not committed, run it again")
-            if done:
-                c.commit(offsets=[TopicPartition(topic, p, o) for p, o in done.items()], asynchronous=False)
-                rep.committed = True
+        _drain(c, topic, starts, ends, None, timeout, handle)
+        checkpoint()
         log.info("dead letters replayed" if not dry_run else "dead letters replay (dry run)",
                  extra={"topic": topic, "read": rep.read, "replayed": rep.replayed, "targets": rep.by_target})
     except KafkaException as e:

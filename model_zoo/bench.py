@@ -171,6 +171,21 @@ def kernel_ceiling(threads_list=(1,), m: int = 1600, k: int = 3456, n: int = 256
     return out
 
 
+TARGET_SPEEDUP, TARGET_AGREEMENT = 2.0, 0.9   # the model service's CPU targets for int8 vs fp32
+
+
+def target_verdict(report: dict, speedup: float = TARGET_SPEEDUP, agreement: float = TARGET_AGREEMENT) -> dict:
+    """Whether int8 met the targets in this run: the best batch by the median ratio, and the agreement."""
+    sp = report["speedup_vs_fp32"]["int8"]
+    best_batch = max(sp, key=lambda b: sp[b])
+    ag = report.get("agreement_vs_fp32", {}).get("int8", {}).get("agreement")
+    ceiling = max((c["int8_speedup_min"] for c in report.get("kernel_ceiling", [])), default=None)
+    return {"speedup": speedup, "best_speedup": sp[best_batch], "best_batch": best_batch,
+            "speedup_met": sp[best_batch] >= speedup, "agreement": agreement, "measured_agreement": ag,
+            "agreement_met": None if ag is None else ag >= agreement, "kernel_ceiling": ceiling,
+            "ceiling_allows_target": None if ceiling is None else ceiling >= speedup}
+
+
 def cpu_flags() -> list[str]:
     """The SIMD features that decide int8 speed (from /proc/cpuinfo; empty where unreadable)."""
     try:
@@ -245,6 +260,8 @@ def cpu_bench(name: str = "yolov4-tiny", store=None, variants=("fp32", "int8"), 
             on_phase("agreement", len(fr) * (1 + len(others)))
         ag = verify(name, others, store, fr, threads=threads, progress=progress)
         report["agreement_vs_fp32"] = {v: a.as_dict() for v, a in ag.items()}
+    if "int8" in report.get("speedup_vs_fp32", {}):
+        report["target"] = target_verdict(report)
     return report
 
 

@@ -202,6 +202,16 @@ def bench(
         console.print(f"{v} agreement with fp32 on {a['frames']} vtest frames: {a['agreement']:.3f} "
                       f"(precision {a['precision']:.3f}, recall {a['recall']:.3f}, mean IoU {a['mean_iou']:.3f}; "
                       f"class-agnostic {a['class_agnostic_agreement']:.3f})")
+    t = rep.get("target")
+    if t:
+        verdict = "met" if t["speedup_met"] else "NOT met"
+        line = (f"target int8 >= {t['speedup']}x fp32: {verdict} (best {t['best_speedup']}x at batch {t['best_batch']})")
+        if t["measured_agreement"] is not None:
+            line += (f"; agreement >= {t['agreement']}: {'met' if t['agreement_met'] else 'NOT met'} "
+                     f"({t['measured_agreement']:.3f})")
+        if t["kernel_ceiling"] is not None and not t["ceiling_allows_target"]:
+            line += f"; this CPU's int8 kernel ceiling is {t['kernel_ceiling']}x, below the target"
+        console.print(line)
     if json_out:
         json_out.write_text(json.dumps(rep, indent=2))
         console.print(f"report written to {json_out}")

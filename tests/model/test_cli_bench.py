@@ -63,4 +63,22 @@ def test_cpu_bench_reports_speedup_agreement_and_kernel_ceiling(built_model, mod
     assert all(c["fp32_gmacs"] > 0 and c["int8_gmacs"] > 0 and c["int8_speedup_min"] > 0 for c in ceil)
     assert rep["agreement_vs_fp32"]["int8"]["frames"] == 2
     assert set(rep["int8_share_of_ceiling"]) == {"1", "2"}
+    t = rep["target"]
+    assert t["best_batch"] in ("1", "2") and t["speedup_met"] == (t["best_speedup"] >= 2.0)
+    assert "target int8 >= 2.0x fp32:" in r.output
     assert "kernel ceiling" in r.output and "agreement with fp32" in r.output
+
+
+def test_target_verdict():
+    from model_zoo.bench import target_verdict
+
+    rep = {"speedup_vs_fp32": {"int8": {"1": 1.8, "2": 1.9, "4": 1.85}},
+           "agreement_vs_fp32": {"int8": {"agreement": 0.95}},
+           "kernel_ceiling": [{"threads": 1, "int8_speedup_min": 1.94}, {"threads": 2, "int8_speedup_min": 1.7}]}
+    v = target_verdict(rep)
+    assert (v["best_batch"], v["best_speedup"], v["speedup_met"]) == ("2", 1.9, False)
+    assert (v["agreement_met"], v["kernel_ceiling"], v["ceiling_allows_target"]) == (True, 1.94, False)
+    rep["speedup_vs_fp32"]["int8"]["4"] = 2.3
+    rep["agreement_vs_fp32"]["int8"]["agreement"] = 0.85
+    v = target_verdict(rep)
+    assert (v["best_batch"], v["speedup_met"], v["agreement_met"]) == ("4", True, False)

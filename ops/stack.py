@@ -98,8 +98,15 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999   # Linux's default
 
 
-def free_ports(n: int, host: str = HOST) -> list[int]:
+_HANDED_OUT: set[int] = set()   # ports this process already handed out (a server may not have bound them yet)
+
+
+def free_ports(n: int, host: str = HOST, exclude: set[int] | frozenset[int] = frozenset()) -> list[int]:
     """n distinct ports that are free now, chosen *below* the OS's ephemeral range.
+
+    A port is never handed out twice by one process (nor one in ``exclude``): a port chosen for
+    a server that has not bound it yet looks free to the check, and a stack chooses its four
+    service ports before SeaweedFS's nine internal ones, which it starts first.
 
     A port handed out by the ephemeral allocator (bind to port 0) can be taken, before the
     server binds it, by the client side of any outgoing connection on the machine (a broker
@@ -120,7 +127,7 @@ def free_ports(n: int, host: str = HOST) -> list[int]:
                 cand = rng.randrange(lo, eph_lo)
             else:
                 cand = 0
-            if cand in ports:
+            if cand in ports or cand in _HANDED_OUT or cand in exclude:
                 continue
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
@@ -131,11 +138,15 @@ def free_ports(n: int, host: str = HOST) -> list[int]:
             socks.append(s)    # held until all are chosen: no duplicates
             p = s.getsockname()[1]
             # SeaweedFS derives gRPC ports as http+10000 unless told: keep explicit ports < 55535 for clarity.
-            if p < 55535 and p not in ports and not (cand and port_in_use_wildcard(p, host)):
+            if (p < 55535 and p not in ports and p not in _HANDED_OUT and p not in exclude
+                    and not (cand and port_in_use_wildcard(p, host))):
                 ports.append(p)
     finally:
         for s in socks:
             s.close()
+    if len(_HANDED_OUT) > 4000:      # a long-lived process: forget the oldest picks rather than run dry
+        _HANDED_OUT.clear()
+    _HANDED_OUT.update(ports)
     return ports
 
 
@@ -334,7 +345,9 @@ class Stack:
         prev = self.read_state().get("s3")
         if prev and prev.extra_ports and not any(port_in_use(p) for p in prev.extra_ports.values()):
             return prev.extra_ports
-        return dict(zip(names, free_ports(len(names))))
+        st = self.settings
+        own = {st.kafka_port, st.s3_port, st.mongo_port, st.mqtt_port}   # chosen but not all bound yet
+        return dict(zip(names, free_ports(len(names), exclude=own)))
 
     def _seaweed_argv(self, weed: str, ports: dict[str, int]) -> list[str]:
         s3json = self.data_dir / "s3.json"

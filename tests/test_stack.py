@@ -213,3 +213,15 @@ def test_free_ports_are_distinct_bindable_and_outside_the_ephemeral_range():
     finally:
         for s in socks:
             s.close()
+
+
+def test_free_ports_never_hands_out_a_port_twice_nor_an_excluded_one():
+    """A stack picks its 4 service ports, then SeaweedFS's 9 internal ones before the services bind theirs."""
+    first = free_ports(4)
+    later = [p for _ in range(50) for p in free_ports(9, exclude={1, 2})]
+    assert len(set(later)) == len(later) and not set(later) & set(first)
+    # the whole low range excluded: it falls back to the OS's allocator, still honouring exclude
+    from ops.stack import _ephemeral_range
+    excluded = set(range(20000, _ephemeral_range()[0]))
+    got = free_ports(3, exclude=excluded)
+    assert len(set(got)) == 3 and not set(got) & excluded and not set(got) & set(later)

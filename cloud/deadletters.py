@@ -63,9 +63,13 @@ def _partitions(consumer: Consumer, topic: str, timeout: float) -> list[int]:
     return sorted(t.partitions)
 
 
+def _watermarks(consumer: Consumer, topic: str, parts: list[int], timeout: float) -> dict[int, tuple[int, int]]:
+    return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout) for p in parts}
+
+
 def _drain(consumer: Consumer, topic: str, starts: dict[int, int], ends: dict[int, int], limit: int | None,
-           timeout: float, on_record: Callable[[object], None], idle_s: float = 1.0) -> dict[int, int]:
-    """Feed records to ``on_record`` to the end of the topic (or ``limit``); {partition: last offset + 1}.
+           timeout: float, on_record: Callable[[object], None], idle_s: float = 1.0) -> None:
+    """Feed records to ``on_record`` to the end of the topic (or ``limit``).
 
     The end: every partition at or past its high watermark *and* ``idle_s`` without a record.
     The watermark is only a lower bound (Tansu under-reports it; Kafka's is exact, so there
@@ -97,7 +101,6 @@ def _drain(consumer: Consumer, topic: str, starts: dict[int, int], ends: dict[in
             n += 1
             if limit is not None and n >= limit:
                 break
-    return {p: o for p, o in nxt.items() if o != starts.get(p)}
 
 
 def _record(m) -> Record:
@@ -112,12 +115,10 @@ def read(kafka_conf: dict, topic: str, *, limit: int | None = None, timeout: flo
     out: list[Record] = []
     try:
         parts = _partitions(c, topic, timeout)
-        starts: dict[int, int] = {}
-        ends: dict[int, int] = {}
-        for p in parts:
-            starts[p], ends[p] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+        wm = _watermarks(c, topic, parts, timeout)
         c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
-        _drain(c, topic, starts, ends, limit, timeout, lambda m: out.append(_record(m)))
+        _drain(c, topic, {p: lo for p, (lo, _) in wm.items()}, {p: hi for p, (_, hi) in wm.items()}, limit, timeout,
+               lambda m: out.append(_record(m)))
     except KafkaException as e:
         raise DeadLetterError(f"dead-letter topic {topic!r} cannot be read: {e}") from e
     finally:
@@ -134,8 +135,7 @@ def replay(kafka_conf: dict, topic: str, *, to: str | None = None, stage: str | 
     once all are acknowledged, the replay group's offsets are committed: a large replay that is
     interrupted resumes near where it stopped."""
     group = f"edgesight-dlq-replay.{topic}"
-    c = Consumer({**kafka_conf, "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                  "enable.partition.eof": False})
+    c = Consumer({**kafka_conf, "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     prod = None if dry_run else Producer({**kafka_conf, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
     rep = ReplayReport()
     failed: list[str] = []
@@ -196,12 +196,10 @@ def replay(kafka_conf: dict, topic: str, *, to: str | None = None, stage: str | 
         parts = _partitions(c, topic, timeout)
         committed = {tp.partition: tp.offset for tp in c.committed([TopicPartition(topic, p) for p in parts],
                                                                    timeout=timeout)}
-        ends: dict[int, int] = {}
-        starts: dict[int, int] = {}
-        for p in parts:
-            lo, ends[p] = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            start = committed.get(p, -1001)
-            starts[p] = lo if start < 0 else max(start, lo)
+        wm = _watermarks(c, topic, parts, timeout)
+        # resume after the last committed replay (a negative offset: none yet -> the start of the log)
+        starts = {p: lo if committed.get(p, -1) < 0 else max(committed[p], lo) for p, (lo, _) in wm.items()}
+        ends = {p: hi for p, (_, hi) in wm.items()}
         c.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
         _drain(c, topic, starts, ends, None, timeout, handle)
         checkpoint()

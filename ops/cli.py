@@ -16,13 +16,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cloud.config import CloudConfig
-from edgesight.config import ConfigError
 from edgesight.log import setup_logging
+from ops.cli_common import ConfigOpt, load_cloud
 from ops.cli_connectors import connectors_app
-from ops.cli_warehouse import warehouse_app
 from ops.cli_dlq import dlq_app
 from ops.cli_engineering import engineering_app, fleet_app
+from ops.cli_warehouse import warehouse_app
 
 app = typer.Typer(help="EdgeSight cloud operations: embedded stack, topics, connectors, warehouse, analytics, benchmarks.",
                   no_args_is_help=True, add_completion=False)
@@ -41,24 +40,6 @@ app.add_typer(dlq_app, name="dlq")
 console = Console(stderr=False)
 err = Console(stderr=True)
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="Cloud config YAML (see examples/cloud.yaml). Defaults apply when omitted.",
-                         envvar="EDGESIGHT_CLOUD_CONFIG")
-
-
-def load_cloud(config: Optional[Path], **stack_overrides) -> CloudConfig:
-    try:
-        cfg = CloudConfig.load(config)
-    except ConfigError as e:
-        err.print(f"[red]{e}[/red]")
-        raise typer.Exit(2) from None
-    upd = {k: v for k, v in stack_overrides.items() if v is not None}
-    if upd:
-        try:
-            cfg = cfg.model_copy(update={"stack": cfg.stack.model_validate({**cfg.stack.model_dump(), **upd})})
-        except Exception as e:  # pydantic ValidationError
-            err.print(f"[red]invalid stack option: {e}[/red]")
-            raise typer.Exit(2) from None
-    return cfg
 
 
 def _stack(config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage=None):

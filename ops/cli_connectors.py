@@ -16,13 +16,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ops.cli_common import ConfigOpt
+
 connectors_app = typer.Typer(help="Kafka Connect sink connectors: validate/deploy against a Connect REST API, "
                                   "or run them in Python on this machine (`run`).", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="Cloud config YAML (defaults apply when omitted).",
-                         envvar="EDGESIGHT_CLOUD_CONFIG")
 UrlOpt = typer.Option("http://127.0.0.1:8083", "--connect-url", envvar="EDGESIGHT_CONNECT_URL",
                       help="Kafka Connect REST API base URL.")
 NamesArg = typer.Argument(None, help="Connector files or names (default: all in connectors/).")

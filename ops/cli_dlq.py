@@ -10,14 +10,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ops.cli_common import ConfigOpt, load_cloud
+
 dlq_app = typer.Typer(help="Dead-letter topics: what failed, where it came from, why; replay after a fix. Every "
                            "EdgeSight consumer writes Kafka Connect's dead-letter headers, so these commands read "
                            "the sink connectors' DLQs too.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="Cloud config YAML (see examples/cloud.yaml).",
-                         envvar="EDGESIGHT_CLOUD_CONFIG")
 
 
 def _topic(cfg, topic: Optional[str], consumer: Optional[str]) -> str:
@@ -30,11 +30,6 @@ def _topic(cfg, topic: Optional[str], consumer: Optional[str]) -> str:
     return topic or Topics(cfg.kafka.topic_prefix).dlq(consumer)
 
 
-def _cfg(config: Optional[Path]):
-    from ops.cli import load_cloud
-
-    return load_cloud(config)
-
 
 @dlq_app.command("show")
 def show(config: Optional[Path] = ConfigOpt,
@@ -46,7 +41,7 @@ def show(config: Optional[Path] = ConfigOpt,
     """List dead letters: source topic/partition/offset, consumer, stage, field at fault and the error."""
     from cloud.deadletters import DeadLetterError, read
 
-    cfg = _cfg(config)
+    cfg = load_cloud(config)
     name = _topic(cfg, topic, consumer)
     try:
         recs = read(cfg.kafka.client_config(), name, limit=limit)
@@ -93,7 +88,7 @@ def replay_cmd(config: Optional[Path] = ConfigOpt,
 
     from cloud.deadletters import DeadLetterError, replay
 
-    cfg = _cfg(config)
+    cfg = load_cloud(config)
     name = _topic(cfg, topic, consumer)
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(), TimeElapsedColumn(),

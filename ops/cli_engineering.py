@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ops.cli_common import ConfigOpt, load_cloud
+
 engineering_app = typer.Typer(help="Analytics consumer: detection events -> per-minute counts, line crossings, dwell "
                                    "and track summaries in MongoDB (idempotent; DLQ for poison records).",
                               no_args_is_help=True)
@@ -19,14 +21,7 @@ fleet_app = typer.Typer(help="Fleet registry from agent heartbeats: agents, came
 console = Console()
 err = Console(stderr=True)
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="Cloud config YAML (see examples/cloud.yaml).",
-                         envvar="EDGESIGHT_CLOUD_CONFIG")
 
-
-def _cfg(config: Optional[Path]):
-    from ops.cli import load_cloud
-
-    return load_cloud(config)
 
 
 def _settings(model, **overrides):
@@ -70,7 +65,7 @@ def engineering_run(config: Optional[Path] = ConfigOpt,
     from edgesight.log import setup_logging
 
     setup_logging(log_level, service="engineering")
-    cfg = _cfg(config)
+    cfg = load_cloud(config)
     st = _settings(EngineeringSettings, group_id=group, batch_size=batch_size, batch_timeout_s=batch_timeout_s,
                    session_timeout_ms=session_timeout_ms, write_concern=write_concern, metrics_port=metrics_port)
     _run(build_engineering(cfg, st), st.metrics_port, until_idle_s, log_level)
@@ -91,7 +86,7 @@ def fleet_run(config: Optional[Path] = ConfigOpt,
     from edgesight.log import setup_logging
 
     setup_logging(log_level, service="fleet")
-    cfg = _cfg(config)
+    cfg = load_cloud(config)
     st = _settings(FleetSettings, group_id=group, stale_after_s=stale_after_s, sweep_interval_s=sweep_interval_s,
                    session_timeout_ms=session_timeout_ms, metrics_port=metrics_port)
     _run(build_fleet(cfg, st), st.metrics_port, until_idle_s, log_level)
@@ -107,7 +102,7 @@ def fleet_list(config: Optional[Path] = ConfigOpt,
     from edgesight.log import setup_logging
 
     setup_logging("WARNING")
-    cfg = _cfg(config)
+    cfg = load_cloud(config)
     db = cfg.mongo.client()[cfg.mongo.analytics_db]
     rows = fleet_rows(db, datetime.now(timezone.utc), stale_after_s)
     if stale_only:

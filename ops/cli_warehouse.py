@@ -11,12 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ops.cli_common import ConfigOpt
+
 warehouse_app = typer.Typer(help="The MongoDB warehouse: init (collections, indexes, TTL), query, export, delete, "
                                  "retention, and IOPS / size-limit probes.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="Cloud config YAML.", envvar="EDGESIGHT_CLOUD_CONFIG")
 WhOpt = typer.Option(None, "--warehouse-config", help="Warehouse YAML (collection prefix, retention).",
                      envvar="EDGESIGHT_WAREHOUSE_CONFIG")
 PrefixOpt = typer.Option(None, "--collection-prefix", help="Collection prefix (overrides the warehouse config).")

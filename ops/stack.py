@@ -85,9 +85,7 @@ def port_in_use(port: int, host: str = HOST) -> bool:
         except OSError:
             return True
     # Also refuse when something listens on the wildcard address (bind to 127.0.0.1 may still succeed).
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.2)
-        return s.connect_ex((host, port)) == 0
+    return port_in_use_wildcard(port, host)
 
 
 def _ephemeral_range() -> tuple[int, int]:

@@ -1,0 +1,33 @@
+"""What every ``cloud-ops`` command group shares: the ``--config`` option and loading the cloud config."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from cloud.config import CloudConfig
+from edgesight.config import ConfigError
+
+err = Console(stderr=True)
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="Cloud config YAML (see examples/cloud.yaml). Defaults apply when omitted.",
+                         envvar="EDGESIGHT_CLOUD_CONFIG")
+
+
+def load_cloud(config: Optional[Path], **stack_overrides) -> CloudConfig:
+    """The validated cloud config (file + EDGESIGHT_CLOUD__* overrides); exits 2 naming what is wrong."""
+    try:
+        cfg = CloudConfig.load(config)
+    except ConfigError as e:
+        err.print(f"[red]{e}[/red]")
+        raise typer.Exit(2) from None
+    upd = {k: v for k, v in stack_overrides.items() if v is not None}
+    if upd:
+        try:
+            cfg = cfg.model_copy(update={"stack": cfg.stack.model_validate({**cfg.stack.model_dump(), **upd})})
+        except Exception as e:  # pydantic ValidationError
+            err.print(f"[red]invalid stack option: {e}[/red]")
+            raise typer.Exit(2) from None
+    return cfg

@@ -5,6 +5,7 @@ Secrets (passwords, keys) are ``SecretStr``: they print as ``**********`` and ar
 registered with the log redactor; set them in the environment
 (``${VAR}`` references or ``EDGESIGHT_CLOUD__S3__SECRET_KEY=...``) rather than the file.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,21 +48,34 @@ class KafkaSettings(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _sasl(self) -> "KafkaSettings":
-        if self.security_protocol.startswith("SASL") and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
+    def _sasl(self) -> KafkaSettings:
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
             raise ValueError("security_protocol SASL_* needs sasl_mechanism, sasl_username and sasl_password")
         register_secret(_secret(self.sasl_password))
         return self
 
     def client_config(self) -> dict[str, str | int]:
         """librdkafka (confluent-kafka) settings common to producers, consumers and admin."""
-        conf: dict[str, str | int] = {"bootstrap.servers": self.bootstrap_servers, "client.id": self.client_id,
-                                      "security.protocol": self.security_protocol}
+        conf: dict[str, str | int] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+            "security.protocol": self.security_protocol,
+        }
         if self.sasl_mechanism:
-            conf.update({"sasl.mechanism": self.sasl_mechanism, "sasl.username": self.sasl_username or "",
-                         "sasl.password": _secret(self.sasl_password) or ""})
-        for key, val in (("ssl.ca.location", self.ssl_ca_location), ("ssl.certificate.location", self.ssl_certificate_location),
-                         ("ssl.key.location", self.ssl_key_location)):
+            conf.update(
+                {
+                    "sasl.mechanism": self.sasl_mechanism,
+                    "sasl.username": self.sasl_username or "",
+                    "sasl.password": _secret(self.sasl_password) or "",
+                }
+            )
+        for key, val in (
+            ("ssl.ca.location", self.ssl_ca_location),
+            ("ssl.certificate.location", self.ssl_certificate_location),
+            ("ssl.key.location", self.ssl_key_location),
+        ):
             if val:
                 conf[key] = str(val)
         return conf
@@ -76,7 +90,7 @@ class S3Settings(StrictModel):
     presign_expiry_s: int = Field(3600, ge=1, le=604800)
 
     @model_validator(mode="after")
-    def _reg(self) -> "S3Settings":
+    def _reg(self) -> S3Settings:
         register_secret(self.secret_key.get_secret_value())
         return self
 
@@ -84,10 +98,19 @@ class S3Settings(StrictModel):
         import boto3
         from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region,
-                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key.get_secret_value(),
-                            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5,
-                                          read_timeout=30, s3={"addressing_style": "path"}))
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key.get_secret_value(),
+            config=Config(
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=30,
+                s3={"addressing_style": "path"},
+            ),
+        )
 
 
 class MongoSettings(StrictModel):
@@ -96,15 +119,16 @@ class MongoSettings(StrictModel):
     analytics_db: str = Field("edgesight_analytics", pattern=r"^[A-Za-z0-9_-]{1,63}$")
 
     @model_validator(mode="after")
-    def _reg(self) -> "MongoSettings":
+    def _reg(self) -> MongoSettings:
         register_secret(self.uri.get_secret_value())
         return self
 
     def client(self, **kw):
         from pymongo import MongoClient
 
-        return MongoClient(self.uri.get_secret_value(), serverSelectionTimeoutMS=kw.pop("timeout_ms", 5000),
-                           tz_aware=True, **kw)
+        return MongoClient(
+            self.uri.get_secret_value(), serverSelectionTimeoutMS=kw.pop("timeout_ms", 5000), tz_aware=True, **kw
+        )
 
 
 class MqttSettings(StrictModel):
@@ -116,7 +140,7 @@ class MqttSettings(StrictModel):
     ca_file: Path | None = None
 
     @model_validator(mode="after")
-    def _reg(self) -> "MqttSettings":
+    def _reg(self) -> MqttSettings:
         register_secret(_secret(self.password))
         return self
 
@@ -136,7 +160,7 @@ class StackSettings(StrictModel):
     ready_timeout_s: float = Field(60.0, gt=0)
 
     @model_validator(mode="after")
-    def _distinct(self) -> "StackSettings":
+    def _distinct(self) -> StackSettings:
         ports = [self.kafka_port, self.s3_port, self.mongo_port, self.mqtt_port]
         if len(set(ports)) != len(ports):
             raise ValueError("kafka_port, s3_port, mongo_port and mqtt_port must all differ")
@@ -151,18 +175,20 @@ class CloudConfig(StrictModel):
     stack: StackSettings = StackSettings()
 
     @classmethod
-    def load(cls, path: str | Path | None) -> "CloudConfig":
+    def load(cls, path: str | Path | None) -> CloudConfig:
         """``path`` (YAML) or, without one, the defaults; ``EDGESIGHT_CLOUD__*`` overrides apply to both."""
         if path is None:
             return parse_config(cls, {}, f"<defaults + {ENV_PREFIX}* environment>", env_prefix=ENV_PREFIX)
         return load_config(cls, path, env_prefix=ENV_PREFIX)
 
-    def for_stack(self) -> "CloudConfig":
+    def for_stack(self) -> CloudConfig:
         """This config with client endpoints pointed at the embedded stack's ports."""
         st = self.stack
-        return self.model_copy(update={
-            "kafka": self.kafka.model_copy(update={"bootstrap_servers": f"{HOST}:{st.kafka_port}"}),
-            "s3": self.s3.model_copy(update={"endpoint_url": f"http://{HOST}:{st.s3_port}"}),
-            "mongo": self.mongo.model_copy(update={"uri": SecretStr(f"mongodb://{HOST}:{st.mongo_port}/")}),
-            "mqtt": self.mqtt.model_copy(update={"host": HOST, "port": st.mqtt_port}),
-        })
+        return self.model_copy(
+            update={
+                "kafka": self.kafka.model_copy(update={"bootstrap_servers": f"{HOST}:{st.kafka_port}"}),
+                "s3": self.s3.model_copy(update={"endpoint_url": f"http://{HOST}:{st.s3_port}"}),
+                "mongo": self.mongo.model_copy(update={"uri": SecretStr(f"mongodb://{HOST}:{st.mongo_port}/")}),
+                "mqtt": self.mqtt.model_copy(update={"host": HOST, "port": st.mqtt_port}),
+            }
+        )

@@ -1,4 +1,5 @@
 """A small client for the Kafka Connect REST API (the production path for the connector files)."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,12 @@ class ConnectClient:
 
     def _req(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json", "Accept": "application/json"})
+        req = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
                 raw = r.read()
@@ -38,8 +43,10 @@ class ConnectClient:
             raise ConnectError(f"{method} {self.url}{path}: HTTP {e.code}: {msg}", e.code) from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
-            raise ConnectError(f"{method} {self.url}{path}: Kafka Connect REST API not reachable ({reason}); "
-                               f"check --connect-url / EDGESIGHT_CONNECT_URL") from None
+            raise ConnectError(
+                f"{method} {self.url}{path}: Kafka Connect REST API not reachable ({reason}); "
+                f"check --connect-url / EDGESIGHT_CONNECT_URL"
+            ) from None
 
     @staticmethod
     def _q(name: str) -> str:

@@ -9,14 +9,16 @@ uncommitted batch; upserts by ``_id`` and deterministic S3 keys make that harmle
 
 See connectors/README.md for the implemented subset; anything else is refused at start.
 """
+
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from edgesight.log import get_logger
 from edgesight.metrics import counter, gauge, histogram
@@ -27,7 +29,9 @@ from .smt import TransformError, build_chain
 from .spec import ConnectorSpec, TopicSpec, ensure_topics
 
 RECORDS_IN = counter("connector_records_in_total", "Records consumed by the connector runner", ["connector"])
-RECORDS_OUT = counter("connector_records_out_total", "Records made durable (MongoDB/S3) by the connector runner", ["connector"])
+RECORDS_OUT = counter(
+    "connector_records_out_total", "Records made durable (MongoDB/S3) by the connector runner", ["connector"]
+)
 DLQ_OUT = counter("connector_dlq_total", "Records sent to the dead-letter topic", ["connector", "stage"])
 BATCH_SECONDS = histogram("connector_batch_seconds", "Time to make one batch durable and commit it", ["connector"])
 COMMITS = counter("connector_commits_total", "Offset commits", ["connector"])
@@ -46,8 +50,8 @@ class TaskFailed(RuntimeError):
 
 @dataclass
 class RecordError:
-    stage: str                 # Connect stage: VALUE_CONVERTER, TRANSFORMATION, TASK_PUT, ...
-    class_name: str            # the plugin class that failed
+    stage: str  # Connect stage: VALUE_CONVERTER, TRANSFORMATION, TASK_PUT, ...
+    class_name: str  # the plugin class that failed
     exc: BaseException
 
 
@@ -70,9 +74,18 @@ class SinkTask:
 
     stage_put = "TASK_PUT"
 
-    def __init__(self, spec: ConnectorSpec, cloud, task_id: int, stop: threading.Event, *,
-                 max_poll_records: int = 500, poll_timeout_s: float = 0.5, idle_exit_s: float | None = None,
-                 on_assign: Callable[[str, int, list], None] | None = None):
+    def __init__(
+        self,
+        spec: ConnectorSpec,
+        cloud,
+        task_id: int,
+        stop: threading.Event,
+        *,
+        max_poll_records: int = 500,
+        poll_timeout_s: float = 0.5,
+        idle_exit_s: float | None = None,
+        on_assign: Callable[[str, int, list], None] | None = None,
+    ):
         self.spec, self.cloud, self.task_id, self.stop = spec, cloud, task_id, stop
         self.c = spec.config
         self.name = spec.name
@@ -88,9 +101,16 @@ class SinkTask:
         self.idle_exit_s = idle_exit_s
         self.on_assign_cb = on_assign
         self.assigned: set[tuple[str, int]] = set()
-        self.group_id = f"connect-{self.name}"        # Kafka Connect's consumer group for a sink connector
-        self.stats: dict[str, Any] = {"records_in": 0, "records_out": 0, "dlq": 0, "commits": 0, "batches": 0,
-                                      "first_record_at": None, "last_commit_at": None}
+        self.group_id = f"connect-{self.name}"  # Kafka Connect's consumer group for a sink connector
+        self.stats: dict[str, Any] = {
+            "records_in": 0,
+            "records_out": 0,
+            "dlq": 0,
+            "commits": 0,
+            "batches": 0,
+            "first_record_at": None,
+            "last_commit_at": None,
+        }
         self.partitions_seen: set[tuple[str, int]] = set()
         self.timing = {"consume": 0.0, "process": 0.0, "flush": 0.0, "commit": 0.0}
         self.error: BaseException | None = None
@@ -102,17 +122,31 @@ class SinkTask:
         from confluent_kafka import Consumer, Producer
 
         base = self.cloud.kafka.client_config()
-        self.consumer = Consumer({**base, "group.id": self.group_id, "client.id": f"{self.name}-{self.task_id}",
-                                  "enable.auto.commit": False, "enable.auto.offset.store": False,
-                                  "auto.offset.reset": "earliest", "session.timeout.ms": self.cloud.kafka.session_timeout_ms,
-                                  "heartbeat.interval.ms": max(500, self.cloud.kafka.session_timeout_ms // 4),
-                                  "max.poll.interval.ms": max(300000, self.cloud.kafka.session_timeout_ms)})
+        self.consumer = Consumer(
+            {
+                **base,
+                "group.id": self.group_id,
+                "client.id": f"{self.name}-{self.task_id}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": self.cloud.kafka.session_timeout_ms,
+                "heartbeat.interval.ms": max(500, self.cloud.kafka.session_timeout_ms // 4),
+                "max.poll.interval.ms": max(300000, self.cloud.kafka.session_timeout_ms),
+            }
+        )
         if self.dlq_topic:
-            self.producer = Producer({**base, "client.id": f"{self.name}-{self.task_id}-dlq", "acks": "all",
-                                      "enable.idempotence": True, "linger.ms": 5,
-                                      "message.max.bytes": DLQ_MAX_VALUE + 1024 * 1024})
-        self.consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked,
-                                on_lost=self._revoked)
+            self.producer = Producer(
+                {
+                    **base,
+                    "client.id": f"{self.name}-{self.task_id}-dlq",
+                    "acks": "all",
+                    "enable.idempotence": True,
+                    "linger.ms": 5,
+                    "message.max.bytes": DLQ_MAX_VALUE + 1024 * 1024,
+                }
+            )
+        self.consumer.subscribe(self.topics, on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked)
 
     def _assigned(self, consumer, parts) -> None:
         self.assigned = {(p.topic, p.partition) for p in parts}
@@ -135,25 +169,41 @@ class SinkTask:
     def dead_letter(self, msg, err: RecordError) -> None:
         exc = err.exc
         if not self.tolerate:
-            raise TaskFailed(f"{self.name}: record {msg.topic()}[{msg.partition()}]@{msg.offset()} failed in stage "
-                             f"{err.stage} ({type(exc).__name__}: {exc}) and errors.tolerance=none") from exc
+            raise TaskFailed(
+                f"{self.name}: record {msg.topic()}[{msg.partition()}]@{msg.offset()} failed in stage "
+                f"{err.stage} ({type(exc).__name__}: {exc}) and errors.tolerance=none"
+            ) from exc
         DLQ_OUT.labels(self.name, err.stage).inc()
         self.stats["dlq"] += 1
         if self.log_errors:
-            extra = {"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(), "stage": err.stage,
-                     "error": f"{type(exc).__name__}: {exc}"}
+            extra = {
+                "topic": msg.topic(),
+                "partition": msg.partition(),
+                "offset": msg.offset(),
+                "stage": err.stage,
+                "error": f"{type(exc).__name__}: {exc}",
+            }
             if self.log_messages:
                 extra["key"] = (msg.key() or b"")[:200].decode(errors="replace")
-            self.log.warning("record failed; dead-lettered" if self.dlq_topic else "record failed; skipped", extra=extra)
+            self.log.warning(
+                "record failed; dead-lettered" if self.dlq_topic else "record failed; skipped", extra=extra
+            )
         if not self.dlq_topic:
             return
         headers = list(msg.headers() or [])
         value = msg.value()
         if self.context_headers:
             # Kafka Connect's context headers (errors.deadletterqueue.context.headers.enable=true)
-            headers += deadletter.context_headers(topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
-                                                  connector=self.name, task_id=self.task_id, stage=err.stage,
-                                                  class_name=err.class_name, exc=exc)
+            headers += deadletter.context_headers(
+                topic=msg.topic(),
+                partition=msg.partition(),
+                offset=msg.offset(),
+                connector=self.name,
+                task_id=self.task_id,
+                stage=err.stage,
+                class_name=err.class_name,
+                exc=exc,
+            )
         if value is not None and len(value) > DLQ_MAX_VALUE:
             headers.append((deadletter.VALUE_DROPPED, _b(len(value))))
             value = b""
@@ -208,7 +258,7 @@ class SinkTask:
                 self.timing["process"] += t_f - t_p
                 if got and self.stats.get("first_record_at") is None:
                     self.stats["first_record_at"] = time.monotonic()
-                if got or not self.assigned:     # idle time counts only while partitions are assigned
+                if got or not self.assigned:  # idle time counts only while partitions are assigned
                     idle_since = time.monotonic()
                 self.maybe_flush(force=False, had_records=bool(got))
                 self.timing["flush"] += time.perf_counter() - t_f
@@ -242,10 +292,12 @@ class SinkTask:
                 return fn()
             except TaskFailed:
                 raise
-            except Exception as e:  # noqa: BLE001
+            except Exception as e:
                 if self.stop.is_set() and delay > 4:
                     raise
-                self.log.error("write failed; retrying", extra={"error": f"{type(e).__name__}: {e}", "retry_in_s": delay})
+                self.log.error(
+                    "write failed; retrying", extra={"error": f"{type(e).__name__}: {e}", "retry_in_s": delay}
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, 15.0)
 
@@ -257,6 +309,7 @@ class SinkTask:
 
 # ---- MongoDB sink -------------------------------------------------------------------------------
 
+
 class MongoSinkTask(SinkTask):
     def prepare(self) -> None:
         from pymongo import MongoClient
@@ -265,8 +318,11 @@ class MongoSinkTask(SinkTask):
 
         self.client = MongoClient(self.c["connection.uri"], tz_aware=True, serverSelectionTimeoutMS=10000)
         self.coll = self.client[self.c["database"]][self.c["collection"]]
-        self.sink = MongoSink(self.coll, max_batch_size=int(self.c.get("max.batch.size", "0")),
-                              ordered=self.c.get("bulk.write.ordered", "true") == "true")
+        self.sink = MongoSink(
+            self.coll,
+            max_batch_size=int(self.c.get("max.batch.size", "0")),
+            ordered=self.c.get("bulk.write.ordered", "true") == "true",
+        )
         self.chain = build_chain(self.c)
         self.mongo_tolerate = self.c.get("mongo.errors.tolerance", self.c.get("errors.tolerance", "none")) == "all"
         from concurrent.futures import ThreadPoolExecutor
@@ -278,15 +334,20 @@ class MongoSinkTask(SinkTask):
         from cloud.sinks import Item
 
         value = msg.value()
-        if value is None:            # tombstone: delete.on.null.values is false -> ignored, as the connector does
+        if value is None:  # tombstone: delete.on.null.values is false -> ignored, as the connector does
             self.sink.mark(msg.topic(), msg.partition(), msg.offset())
             return
         try:
             obj = json.loads(value)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            self.dead_letter(msg, RecordError("VALUE_CONVERTER", "org.apache.kafka.connect.json.JsonConverter",
-                                              ValueError(f"Converting byte[] to Kafka Connect data failed due to "
-                                                         f"serialization error: {e}")))
+            self.dead_letter(
+                msg,
+                RecordError(
+                    "VALUE_CONVERTER",
+                    "org.apache.kafka.connect.json.JsonConverter",
+                    ValueError(f"Converting byte[] to Kafka Connect data failed due to serialization error: {e}"),
+                ),
+            )
             self.sink.mark(msg.topic(), msg.partition(), msg.offset())
             return
         try:
@@ -304,8 +365,14 @@ class MongoSinkTask(SinkTask):
                 self.sink.mark(msg.topic(), msg.partition(), msg.offset())
                 return
         if not isinstance(doc, dict) or "_id" not in doc:
-            self.dead_letter(msg, RecordError("TASK_PUT", "com.mongodb.kafka.connect.sink.processor.id.strategy.ProvidedInValueStrategy",
-                                              ValueError("Provided _id field not found in the value document")))
+            self.dead_letter(
+                msg,
+                RecordError(
+                    "TASK_PUT",
+                    "com.mongodb.kafka.connect.sink.processor.id.strategy.ProvidedInValueStrategy",
+                    ValueError("Provided _id field not found in the value document"),
+                ),
+            )
             self.sink.mark(msg.topic(), msg.partition(), msg.offset())
             return
         self.sink.add(Item(doc, msg.topic(), msg.partition(), msg.offset(), ctx=msg))
@@ -331,7 +398,9 @@ class MongoSinkTask(SinkTask):
         res = fut.result()
         for item, exc in res.failed:
             if not self.mongo_tolerate:
-                raise TaskFailed(f"{self.name}: MongoDB write failed for {item.topic}[{item.partition}]@{item.offset}: {exc}")
+                raise TaskFailed(
+                    f"{self.name}: MongoDB write failed for {item.topic}[{item.partition}]@{item.offset}: {exc}"
+                )
             self.dead_letter(item.ctx, RecordError("TASK_PUT", MONGO_SINK, exc))
         self._flush_dlq()
         self.commit(checkpoint)
@@ -361,7 +430,7 @@ def joda_format(pattern: str, dt: datetime) -> str:
         ch = pattern[i]
         if ch == "'":
             j = pattern.index("'", i + 1)
-            out += pattern[i + 1:j] if j > i + 1 else "'"
+            out += pattern[i + 1 : j] if j > i + 1 else "'"
             i = j + 1
             continue
         for tok, st in _JODA:
@@ -381,7 +450,7 @@ def joda_format(pattern: str, dt: datetime) -> str:
 class _OpenFile:
     encoded: str
     start_offset: int
-    records: list = field(default_factory=list)   # (msg, meta)
+    records: list = field(default_factory=list)  # (msg, meta)
     opened: float = field(default_factory=time.monotonic)
     base_ts: int | None = None
 
@@ -390,7 +459,7 @@ class S3SinkTask(SinkTask):
     def __init__(self, *a, index_keyframes: bool = True, warehouse=None, index_only: bool = False, **kw):
         super().__init__(*a, **kw)
         self.index_keyframes = index_keyframes or index_only
-        self.warehouse = warehouse      # (mongo client, database, collection) for the keyframe index
+        self.warehouse = warehouse  # (mongo client, database, collection) for the keyframe index
         # index_only: Kafka Connect writes the objects; this task only computes the same keys, waits
         # until each object exists (HEAD) and records the index docs, in its own consumer group.
         self.index_only = index_only
@@ -398,19 +467,26 @@ class S3SinkTask(SinkTask):
             self.group_id = f"edgesight-keyframe-indexer-{self.name}"
 
     def prepare(self) -> None:
+        from zoneinfo import ZoneInfo
+
         import boto3
         from botocore.config import Config
-        from zoneinfo import ZoneInfo
 
         from cloud.sinks import MongoSink, S3Sink
 
         c = self.c
         self.bucket = c["s3.bucket.name"]
-        s3 = boto3.client("s3", endpoint_url=c.get("store.url") or None, region_name=c.get("s3.region", "us-west-2"),
-                          aws_access_key_id=c.get("aws.access.key.id") or None,
-                          aws_secret_access_key=c.get("aws.secret.access.key") or None,
-                          config=Config(retries={"max_attempts": 3, "mode": "standard"},
-                                        s3={"addressing_style": "path" if c.get("s3.path.style.access.enabled", "true") == "true" else "auto"}))
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=c.get("store.url") or None,
+            region_name=c.get("s3.region", "us-west-2"),
+            aws_access_key_id=c.get("aws.access.key.id") or None,
+            aws_secret_access_key=c.get("aws.secret.access.key") or None,
+            config=Config(
+                retries={"max_attempts": 3, "mode": "standard"},
+                s3={"addressing_style": "path" if c.get("s3.path.style.access.enabled", "true") == "true" else "auto"},
+            ),
+        )
         self.s3 = s3
         self.sink = S3Sink(s3, self.bucket)
         self.flush_size = int(c["flush.size"])
@@ -429,12 +505,14 @@ class S3SinkTask(SinkTask):
             self.tz = ZoneInfo(c["timezone"])
             self.duration_ms = int(c["partition.duration.ms"])
             self.path_format = c["path.format"]
-            joda_format(self.path_format, datetime.now(timezone.utc))   # fail early on unknown letters
+            joda_format(self.path_format, datetime.now(timezone.utc))  # fail early on unknown letters
         self.extractor = c.get("timestamp.extractor", "Wallclock")
         self.null_behavior = c.get("behavior.on.null.values", "fail")
         if self.index_keyframes and (self.flush_size != 1 or self.sep):
-            raise RunnerConfigError("flush.size / format.bytearray.separator: the keyframe index needs one JPEG per "
-                                    "object (flush.size=1 and an empty separator); run with --no-keyframe-index otherwise")
+            raise RunnerConfigError(
+                "flush.size / format.bytearray.separator: the keyframe index needs one JPEG per "
+                "object (flush.size=1 and an empty separator); run with --no-keyframe-index otherwise"
+            )
         self.index_sink = None
         if self.index_keyframes and self.warehouse is not None:
             client, db, coll = self.warehouse
@@ -449,8 +527,10 @@ class S3SinkTask(SinkTask):
             return f"partition={msg.partition()}"
         if self.extractor == "Record":
             kind, ts = msg.timestamp()
-            if kind == 0 or ts is None or ts < 0:   # TIMESTAMP_NOT_AVAILABLE
-                raise ValueError("Unable to determine timestamp using timestamp.extractor Record for record without timestamp")
+            if kind == 0 or ts is None or ts < 0:  # TIMESTAMP_NOT_AVAILABLE
+                raise ValueError(
+                    "Unable to determine timestamp using timestamp.extractor Record for record without timestamp"
+                )
         else:
             ts = int(time.time() * 1000)
         bucket_ms = (ts // self.duration_ms) * self.duration_ms
@@ -531,7 +611,11 @@ class S3SinkTask(SinkTask):
             body = b"".join(m.value() + self.sep for m, _ in f.records)
             first_meta = f.records[0][1]
             ct = "image/jpeg" if len(f.records) == 1 else "application/octet-stream"
-            md = {"keyframe-id": first_meta.keyframe_id, "camera-id": first_meta.camera_id} if len(f.records) == 1 else {}
+            md = (
+                {"keyframe-id": first_meta.keyframe_id, "camera-id": first_meta.camera_id}
+                if len(f.records) == 1
+                else {}
+            )
             self.sink.add(Item((key, body, ct, md), tp[0], tp[1], f.records[-1][0].offset(), ctx=f))
             last = f.records[-1][0].offset()
             self.next_commit[tp] = max(self.next_commit.get(tp, 0), last + 1)
@@ -541,8 +625,13 @@ class S3SinkTask(SinkTask):
                 doc.pop("schema", None)
                 doc["_id"] = doc.pop("keyframe_id")
                 doc["ts"] = meta.ts
-                doc.update({"bucket": self.bucket, "s3_key": key,
-                            "kafka": {"topic": tp[0], "partition": tp[1], "offset": msg.offset()}})
+                doc.update(
+                    {
+                        "bucket": self.bucket,
+                        "s3_key": key,
+                        "kafka": {"topic": tp[0], "partition": tp[1], "offset": msg.offset()},
+                    }
+                )
                 index_docs.append((f, Item(doc, tp[0], tp[1], msg.offset(), ctx=msg)))
         skips = getattr(self, "_pending_skips", {})
         for tp, off in list(skips.items()):
@@ -555,7 +644,7 @@ class S3SinkTask(SinkTask):
             if self.index_only:
                 from cloud.sinks import FlushResult
 
-                for it in items:     # raises (404) until Connect has written it: retried with back-off
+                for it in items:  # raises (404) until Connect has written it: retried with back-off
                     self.s3.head_object(Bucket=self.bucket, Key=it.payload[0])
                 self.sink._items, self.sink._seen = [], {}
                 return FlushResult(written=len(items))
@@ -602,12 +691,24 @@ class S3SinkTask(SinkTask):
 
 # ---- the runner ----------------------------------------------------------------------------------
 
+
 class ConnectorRunner:
     """Runs connector specs as threads of tasks; :meth:`stop` flushes, commits and returns."""
 
-    def __init__(self, specs: list[ConnectorSpec], cloud, *, tasks: int | None = None, warehouse=None,
-                 index_keyframes: bool = True, idle_exit_s: float | None = None, topic_specs: list[TopicSpec] | None = None,
-                 on_assign=None, max_poll_records: int = 500, index_only: bool = False):
+    def __init__(
+        self,
+        specs: list[ConnectorSpec],
+        cloud,
+        *,
+        tasks: int | None = None,
+        warehouse=None,
+        index_keyframes: bool = True,
+        idle_exit_s: float | None = None,
+        topic_specs: list[TopicSpec] | None = None,
+        on_assign=None,
+        max_poll_records: int = 500,
+        index_only: bool = False,
+    ):
         self.specs, self.cloud = specs, cloud
         self.stop_event = threading.Event()
         self.log = get_logger("connector-runner")
@@ -621,8 +722,16 @@ class ConnectorRunner:
                 if s.connector_class == MONGO_SINK:
                     t = MongoSinkTask(s, cloud, i, self.stop_event, **kw)
                 else:
-                    t = S3SinkTask(s, cloud, i, self.stop_event, index_keyframes=index_keyframes, warehouse=warehouse,
-                                   index_only=index_only, **kw)
+                    t = S3SinkTask(
+                        s,
+                        cloud,
+                        i,
+                        self.stop_event,
+                        index_keyframes=index_keyframes,
+                        warehouse=warehouse,
+                        index_only=index_only,
+                        **kw,
+                    )
                 self.tasks.append(t)
         self.topic_specs = topic_specs
         self.threads: list[threading.Thread] = []
@@ -637,7 +746,9 @@ class ConnectorRunner:
         for s in self.specs:
             dlq = s.config.get("errors.deadletterqueue.topic.name")
             if dlq and dlq not in specs:
-                specs[dlq] = TopicSpec(dlq, 1, int(s.config.get("errors.deadletterqueue.topic.replication.factor", "3")))
+                specs[dlq] = TopicSpec(
+                    dlq, 1, int(s.config.get("errors.deadletterqueue.topic.replication.factor", "3"))
+                )
         for w in wanted - set(specs):
             specs[w] = TopicSpec(w, 3, 3)
         return ensure_topics(self.cloud.kafka.client_config(), list(specs.values()), log=self.log, only=wanted)
@@ -662,6 +773,13 @@ class ConnectorRunner:
         return [f"{t.name}[{t.task_id}]: {type(t.error).__name__}: {t.error}" for t in self.tasks if t.error]
 
     def summary(self) -> list[dict]:
-        return [{"connector": t.name, "task": t.task_id, **t.stats,
-                 "partitions": sorted(f"{a}[{b}]" for a, b in t.partitions_seen),
-                 "error": f"{type(t.error).__name__}: {t.error}" if t.error else None} for t in self.tasks]
+        return [
+            {
+                "connector": t.name,
+                "task": t.task_id,
+                **t.stats,
+                "partitions": sorted(f"{a}[{b}]" for a, b in t.partitions_seen),
+                "error": f"{type(t.error).__name__}: {t.error}" if t.error else None,
+            }
+            for t in self.tasks
+        ]

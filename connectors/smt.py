@@ -1,10 +1,12 @@
 """The single message transforms the Python runner implements, on schemaless (dict) values,
 with Kafka Connect's semantics for the options listed in connectors/README.md."""
+
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .options import REPLACE_FIELD, TIMESTAMP_CONVERTER, transform_aliases
 
@@ -40,8 +42,11 @@ class ReplaceField:
         if value is None:
             return None
         if not isinstance(value, dict):
-            raise TransformError(self.cls, f"Only Map objects supported in absence of schema for [field replacement], "
-                                           f"found: {type(value).__name__}")
+            raise TransformError(
+                self.cls,
+                f"Only Map objects supported in absence of schema for [field replacement], "
+                f"found: {type(value).__name__}",
+            )
         out = {}
         for k, v in value.items():
             if k in self.exclude or (self.include and k not in self.include):
@@ -51,8 +56,15 @@ class ReplaceField:
 
 
 # Java SimpleDateFormat letters the runner understands (the ISO-8601 family).
-_JAVA_TOKENS = {"yyyy": r"(?P<Y>\d{4})", "YYYY": r"(?P<Y>\d{4})", "MM": r"(?P<m>\d{2})", "dd": r"(?P<d>\d{2})",
-                "HH": r"(?P<H>\d{2})", "mm": r"(?P<M>\d{2})", "ss": r"(?P<S>\d{2})"}
+_JAVA_TOKENS = {
+    "yyyy": r"(?P<Y>\d{4})",
+    "YYYY": r"(?P<Y>\d{4})",
+    "MM": r"(?P<m>\d{2})",
+    "dd": r"(?P<d>\d{2})",
+    "HH": r"(?P<H>\d{2})",
+    "mm": r"(?P<M>\d{2})",
+    "ss": r"(?P<S>\d{2})",
+}
 
 
 def _java_pattern_regex(fmt: str) -> re.Pattern[str]:
@@ -65,7 +77,7 @@ def _java_pattern_regex(fmt: str) -> re.Pattern[str]:
     while i < len(fmt):
         if fmt[i] == "'":
             j = fmt.index("'", i + 1)
-            out += re.escape(fmt[i + 1:j]) if j > i + 1 else "'"
+            out += re.escape(fmt[i + 1 : j]) if j > i + 1 else "'"
             i = j + 1
             continue
         for tok, rx in _JAVA_TOKENS.items():
@@ -87,8 +99,10 @@ def _java_pattern_regex(fmt: str) -> re.Pattern[str]:
                 out += r"(?P<z>Z|[+-]\d{2}(?::?\d{2})?)"
                 i = j
             elif fmt[i].isalpha():
-                raise ValueError(f"format: pattern letter {fmt[i]!r} is not implemented by the Python runner "
-                                 f"(implemented: yyyy MM dd HH mm ss .S X and quoted literals)")
+                raise ValueError(
+                    f"format: pattern letter {fmt[i]!r} is not implemented by the Python runner "
+                    f"(implemented: yyyy MM dd HH mm ss .S X and quoted literals)"
+                )
             else:
                 out += re.escape(fmt[i])
                 i += 1
@@ -120,7 +134,9 @@ class TimestampConverter:
                 raise TransformError(self.cls, "Cannot convert a string timestamp without 'format'")
             m = self.rx.match(v)
             if not m:
-                raise TransformError(self.cls, f"Could not parse timestamp: value ({v}) does not match pattern ({self.format})")
+                raise TransformError(
+                    self.cls, f"Could not parse timestamp: value ({v}) does not match pattern ({self.format})"
+                )
             g = m.groupdict()
             frac = g.get("f") or "0"
             tz = timezone.utc
@@ -130,8 +146,16 @@ class TimestampConverter:
                 digits = z[1:].replace(":", "")
                 tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0)))
             try:
-                dt = datetime(int(g["Y"]), int(g.get("m") or 1), int(g.get("d") or 1), int(g.get("H") or 0),
-                              int(g.get("M") or 0), int(g.get("S") or 0), int(frac.ljust(6, "0")[:6]), tzinfo=tz)
+                dt = datetime(
+                    int(g["Y"]),
+                    int(g.get("m") or 1),
+                    int(g.get("d") or 1),
+                    int(g.get("H") or 0),
+                    int(g.get("M") or 0),
+                    int(g.get("S") or 0),
+                    int(frac.ljust(6, "0")[:6]),
+                    tzinfo=tz,
+                )
             except ValueError as e:
                 raise TransformError(self.cls, f"Could not parse timestamp {v!r}: {e}") from None
             return dt.astimezone(timezone.utc)
@@ -143,7 +167,9 @@ class TimestampConverter:
         if not self.field:
             return self._convert(value)
         if not isinstance(value, dict):
-            raise TransformError(self.cls, f"Only Map objects supported in absence of schema, found {type(value).__name__}")
+            raise TransformError(
+                self.cls, f"Only Map objects supported in absence of schema, found {type(value).__name__}"
+            )
         if self.field not in value or value[self.field] is None:
             return value
         out = dict(value)
@@ -160,7 +186,7 @@ def build_chain(config: Mapping[str, str]) -> list[tuple[str, Callable[[Any], An
     for alias in transform_aliases(config):
         cls = config.get(f"transforms.{alias}.type", "")
         prefix = f"transforms.{alias}."
-        conf = {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
+        conf = {k[len(prefix) :]: v for k, v in config.items() if k.startswith(prefix)}
         try:
             chain.append((cls, _SMTS[cls](conf)))
         except KeyError:

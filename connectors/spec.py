@@ -20,13 +20,15 @@ In production, put a config-provider reference in the file instead of a secret
 placeholder (e.g. ``"connection.uri": "${file:/etc/kafka/secrets.properties:mongo_uri}"``):
 the Python runner refuses ``${...}`` references it cannot resolve, naming the option.
 """
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -67,10 +69,12 @@ def render(value: Any, vars: Mapping[str, str], where: str) -> Any:
     if isinstance(value, list):
         return [render(v, vars, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, str):
+
         def sub(m: re.Match[str]) -> str:
             if m.group(1) not in vars:
                 raise SpecError(f"{where}: unknown placeholder {{{{{m.group(1)}}}}}; known: {', '.join(sorted(vars))}")
             return str(vars[m.group(1)])
+
         return _PH.sub(sub, value)
     return value
 
@@ -88,8 +92,10 @@ class ConnectorSpec:
     def redacted(self) -> dict[str, str]:
         from edgesight.log import redact_text
 
-        return {k: ("***" if k in SECRET_OPTIONS and v and not v.startswith("${") else redact_text(v))
-                for k, v in self.config.items()}
+        return {
+            k: ("***" if k in SECRET_OPTIONS and v and not v.startswith("${") else redact_text(v))
+            for k, v in self.config.items()
+        }
 
 
 def load_connector(path_or_name: str | Path, vars: Mapping[str, str] | None = None) -> ConnectorSpec:
@@ -102,7 +108,7 @@ def load_connector(path_or_name: str | Path, vars: Mapping[str, str] | None = No
     except json.JSONDecodeError as e:
         raise SpecError(f"{path}: not valid JSON: {e}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict) or not isinstance(doc.get("name"), str):
-        raise SpecError(f"{path}: expected {{\"name\": str, \"config\": {{option: value}}}}")
+        raise SpecError(f'{path}: expected {{"name": str, "config": {{option: value}}}}')
     if vars is not None:
         doc = render(doc, vars, "")
     config = {}
@@ -130,17 +136,30 @@ def load_topics(vars: Mapping[str, str], path: Path = TOPICS_FILE) -> list[Topic
     out = []
     for i, t in enumerate(doc.get("topics", [])):
         try:
-            conf = {**{k: str(v) for k, v in d.get("config", {}).items()}, **{k: str(v) for k, v in t.get("config", {}).items()}}
-            out.append(TopicSpec(name=t["name"], partitions=int(t["partitions"]),
-                                 replication_factor=int(t.get("replication_factor", d.get("replication_factor", 1))),
-                                 config=conf))
+            conf = {
+                **{k: str(v) for k, v in d.get("config", {}).items()},
+                **{k: str(v) for k, v in t.get("config", {}).items()},
+            }
+            out.append(
+                TopicSpec(
+                    name=t["name"],
+                    partitions=int(t["partitions"]),
+                    replication_factor=int(t.get("replication_factor", d.get("replication_factor", 1))),
+                    config=conf,
+                )
+            )
         except (KeyError, TypeError, ValueError) as e:
             raise SpecError(f"{path}: topics[{i}]: {e}") from None
     return out
 
 
-def ensure_topics(admin_conf: dict, specs: list[TopicSpec], log=None, only: set[str] | None = None,
-                  partitions_override: int | None = None) -> dict[str, str]:
+def ensure_topics(
+    admin_conf: dict,
+    specs: list[TopicSpec],
+    log=None,
+    only: set[str] | None = None,
+    partitions_override: int | None = None,
+) -> dict[str, str]:
     """Create missing topics; replication factor is clamped to the cluster's broker count (reported)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -161,9 +180,13 @@ def ensure_topics(admin_conf: dict, specs: list[TopicSpec], log=None, only: set[
         if rf < s.replication_factor:
             conf.pop("min.insync.replicas", None)
             if log:
-                log.warning("replication factor clamped", extra={"topic": s.name, "wanted": s.replication_factor,
-                                                                  "brokers": brokers})
-        todo.append(NewTopic(s.name, num_partitions=partitions_override or s.partitions, replication_factor=rf, config=conf))
+                log.warning(
+                    "replication factor clamped",
+                    extra={"topic": s.name, "wanted": s.replication_factor, "brokers": brokers},
+                )
+        todo.append(
+            NewTopic(s.name, num_partitions=partitions_override or s.partitions, replication_factor=rf, config=conf)
+        )
     if todo:
         for name, fut in admin.create_topics(todo).items():
             try:

@@ -5,6 +5,7 @@ order: stop capture -> finish inference and tracking of what was captured ->
 end live tracks -> flush the publisher (what the broker does not acknowledge
 stays journaled in the spool for the next start) -> final status -> exit.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,9 @@ def _utc(ts: float | None = None) -> datetime:
 
 
 class Agent:
-    def __init__(self, config: AgentConfig, *, engine: InferenceEngine | None = None,
-                 publisher: EdgePublisher | None = None):
+    def __init__(
+        self, config: AgentConfig, *, engine: InferenceEngine | None = None, publisher: EdgePublisher | None = None
+    ):
         self.config = config
         self.agent_id = config.agent_id
         self.log = get_logger("agent")
@@ -53,28 +55,41 @@ class Agent:
         self._state_changes: queue.Queue[str] = queue.Queue(maxsize=1000)
         self._engine_lock = threading.Lock()
         self.engine = engine or InferenceEngine(config.inference)
-        self.supervisor = Supervisor([c.capture() for c in config.cameras], agent_id=self.agent_id,
-                                     on_state_change=self._on_camera_state)
+        self.supervisor = Supervisor(
+            [c.capture() for c in config.cameras], agent_id=self.agent_id, on_state_change=self._on_camera_state
+        )
         self.publisher = publisher or EdgePublisher(config.publish, self.agent_id)
         self.keyframes = KeyframeSelector(config.publish.keyframes, self.agent_id)
         inf = config.inference
-        self.pipeline = Pipeline(agent_id=self.agent_id, supervisor=self.supervisor, detector_ref=lambda: self.engine,
-                                 model_ref=self._model_ref, class_names=list(self.engine.class_names),
-                                 publisher=self.publisher, keyframes=self.keyframes,
-                                 tracking_config=self._tracking_config, batch_max_size=inf.batch_max_size,
-                                 batch_max_wait_ms=inf.batch_max_wait_ms, results_queue=config.pipeline.results_queue)
-        self.control = ControlPlane(config.control, self.agent_id, self.handle_command) if config.control.enabled else None
+        self.pipeline = Pipeline(
+            agent_id=self.agent_id,
+            supervisor=self.supervisor,
+            detector_ref=lambda: self.engine,
+            model_ref=self._model_ref,
+            class_names=list(self.engine.class_names),
+            publisher=self.publisher,
+            keyframes=self.keyframes,
+            tracking_config=self._tracking_config,
+            batch_max_size=inf.batch_max_size,
+            batch_max_wait_ms=inf.batch_max_wait_ms,
+            results_queue=config.pipeline.results_queue,
+        )
+        self.control = (
+            ControlPlane(config.control, self.agent_id, self.handle_command) if config.control.enabled else None
+        )
         self._http: ThreadingHTTPServer | None = None
         self.metrics_port: int | None = None
 
     # ---------------------------------------------------------------- lifecycle
-    def start(self) -> "Agent":
+    def start(self) -> Agent:
         if self.config.metrics.enabled:
             self._serve_http()
         try:
             ensure_topics(self.config.publish)
         except Exception as e:  # noqa: BLE001 - the uplink may be down at boot: spool and carry on
-            self.log.warning(f"could not check/create Kafka topics now ({e}); records are spooled until the broker answers")
+            self.log.warning(
+                f"could not check/create Kafka topics now ({e}); records are spooled until the broker answers"
+            )
         self.publisher.start()
         self.pipeline.start()
         self.supervisor.start()
@@ -83,8 +98,15 @@ class Agent:
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
         threading.Thread(target=self._status_loop, name="camera-status", daemon=True).start()
         M_UP.labels(self.agent_id).set(1)
-        self.log.info("agent started", extra={"cameras": list(self._cameras), "model": self._model_ref().model_dump(),
-                                              "providers": self.engine.active_providers, "metrics_port": self.metrics_port})
+        self.log.info(
+            "agent started",
+            extra={
+                "cameras": list(self._cameras),
+                "model": self._model_ref().model_dump(),
+                "providers": self.engine.active_providers,
+                "metrics_port": self.metrics_port,
+            },
+        )
         return self
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -106,11 +128,18 @@ class Agent:
         if self._http:
             self._http.shutdown()
         M_UP.labels(self.agent_id).set(0)
-        self.log.info("agent stopped", extra={"flushed": flushed, "events": self.pipeline.events_published,
-                                              "keyframes": self.pipeline.keyframes_published})
+        self.log.info(
+            "agent stopped",
+            extra={
+                "flushed": flushed,
+                "events": self.pipeline.events_published,
+                "keyframes": self.pipeline.keyframes_published,
+            },
+        )
 
     def run(self) -> int:
         """Start, then block until SIGTERM/SIGINT; returns the exit code."""
+
         def on_signal(signum, _frame):
             self.log.info(f"received {signal.Signals(signum).name}")
             self._stop_requested.set()
@@ -156,7 +185,7 @@ class Agent:
                 st = self.camera_statuses().get(cam_id)
                 if st is not None:
                     self.control.publish_camera_status(st)
-            except Exception:  # noqa: BLE001 - status is best effort
+            except Exception:
                 self.log.debug("camera status publish failed", exc_info=True)
 
     def camera_statuses(self) -> dict[str, CameraStatus]:
@@ -167,27 +196,45 @@ class Agent:
             counters = st.counters if hasattr(st, "counters") else {}
             dropped = counters.get("frames_dropped", {})
             out[cam_id] = CameraStatus(
-                agent_id=self.agent_id, camera_id=cam_id, ts=now, state=str(st.state), reason=st.reason or "",
-                since=_utc(st.since) if st.since else None, fps=max(0.0, float(st.fps or 0.0)),
-                target_fps=counters.get("target_fps"), model=model, frames=int(counters.get("frames_delivered", 0)),
+                agent_id=self.agent_id,
+                camera_id=cam_id,
+                ts=now,
+                state=str(st.state),
+                reason=st.reason or "",
+                since=_utc(st.since) if st.since else None,
+                fps=max(0.0, float(st.fps or 0.0)),
+                target_fps=counters.get("target_fps"),
+                model=model,
+                frames=int(counters.get("frames_delivered", 0)),
                 dropped=int(sum(dropped.values()) if isinstance(dropped, dict) else dropped or 0),
-                reconnects=int(counters.get("reconnects", 0)))
+                reconnects=int(counters.get("reconnects", 0)),
+            )
         return out
 
     def status(self, state: str | None = None) -> AgentStatus:
         cams = list(self.camera_statuses().values())
         if state is None:
             state = "running" if all(c.state in ("streaming", "stopped", "disabled") for c in cams) else "degraded"
-        return AgentStatus(agent_id=self.agent_id, ts=_utc(), state=state, version=__version__,
-                           hostname=socket.gethostname(), uptime_s=time.time() - self.started, cameras=cams,
-                           spool=self.publisher.spool_status())
+        return AgentStatus(
+            agent_id=self.agent_id,
+            ts=_utc(),
+            state=state,
+            version=__version__,
+            hostname=socket.gethostname(),
+            uptime_s=time.time() - self.started,
+            cameras=cams,
+            spool=self.publisher.spool_status(),
+        )
 
     def status_doc(self) -> dict[str, Any]:
         st = json.loads(self.status().model_dump_json(by_alias=True))
-        st["pipeline"] = {"frames_inferred": self.pipeline.frames_inferred, "batches": self.pipeline.batches,
-                          "events_published": self.pipeline.events_published,
-                          "keyframes_published": self.pipeline.keyframes_published,
-                          "results_queue": self.pipeline.results.qsize()}
+        st["pipeline"] = {
+            "frames_inferred": self.pipeline.frames_inferred,
+            "batches": self.pipeline.batches,
+            "events_published": self.pipeline.events_published,
+            "keyframes_published": self.pipeline.keyframes_published,
+            "results_queue": self.pipeline.results.qsize(),
+        }
         st["publisher"] = self.publisher.stats()
         st["model"] = {**self._model_ref().model_dump(), "providers": self.engine.active_providers}
         st["capture"] = {cid: self.supervisor.stats(cid) for cid in self.supervisor.cameras()}
@@ -203,7 +250,7 @@ class Agent:
                     self.control.publish_status(st)
                     for cam in st.cameras:
                         self.control.publish_camera_status(cam)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 self.log.exception("heartbeat failed")
 
     # ---------------------------------------------------------------- HTTP: /metrics /status /healthz
@@ -211,7 +258,7 @@ class Agent:
         agent = self
 
         class H(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 if self.path.startswith("/metrics"):
                     body, ctype = generate_latest(REGISTRY), CONTENT_TYPE_LATEST
                 elif self.path.startswith("/status"):
@@ -241,7 +288,9 @@ class Agent:
     def _camera(self, camera_id: str) -> AgentCamera:
         cam = self._cameras.get(camera_id)
         if cam is None:
-            raise CommandError(f"unknown camera {camera_id!r}; this agent has: {', '.join(sorted(self._cameras)) or 'none'}")
+            raise CommandError(
+                f"unknown camera {camera_id!r}; this agent has: {', '.join(sorted(self._cameras)) or 'none'}"
+            )
         return cam
 
     def handle_command(self, cmd) -> dict[str, Any]:
@@ -250,7 +299,9 @@ class Agent:
             try:
                 cam = AgentCamera.model_validate(cmd.camera)
             except ValidationError as e:
-                raise CommandError("invalid camera: " + "; ".join(f"{k}: {m}" for k, m in format_validation_error(e))) from None
+                raise CommandError(
+                    "invalid camera: " + "; ".join(f"{k}: {m}" for k, m in format_validation_error(e))
+                ) from None
             if cam.id in self._cameras:
                 raise CommandError(f"camera {cam.id!r} already exists")
             self._cameras[cam.id] = cam
@@ -283,9 +334,13 @@ class Agent:
             key, model = ("zones", ZoneConfig) if a == "set_zones" else ("lines", LineConfig)
             try:
                 items = [model.model_validate(x) for x in getattr(cmd, key)]
-                new = AgentCamera.model_validate({**cam.model_dump(by_alias=False), key: [i.model_dump() for i in items]})
+                new = AgentCamera.model_validate(
+                    {**cam.model_dump(by_alias=False), key: [i.model_dump() for i in items]}
+                )
             except ValidationError as e:
-                raise CommandError(f"invalid {key}: " + "; ".join(f"{k}: {m}" for k, m in format_validation_error(e))) from None
+                raise CommandError(
+                    f"invalid {key}: " + "; ".join(f"{k}: {m}" for k, m in format_validation_error(e))
+                ) from None
             self._cameras[cmd.camera_id] = new
             ended = self.pipeline.end_camera(cmd.camera_id)  # next frame rebuilds tracking with the new geometry
             return {"camera_id": cmd.camera_id, key: [i.name for i in items], "tracks_ended": ended}
@@ -293,8 +348,10 @@ class Agent:
             self._camera(cmd.camera_id)
             frame = self.supervisor.latest(cmd.camera_id)
             if frame is None:
-                raise CommandError(f"camera {cmd.camera_id!r} has no frame yet (state: "
-                                   f"{self.supervisor.status()[cmd.camera_id].state})")
+                raise CommandError(
+                    f"camera {cmd.camera_id!r} has no frame yet (state: "
+                    f"{self.supervisor.status()[cmd.camera_id].state})"
+                )
             shot = self.keyframes.snapshot(cmd.camera_id, frame.image, frame.ts, frame.seq)
             for meta, jpeg in shot.keyframes:
                 self.publisher.publish_keyframe(meta, jpeg)

@@ -1,4 +1,5 @@
 """``edge-agent``: run and manage the EdgeSight edge agent on a site's box."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,6 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -18,13 +18,18 @@ from rich.table import Table
 
 from edgesight.config import ConfigError
 
-app = typer.Typer(help="EdgeSight edge agent: cameras -> detector -> tracking -> Kafka (with an on-disk spool), "
-                       "controlled over MQTT.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="EdgeSight edge agent: cameras -> detector -> tracking -> Kafka (with an on-disk spool), "
+    "controlled over MQTT.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 console = Console()
 err = Console(stderr=True)
 
-ConfigArg = typer.Option(..., "--config", "-c", help="Agent config YAML (see examples/agent.yaml).",
-                         envvar="EDGESIGHT_AGENT_CONFIG")
+ConfigArg = typer.Option(
+    ..., "--config", "-c", help="Agent config YAML (see examples/agent.yaml).", envvar="EDGESIGHT_AGENT_CONFIG"
+)
 UNIT_DIR = Path("/etc/systemd/system")
 UNIT_TEMPLATE = Path(__file__).resolve().parent.parent / "deploy" / "edge-agent.service"
 
@@ -64,8 +69,10 @@ def validate(config: Path = ConfigArg):
 
 
 @app.command()
-def status(url: str = typer.Option("http://127.0.0.1:9108", help="The agent's HTTP endpoint (metrics.port)."),
-           as_json: bool = typer.Option(False, "--json", help="Raw JSON.")):
+def status(
+    url: str = typer.Option("http://127.0.0.1:9108", help="The agent's HTTP endpoint (metrics.port)."),
+    as_json: bool = typer.Option(False, "--json", help="Raw JSON."),
+):
     """Print the running agent's state: cameras, pipeline counters, spool."""
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/status", timeout=5) as r:
@@ -76,21 +83,34 @@ def status(url: str = typer.Option("http://127.0.0.1:9108", help="The agent's HT
     if as_json:
         console.print_json(json.dumps(doc))
         return
-    console.print(f"agent [bold]{doc['agent_id']}[/bold] {doc['state']} v{doc['version']} on {doc.get('hostname')} "
-                  f"up {doc['uptime_s']:.0f}s; model {doc['model']['name']} {doc['model']['variant']} "
-                  f"({', '.join(doc['model']['providers'])})")
+    console.print(
+        f"agent [bold]{doc['agent_id']}[/bold] {doc['state']} v{doc['version']} on {doc.get('hostname')} "
+        f"up {doc['uptime_s']:.0f}s; model {doc['model']['name']} {doc['model']['variant']} "
+        f"({', '.join(doc['model']['providers'])})"
+    )
     t = Table()
     for c in ("camera", "state", "reason", "fps", "frames", "dropped", "reconnects"):
         t.add_column(c)
     for c in doc["cameras"]:
-        t.add_row(c["camera_id"], c["state"], c.get("reason", ""), f"{c['fps']:.1f}", str(c["frames"]),
-                  str(c["dropped"]), str(c["reconnects"]))
+        t.add_row(
+            c["camera_id"],
+            c["state"],
+            c.get("reason", ""),
+            f"{c['fps']:.1f}",
+            str(c["frames"]),
+            str(c["dropped"]),
+            str(c["reconnects"]),
+        )
     console.print(t)
     p, s = doc["pipeline"], doc.get("spool") or {}
-    console.print(f"pipeline: {p['frames_inferred']} frames inferred in {p['batches']} batches, "
-                  f"{p['events_published']} events, {p['keyframes_published']} keyframes")
-    console.print(f"spool: {s.get('records', 0)} records / {s.get('bytes', 0)} bytes (limit {s.get('limit_bytes', 0)}), "
-                  f"dropped {s.get('dropped', 0)}")
+    console.print(
+        f"pipeline: {p['frames_inferred']} frames inferred in {p['batches']} batches, "
+        f"{p['events_published']} events, {p['keyframes_published']} keyframes"
+    )
+    console.print(
+        f"spool: {s.get('records', 0)} records / {s.get('bytes', 0)} bytes (limit {s.get('limit_bytes', 0)}), "
+        f"dropped {s.get('dropped', 0)}"
+    )
 
 
 @app.command()
@@ -121,7 +141,11 @@ def _check(cfg) -> bool:
         m = Registry(cfg.inference.model_dir).get(cfg.inference.model)
         line(True, "model", f"{m.name} in {m.root}")
     except Exception as e:  # noqa: BLE001
-        line(False, "model", f"{e} (build it: model-zoo import {cfg.inference.model} && model-zoo compress {cfg.inference.model})")
+        line(
+            False,
+            "model",
+            f"{e} (build it: model-zoo import {cfg.inference.model} && model-zoo compress {cfg.inference.model})",
+        )
     console.print("[bold]cameras[/bold]")
     from edge_agent.capture.sources import open_source
 
@@ -134,27 +158,41 @@ def _check(cfg) -> bool:
             try:
                 frame = src.retrieve() if src.grab() else None
                 good = frame is not None
-                line(good, cam.id, f"{_safe_url(cam.url)}: " + (f"frame {frame.shape[1]}x{frame.shape[0]} read"
-                                                                 if good else "opened but no frame"))
+                line(
+                    good,
+                    cam.id,
+                    f"{_safe_url(cam.url)}: "
+                    + (f"frame {frame.shape[1]}x{frame.shape[0]} read" if good else "opened but no frame"),
+                )
             finally:
                 src.release()
         except Exception as e:  # noqa: BLE001
             line(False, cam.id, f"{_safe_url(cam.url)}: {e}")
     console.print("[bold]uplink[/bold]")
-    for name, hostport in [("kafka", cfg.publish.kafka.bootstrap_servers.split(",")[0]),
-                           ("mqtt", f"{cfg.control.host}:{cfg.control.port}")]:
+    for name, hostport in [
+        ("kafka", cfg.publish.kafka.bootstrap_servers.split(",")[0]),
+        ("mqtt", f"{cfg.control.host}:{cfg.control.port}"),
+    ]:
         host, _, port = hostport.rpartition(":")
         try:
             with socket.create_connection((host, int(port)), timeout=3):
                 line(True, name, f"{hostport} reachable")
         except OSError as e:
-            line(False, name, f"{hostport} unreachable ({e}); the agent spools until it is back" if name == "kafka"
-                 else f"{hostport} unreachable ({e})")
+            line(
+                False,
+                name,
+                f"{hostport} unreachable ({e}); the agent spools until it is back"
+                if name == "kafka"
+                else f"{hostport} unreachable ({e})",
+            )
     spool = Path(cfg.publish.spool.dir)
     target = spool if spool.exists() else spool.parent
     free = shutil.disk_usage(target if target.exists() else Path("/")).free
-    line(free > cfg.publish.spool.max_bytes, "spool disk", f"{free / 2**30:.1f} GiB free at {target}, "
-                                                            f"spool limit {cfg.publish.spool.max_bytes / 2**30:.2f} GiB")
+    line(
+        free > cfg.publish.spool.max_bytes,
+        "spool disk",
+        f"{free / 2**30:.1f} GiB free at {target}, spool limit {cfg.publish.spool.max_bytes / 2**30:.2f} GiB",
+    )
     return ok
 
 
@@ -165,15 +203,21 @@ def _safe_url(url: str) -> str:
 
 
 @app.command()
-def install(config: Path = typer.Option(Path("/etc/edgesight/agent.yaml"), "--config", "-c",
-                                        help="Where the agent config lives (a skeleton is written if missing)."),
-            agent_id: str = typer.Option(socket.gethostname().split(".")[0], help="Agent id for a new skeleton."),
-            unit_dir: Path = typer.Option(UNIT_DIR, help="Where to write the systemd unit."),
-            user: str = typer.Option("root", help="User the service runs as."),
-            memory_max: str = typer.Option("4G", help="systemd MemoryMax for the agent."),
-            cpu_quota: str = typer.Option("", help="systemd CPUQuota (e.g. 350%); empty = unlimited."),
-            enable: bool = typer.Option(False, help="Also run systemctl daemon-reload + enable --now."),
-            skip_checks: bool = typer.Option(False, help="Do not run the environment checks.")):
+def install(
+    config: Path = typer.Option(
+        Path("/etc/edgesight/agent.yaml"),
+        "--config",
+        "-c",
+        help="Where the agent config lives (a skeleton is written if missing).",
+    ),
+    agent_id: str = typer.Option(socket.gethostname().split(".")[0], help="Agent id for a new skeleton."),
+    unit_dir: Path = typer.Option(UNIT_DIR, help="Where to write the systemd unit."),
+    user: str = typer.Option("root", help="User the service runs as."),
+    memory_max: str = typer.Option("4G", help="systemd MemoryMax for the agent."),
+    cpu_quota: str = typer.Option("", help="systemd CPUQuota (e.g. 350%); empty = unlimited."),
+    enable: bool = typer.Option(False, help="Also run systemctl daemon-reload + enable --now."),
+    skip_checks: bool = typer.Option(False, help="Do not run the environment checks."),
+):
     """Write the config skeleton (if missing) and the systemd unit, then check the environment."""
     config = config.absolute()
     if not config.exists():
@@ -186,9 +230,14 @@ def install(config: Path = typer.Option(Path("/etc/edgesight/agent.yaml"), "--co
     else:
         console.print(f"keeping existing config {config}")
     exe = shutil.which("edge-agent") or str(Path(sys.executable).parent / "edge-agent")
-    unit = UNIT_TEMPLATE.read_text().format(exe=exe, config=config, user=user, memory_max=memory_max,
-                                            cpu_quota=f"CPUQuota={cpu_quota}" if cpu_quota else "# CPUQuota= (unlimited)",
-                                            workdir=Path(os.environ.get("EDGESIGHT_STATE_DIR", "/var/lib/edgesight")))
+    unit = UNIT_TEMPLATE.read_text().format(
+        exe=exe,
+        config=config,
+        user=user,
+        memory_max=memory_max,
+        cpu_quota=f"CPUQuota={cpu_quota}" if cpu_quota else "# CPUQuota= (unlimited)",
+        workdir=Path(os.environ.get("EDGESIGHT_STATE_DIR", "/var/lib/edgesight")),
+    )
     unit_dir.mkdir(parents=True, exist_ok=True)
     path = unit_dir / "edgesight-agent.service"
     path.write_text(unit)
@@ -210,8 +259,10 @@ def install(config: Path = typer.Option(Path("/etc/edgesight/agent.yaml"), "--co
 
 
 @app.command()
-def uninstall(unit_dir: Path = typer.Option(UNIT_DIR, help="Where the systemd unit was written."),
-              purge_config: Optional[Path] = typer.Option(None, help="Also delete this config file.")):
+def uninstall(
+    unit_dir: Path = typer.Option(UNIT_DIR, help="Where the systemd unit was written."),
+    purge_config: Path | None = typer.Option(None, help="Also delete this config file."),
+):
     """Stop/disable the service (when systemd runs) and remove the unit; the spool is kept."""
     path = unit_dir / "edgesight-agent.service"
     if shutil.which("systemctl") and Path("/run/systemd/system").exists():

@@ -6,6 +6,7 @@ lines), ``inference``, ``tracking`` (defaults for every camera), ``publish``
 ``examples/agent.yaml`` for a commented example. Errors name the file and the
 dotted key (``cameras[1].zones[0].polygon``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +21,9 @@ from edge_agent.tracking.settings import CameraTrackingConfig, LineConfig, Track
 from edgesight.config import StrictModel, load_config
 from edgesight.wire.models import ID_PATTERN
 
-ENV_PREFIX = "EDGESIGHT_AGENT__"  # EDGESIGHT_AGENT__PUBLISH__KAFKA__SASL_PASSWORD=... overrides publish.kafka.sasl_password
+ENV_PREFIX = (
+    "EDGESIGHT_AGENT__"  # EDGESIGHT_AGENT__PUBLISH__KAFKA__SASL_PASSWORD=... overrides publish.kafka.sasl_password
+)
 
 
 class AgentCamera(CameraConfig):
@@ -34,15 +37,23 @@ class AgentCamera(CameraConfig):
         """The capture part alone (what the supervisor needs)."""
         return CameraConfig.model_validate(self.model_dump(by_alias=False, exclude={"zones", "lines", "tracker"}))
 
-    def tracking(self, defaults: "TrackingDefaults") -> CameraTrackingConfig:
-        return CameraTrackingConfig(tracker=self.tracker or defaults.tracker, zones=self.zones, lines=self.lines,
-                                    update_interval_s=defaults.update_interval_s)
+    def tracking(self, defaults: TrackingDefaults) -> CameraTrackingConfig:
+        return CameraTrackingConfig(
+            tracker=self.tracker or defaults.tracker,
+            zones=self.zones,
+            lines=self.lines,
+            update_interval_s=defaults.update_interval_s,
+        )
 
 
 class TrackingDefaults(StrictModel):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
-    update_interval_s: float = Field(1.0, ge=0.0, description="0 = an update event per object per frame; >0 = on "
-                                                               "change (zone, line, score) or after this many seconds")
+    update_interval_s: float = Field(
+        1.0,
+        ge=0.0,
+        description="0 = an update event per object per frame; >0 = on "
+        "change (zone, line, score) or after this many seconds",
+    )
 
 
 class MetricsConfig(StrictModel):
@@ -52,8 +63,13 @@ class MetricsConfig(StrictModel):
 
 
 class PipelineConfig(StrictModel):
-    results_queue: int = Field(32, ge=1, le=10000, description="inference -> tracking/publish queue (frames); when "
-                                                               "full, inference waits and capture drops old frames")
+    results_queue: int = Field(
+        32,
+        ge=1,
+        le=10000,
+        description="inference -> tracking/publish queue (frames); when "
+        "full, inference waits and capture drops old frames",
+    )
     heartbeat_interval_s: float = Field(10.0, gt=0)
 
 
@@ -69,7 +85,7 @@ class AgentConfig(StrictModel):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
 
     @model_validator(mode="after")
-    def _unique_cameras(self) -> "AgentConfig":
+    def _unique_cameras(self) -> AgentConfig:
         seen: set[str] = set()
         for cam in self.cameras:
             if cam.id in seen:
@@ -78,5 +94,5 @@ class AgentConfig(StrictModel):
         return self
 
     @classmethod
-    def load(cls, path: str | Path) -> "AgentConfig":
+    def load(cls, path: str | Path) -> AgentConfig:
         return load_config(cls, path, env_prefix=ENV_PREFIX)

@@ -3,6 +3,7 @@
 Arrays, not per-object Python objects: N detections of one frame, boxes in
 pixel coordinates of the *original* frame (after the letterbox inverse).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,22 +13,24 @@ import numpy as np
 
 @dataclass(slots=True)
 class Detections:
-    xyxy: np.ndarray                    # (N, 4) float32, x1 y1 x2 y2 in original-frame pixels
-    scores: np.ndarray                  # (N,) float32
-    class_ids: np.ndarray               # (N,) int32
+    xyxy: np.ndarray  # (N, 4) float32, x1 y1 x2 y2 in original-frame pixels
+    scores: np.ndarray  # (N,) float32
+    class_ids: np.ndarray  # (N,) int32
     tracker_ids: np.ndarray | None = None  # (N,) int64 once tracked, else None
     zones: list[list[str]] = field(default_factory=list)  # per detection, zone names it is in
 
     @classmethod
-    def empty(cls) -> "Detections":
+    def empty(cls) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int32))
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
-    def select(self, mask: np.ndarray) -> "Detections":
+    def select(self, mask: np.ndarray) -> Detections:
         return Detections(
-            self.xyxy[mask], self.scores[mask], self.class_ids[mask],
+            self.xyxy[mask],
+            self.scores[mask],
+            self.class_ids[mask],
             None if self.tracker_ids is None else self.tracker_ids[mask],
             [z for z, keep in zip(self.zones, mask) if keep] if self.zones else [],
         )

@@ -23,13 +23,14 @@ Where overload drops what (and where it is counted):
   *oldest* records and counts them (``publish_spool_dropped_total``).
 Events and keyframes accepted by the publisher are journaled on disk.
 """
+
 from __future__ import annotations
 
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from edge_agent.capture.supervisor import Supervisor
 from edge_agent.capture.worker import Frame
@@ -74,10 +75,21 @@ class Result:
 
 
 class Pipeline:
-    def __init__(self, *, agent_id: str, supervisor: Supervisor, detector_ref: Callable[[], Detector],
-                 model_ref: Callable[[], ModelRef], class_names: list[str], publisher: Publisher,
-                 keyframes: KeyframeSelector, tracking_config: Callable[[str], CameraTrackingConfig],
-                 batch_max_size: int = 4, batch_max_wait_ms: float = 10.0, results_queue: int = 32):
+    def __init__(
+        self,
+        *,
+        agent_id: str,
+        supervisor: Supervisor,
+        detector_ref: Callable[[], Detector],
+        model_ref: Callable[[], ModelRef],
+        class_names: list[str],
+        publisher: Publisher,
+        keyframes: KeyframeSelector,
+        tracking_config: Callable[[str], CameraTrackingConfig],
+        batch_max_size: int = 4,
+        batch_max_wait_ms: float = 10.0,
+        results_queue: int = 32,
+    ):
         self.agent_id = agent_id
         self.supervisor = supervisor
         self.detector_ref = detector_ref
@@ -102,7 +114,7 @@ class Pipeline:
         self.batches = 0
 
     # -- lifecycle --
-    def start(self) -> "Pipeline":
+    def start(self) -> Pipeline:
         self._infer_thread.start()
         self._track_thread.start()
         return self
@@ -130,8 +142,15 @@ class Pipeline:
             records = ct.close(time.time())
             for u in records:
                 ts = max(u.timestamp, u.last_seen)
-                ev = to_event(u, agent_id=self.agent_id, camera_id=camera_id, ts=ts, seq=last.seq if last else 0,
-                              model=self.model_ref(), **_geom(last, u))
+                ev = to_event(
+                    u,
+                    agent_id=self.agent_id,
+                    camera_id=camera_id,
+                    ts=ts,
+                    seq=last.seq if last else 0,
+                    model=self.model_ref(),
+                    **_geom(last, u),
+                )
                 self.publisher.publish_event(ev)
                 M_EVENTS.labels(camera_id, "end").inc()
             return len(records)
@@ -154,16 +173,17 @@ class Pipeline:
                     if len({f.camera_id for f in frames}) >= len(self.supervisor.cameras()):
                         break
             for i in range(0, len(frames), self.batch_max_size):
-                self._infer_batch(frames[i:i + self.batch_max_size])
+                self._infer_batch(frames[i : i + self.batch_max_size])
 
     def _infer_batch(self, frames: list[Frame]) -> None:
         t0 = time.perf_counter()
         try:
             dets = self.detector_ref().infer([f.image for f in frames])
-        except Exception:  # noqa: BLE001 - a bad frame must not kill the stage
+        except Exception:
             M_ERRORS.labels("inference").inc()
-            log.exception("inference failed on a batch; frames skipped",
-                          extra={"cameras": [f.camera_id for f in frames]})
+            log.exception(
+                "inference failed on a batch; frames skipped", extra={"cameras": [f.camera_id for f in frames]}
+            )
             return
         M_STAGE.labels("inference").observe(time.perf_counter() - t0)
         self.batches += 1
@@ -173,7 +193,7 @@ class Pipeline:
             item = Result(f, d)
             while not self._stop.is_set():
                 try:
-                    self.results.put(item, timeout=0.25)   # back-pressure, never a drop
+                    self.results.put(item, timeout=0.25)  # back-pressure, never a drop
                     break
                 except queue.Full:
                     continue
@@ -191,7 +211,7 @@ class Pipeline:
             try:
                 with self._trackers_lock:
                     self._track_publish(item.frame, item.detections)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 M_ERRORS.labels("tracking").inc()
                 log.exception("tracking/publish failed for a frame", extra={"camera": item.frame.camera_id})
             M_STAGE.labels("tracking").observe(time.perf_counter() - t0)
@@ -205,8 +225,9 @@ class Pipeline:
             return entry[1]
         if entry is not None:  # resolution changed: zones in pixels must be recomputed
             self.end_camera(frame.camera_id)
-        ct = CameraTracking(self.tracking_config(frame.camera_id), size, camera=frame.camera_id,
-                            class_names=self.class_names)
+        ct = CameraTracking(
+            self.tracking_config(frame.camera_id), size, camera=frame.camera_id, class_names=self.class_names
+        )
         self._trackers[frame.camera_id] = (size, ct)
         return ct
 
@@ -216,20 +237,36 @@ class Pipeline:
         ct = self._tracker_for(frame)
         _tracked, records = ct.process(dets, frame.ts)
         live = [u for u in records if u.kind != "end"]
-        shot = self.keyframes.process(frame.camera_id, frame.image, frame.ts, frame.seq,
-                                      [TrackUpdate(u.track_id, u.score, u.kind == "new") for u in live])
+        shot = self.keyframes.process(
+            frame.camera_id,
+            frame.image,
+            frame.ts,
+            frame.seq,
+            [TrackUpdate(u.track_id, u.score, u.kind == "new") for u in live],
+        )
         for meta, jpeg in shot.keyframes:
             self.publisher.publish_keyframe(meta, jpeg)
             self.keyframes_published += 1
             M_KEYFRAMES.labels(frame.camera_id).inc()
         model = self.model_ref()
-        w, h, origin, scale = frame_geometry((frame.image.shape[1], frame.image.shape[0]), frame.source_size,
-                                             frame.origin, frame.scale)
+        w, h, origin, scale = frame_geometry(
+            (frame.image.shape[1], frame.image.shape[0]), frame.source_size, frame.origin, frame.scale
+        )
         for u in records:
             ts = frame.ts if u.kind != "end" else max(u.last_seen, 0.0) or frame.ts
-            ev = to_event(u, agent_id=self.agent_id, camera_id=frame.camera_id, ts=ts, seq=frame.seq, model=model,
-                          width=w, height=h, origin=origin, scale=scale,
-                          keyframe=shot.ref if u.kind != "end" else None)
+            ev = to_event(
+                u,
+                agent_id=self.agent_id,
+                camera_id=frame.camera_id,
+                ts=ts,
+                seq=frame.seq,
+                model=model,
+                width=w,
+                height=h,
+                origin=origin,
+                scale=scale,
+                keyframe=shot.ref if u.kind != "end" else None,
+            )
             self.publisher.publish_event(ev)
             self.events_published += 1
             M_EVENTS.labels(frame.camera_id, u.kind).inc()
@@ -240,8 +277,9 @@ def _geom(frame: Frame | None, u) -> dict:
     if frame is None:
         x2, y2 = u.box[2], u.box[3]
         return {"width": max(1, int(x2) + 1), "height": max(1, int(y2) + 1)}
-    w, h, origin, scale = frame_geometry((frame.image.shape[1], frame.image.shape[0]), frame.source_size,
-                                         frame.origin, frame.scale)
+    w, h, origin, scale = frame_geometry(
+        (frame.image.shape[1], frame.image.shape[0]), frame.source_size, frame.origin, frame.scale
+    )
     return {"width": w, "height": h, "origin": origin, "scale": scale}
 
 

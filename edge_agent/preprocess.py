@@ -17,10 +17,11 @@ pass writing straight into the output tensor (``dtype`` float32 or float16).
 :meth:`LetterboxMeta.to_original` is the exact inverse of :meth:`LetterboxMeta.to_model`
 (up to clipping to the frame).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import cv2
 import numpy as np
@@ -28,11 +29,11 @@ import numpy as np
 
 @dataclass(frozen=True, slots=True)
 class LetterboxMeta:
-    orig_size: tuple[int, int]     # (height, width) of the input image
-    input_size: tuple[int, int]    # (height, width) of the model input
-    scale: float                   # model pixels per original pixel
-    pad: tuple[int, int]           # (left, top) padding in model pixels
-    resized: tuple[int, int]       # (height, width) of the resized image inside the canvas
+    orig_size: tuple[int, int]  # (height, width) of the input image
+    input_size: tuple[int, int]  # (height, width) of the model input
+    scale: float  # model pixels per original pixel
+    pad: tuple[int, int]  # (left, top) padding in model pixels
+    resized: tuple[int, int]  # (height, width) of the resized image inside the canvas
 
     # the field names of the minimal letterbox in edge_agent.inference.engine
     @property
@@ -74,8 +75,7 @@ class LetterboxMeta:
         return out
 
 
-def letterbox_geometry(orig_hw: tuple[int, int], input_hw: tuple[int, int],
-                       scaleup: bool = True) -> LetterboxMeta:
+def letterbox_geometry(orig_hw: tuple[int, int], input_hw: tuple[int, int], scaleup: bool = True) -> LetterboxMeta:
     h, w = orig_hw
     H, W = input_hw
     if h <= 0 or w <= 0:
@@ -95,15 +95,23 @@ def letterbox_geometry(orig_hw: tuple[int, int], input_hw: tuple[int, int],
 class Letterbox:
     """Callable preprocessor with reused buffers (not thread-safe: one per inference thread)."""
 
-    def __init__(self, input_size: tuple[int, int] | int = (640, 640), pad_value: int = 114, rgb: bool = True,
-                 scale: float = 1.0 / 255.0, *, dtype: np.dtype | type = np.float32, scaleup: bool = True,
-                 interpolation: int = cv2.INTER_LINEAR):
+    def __init__(
+        self,
+        input_size: tuple[int, int] | int = (640, 640),
+        pad_value: int = 114,
+        rgb: bool = True,
+        scale: float = 1.0 / 255.0,
+        *,
+        dtype: np.dtype | type = np.float32,
+        scaleup: bool = True,
+        interpolation: int = cv2.INTER_LINEAR,
+    ):
         if isinstance(input_size, int):
             input_size = (input_size, input_size)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.pad_value = int(pad_value)
-        self.rgb = bool(rgb)          # False: keep BGR (models trained on BGR input)
-        self.scale = float(scale)     # multiplier applied to the 0..255 pixel values
+        self.rgb = bool(rgb)  # False: keep BGR (models trained on BGR input)
+        self.scale = float(scale)  # multiplier applied to the 0..255 pixel values
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
             raise ValueError("dtype must be float32 or float16")
@@ -111,10 +119,10 @@ class Letterbox:
         self.interpolation = interpolation
         H, W = self.input_size
         self._canvas = np.full((H, W, 3), self.pad_value, np.uint8)
-        self._canvas_geom: Optional[tuple] = None
+        self._canvas_geom: tuple | None = None
         self._resized: dict[tuple[int, int], np.ndarray] = {}
         self._single = np.empty((1, 3, H, W), self.dtype)
-        self._batch: Optional[np.ndarray] = None
+        self._batch: np.ndarray | None = None
         self._lut = (np.arange(256, dtype=np.float32) * np.float32(self.scale)).astype(self.dtype)
 
     def geometry(self, orig_hw: tuple[int, int]) -> LetterboxMeta:
@@ -131,7 +139,7 @@ class Letterbox:
         if geom != self._canvas_geom:
             self._canvas.fill(self.pad_value)
             self._canvas_geom = geom
-        region = self._canvas[top:top + nh, left:left + nw]
+        region = self._canvas[top : top + nh, left : left + nw]
         if (nh, nw) == image_bgr.shape[:2]:
             region[...] = image_bgr
         else:
@@ -155,7 +163,7 @@ class Letterbox:
             for c in range(3):
                 np.take(self._lut, src[:, :, c], out=out3[c])
 
-    def __call__(self, image_bgr: np.ndarray, out: Optional[np.ndarray] = None) -> tuple[np.ndarray, LetterboxMeta]:
+    def __call__(self, image_bgr: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, LetterboxMeta]:
         """Preprocess one image into ``out`` (1, 3, H, W) or (3, H, W), default a reused buffer."""
         H, W = self.input_size
         if out is None:
@@ -166,8 +174,9 @@ class Letterbox:
         self._to_tensor(canvas, out[0] if out.ndim == 4 else out)
         return out, meta
 
-    def batch(self, images: Sequence[np.ndarray], out: Optional[np.ndarray] = None
-              ) -> tuple[np.ndarray, list[LetterboxMeta]]:
+    def batch(
+        self, images: Sequence[np.ndarray], out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, list[LetterboxMeta]]:
         """Fill ``out`` (B, 3, H, W) with ``images`` (len <= B); returns ``out[:len(images)]``."""
         H, W = self.input_size
         n = len(images)

@@ -8,12 +8,14 @@ environment overrides (``EDGESIGHT_AGENT__`` for the agent's file, ``EDGESIGHT_C
 for the cloud's: one process's overrides never leak into the other's file), validates, and raises :class:`ConfigError` whose message
 names the file, the dotted key, what was expected and what was found.
 """
+
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -81,6 +83,7 @@ def expand_env(value: Any, source: str = "<config>", path: str = "") -> Any:
     if isinstance(value, list):
         return [expand_env(v, source, f"{path}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, str):
+
         def sub(m: re.Match[str]) -> str:
             name, default = m.group(1), m.group(2)
             if name in os.environ:
@@ -89,18 +92,20 @@ def expand_env(value: Any, source: str = "<config>", path: str = "") -> Any:
             if default is not None:
                 return default
             raise ConfigError(source, [(path or "(top level)", f"environment variable {name} is not set")])
+
         return _ENV_REF.sub(sub, value)
     return value
 
 
-def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str] | None = None,
-                        prefix: str = ENV_PREFIX) -> dict[str, Any]:
+def apply_env_overrides(
+    data: dict[str, Any], environ: Mapping[str, str] | None = None, prefix: str = ENV_PREFIX
+) -> dict[str, Any]:
     """``<prefix>KAFKA__SASL_PASSWORD=x`` sets ``kafka.sasl_password`` (keys lower-cased)."""
     environ = os.environ if environ is None else environ
     for name, value in environ.items():
         if not name.startswith(prefix):
             continue
-        keys = [k.lower() for k in name[len(prefix):].split("__") if k]
+        keys = [k.lower() for k in name[len(prefix) :].split("__") if k]
         if not keys:
             continue
         node = data
@@ -116,8 +121,13 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str] | None 
     return data
 
 
-def parse_config(model: type[T], data: Any, source: str = "<config>", environ: Mapping[str, str] | None = None,
-                 env_prefix: str = ENV_PREFIX) -> T:
+def parse_config(
+    model: type[T],
+    data: Any,
+    source: str = "<config>",
+    environ: Mapping[str, str] | None = None,
+    env_prefix: str = ENV_PREFIX,
+) -> T:
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -130,8 +140,9 @@ def parse_config(model: type[T], data: Any, source: str = "<config>", environ: M
         raise ConfigError(source, format_validation_error(err, data)) from None
 
 
-def load_config(model: type[T], path: str | os.PathLike[str], environ: Mapping[str, str] | None = None,
-                env_prefix: str = ENV_PREFIX) -> T:
+def load_config(
+    model: type[T], path: str | os.PathLike[str], environ: Mapping[str, str] | None = None, env_prefix: str = ENV_PREFIX
+) -> T:
     """Read ``path`` (YAML) and validate it into ``model``; raises :class:`ConfigError`."""
     p = Path(path)
     source = str(p)

@@ -10,6 +10,7 @@ Secrets never reach the output: values of keys that look like secrets are masked
 and strings registered with :func:`register_secret` are replaced wherever they
 appear in a message (an URL with an embedded password, an exception text...).
 """
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,8 @@ import re
 import sys
 import threading
 import time
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 _SECRET_KEY = re.compile(r"(pass(word|wd)?|secret|token|api[_-]?key|credential|sasl_password|private[_-]?key)", re.I)
 _URL_CREDS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):(?P<pw>[^@/\s]+)@", re.I)
@@ -90,14 +92,20 @@ class ContextLogger(logging.LoggerAdapter):
         kwargs["extra"] = extra
         return msg, kwargs
 
-    def bind(self, **fields: Any) -> "ContextLogger":
+    def bind(self, **fields: Any) -> ContextLogger:
         merged = dict(self.extra or {})
         merged.update(fields)
         return ContextLogger(self.logger, merged)
 
 
-def setup_logging(level: str | int = "INFO", *, stream: Any = None, agent: str | None = None,
-                  service: str | None = None, secrets: Iterable[str | None] = ()) -> None:
+def setup_logging(
+    level: str | int = "INFO",
+    *,
+    stream: Any = None,
+    agent: str | None = None,
+    service: str | None = None,
+    secrets: Iterable[str | None] = (),
+) -> None:
     """Configure the root logger for JSON lines on ``stream`` (stderr by default). Idempotent."""
     if agent:
         _context["agent"] = agent

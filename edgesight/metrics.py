@@ -5,10 +5,11 @@ Metric objects are created through :func:`counter`, :func:`gauge` and
 asked for twice (several agents or tests in one interpreter). Every process
 serves them with :func:`serve` on its configured port (0 = pick a free one).
 """
+
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 

@@ -25,6 +25,7 @@ convolution. No int8 model can beat fp32 by more than its convolutions do, so
 this is the upper bound of the int8 speed-up on the machine at hand (about 2x on
 AVX2 without VNNI, 3-4x with AVX512-VNNI/AMX).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,14 +38,19 @@ from pathlib import Path
 
 import numpy as np
 
-PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
-                  "trt": "TensorrtExecutionProvider"}
-FRAMES_FILE = "bench_frames.npy"   # (K, H, W, 3) uint8 letterboxed RGB frames, prepared on the CPU side
+PROVIDER_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+}
+FRAMES_FILE = "bench_frames.npy"  # (K, H, W, 3) uint8 letterboxed RGB frames, prepared on the CPU side
 
 
 def _ort():
     import onnxruntime as ort
-    if hasattr(ort, "preload_dlls"):   # onnxruntime-gpu >= 1.21: CUDA/cuDNN from nvidia-* pip packages if present
+
+    if hasattr(ort, "preload_dlls"):  # onnxruntime-gpu >= 1.21: CUDA/cuDNN from nvidia-* pip packages if present
         try:
             ort.preload_dlls()
         except Exception:  # noqa: BLE001
@@ -54,11 +60,16 @@ def _ort():
 
 def stats(times_s: list[float], batch: int) -> dict:
     t = np.asarray(times_s) * 1000.0
-    return {"batch": batch, "iters": len(t), "min_ms": round(float(t.min()), 2),
-            "p50_ms": round(float(np.percentile(t, 50)), 2),
-            "p95_ms": round(float(np.percentile(t, 95)), 2), "mean_ms": round(float(t.mean()), 2),
-            "fps": round(batch * 1000.0 / float(t.mean()), 2),
-            "ms_per_frame": round(float(np.percentile(t, 50)) / batch, 2)}
+    return {
+        "batch": batch,
+        "iters": len(t),
+        "min_ms": round(float(t.min()), 2),
+        "p50_ms": round(float(np.percentile(t, 50)), 2),
+        "p95_ms": round(float(np.percentile(t, 95)), 2),
+        "mean_ms": round(float(t.mean()), 2),
+        "fps": round(batch * 1000.0 / float(t.mean()), 2),
+        "ms_per_frame": round(float(np.percentile(t, 50)) / batch, 2),
+    }
 
 
 def frames_to_batch(frames_u8: np.ndarray, batch: int) -> np.ndarray:
@@ -79,20 +90,34 @@ def make_session(path: str | Path, provider: str, variant: str, threads: int = 0
     if provider == "TensorrtExecutionProvider":
         cache = Path(cache_dir or Path(path).parent / "trt_cache")
         cache.mkdir(parents=True, exist_ok=True)
-        opts = {"trt_fp16_enable": variant == "fp16", "trt_engine_cache_enable": True,
-                "trt_engine_cache_path": str(cache), "trt_timing_cache_enable": True,
-                "trt_timing_cache_path": str(cache), "trt_max_workspace_size": 2 << 30,
-                # one engine for batch 1..4 instead of a rebuild per batch size
-                "trt_profile_min_shapes": "images:1x3x640x640", "trt_profile_max_shapes": "images:4x3x640x640",
-                "trt_profile_opt_shapes": "images:2x3x640x640"}
-    providers = [(provider, opts)] + ([("CUDAExecutionProvider", {})] if provider == "TensorrtExecutionProvider" else [])
+        opts = {
+            "trt_fp16_enable": variant == "fp16",
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(cache),
+            "trt_max_workspace_size": 2 << 30,
+            # one engine for batch 1..4 instead of a rebuild per batch size
+            "trt_profile_min_shapes": "images:1x3x640x640",
+            "trt_profile_max_shapes": "images:4x3x640x640",
+            "trt_profile_opt_shapes": "images:2x3x640x640",
+        }
+    providers = [(provider, opts)] + (
+        [("CUDAExecutionProvider", {})] if provider == "TensorrtExecutionProvider" else []
+    )
     if provider != "CPUExecutionProvider":
         providers.append(("CPUExecutionProvider", {}))
     return ort.InferenceSession(str(path), sess_options=so, providers=providers)
 
 
-def bench_sessions(sessions: dict[str, object], frames_u8: np.ndarray, batches=(1, 2, 4), iters: int = 20,
-                   warmup: int = 3, progress=None) -> dict[str, list[dict]]:
+def bench_sessions(
+    sessions: dict[str, object],
+    frames_u8: np.ndarray,
+    batches=(1, 2, 4),
+    iters: int = 20,
+    warmup: int = 3,
+    progress=None,
+) -> dict[str, list[dict]]:
     """Interleaved timing of several sessions; {label: [stats per batch]}."""
     out: dict[str, list[dict]] = {k: [] for k in sessions}
     for b in batches:
@@ -116,8 +141,10 @@ def bench_sessions(sessions: dict[str, object], frames_u8: np.ndarray, batches=(
 
 # --- CPU benchmark (model-zoo bench) -----------------------------------------------------------------------------
 
-def kernel_ceiling(threads_list=(1,), m: int = 1600, k: int = 3456, n: int = 256, iters: int = 15,
-                   progress=None) -> list[dict]:
+
+def kernel_ceiling(
+    threads_list=(1,), m: int = 1600, k: int = 3456, n: int = 256, iters: int = 15, progress=None
+) -> list[dict]:
     """fp32 SGEMM vs int8 (u8 activations x s8 weights in 7-bit range) GEMM in ONNX Runtime, interleaved.
 
     Default shape = yolov4-tiny's largest convolution at 640x640 as a GEMM (40x40 outputs,
@@ -129,28 +156,44 @@ def kernel_ceiling(threads_list=(1,), m: int = 1600, k: int = 3456, n: int = 256
     ort = _ort()
     rng = np.random.default_rng(0)
     opset = [helper.make_opsetid("", 17)]
-    f32 = helper.make_model(helper.make_graph(
-        [helper.make_node("MatMul", ["a", "w"], ["y"])], "sgemm",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
-        [numpy_helper.from_array(rng.standard_normal((k, n)).astype(np.float32), "w")]), opset_imports=opset)
-    i8 = helper.make_model(helper.make_graph(
-        [helper.make_node("MatMulInteger", ["a", "w", "a_zp"], ["y"])], "u8s8",
-        [helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k])],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, [m, n])],
-        [numpy_helper.from_array(rng.integers(-64, 64, (k, n)).astype(np.int8), "w"),
-         numpy_helper.from_array(np.array(128, np.uint8), "a_zp")]), opset_imports=opset)
+    f32 = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("MatMul", ["a", "w"], ["y"])],
+            "sgemm",
+            [helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
+            [numpy_helper.from_array(rng.standard_normal((k, n)).astype(np.float32), "w")],
+        ),
+        opset_imports=opset,
+    )
+    i8 = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("MatMulInteger", ["a", "w", "a_zp"], ["y"])],
+            "u8s8",
+            [helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k])],
+            [helper.make_tensor_value_info("y", TensorProto.INT32, [m, n])],
+            [
+                numpy_helper.from_array(rng.integers(-64, 64, (k, n)).astype(np.int8), "w"),
+                numpy_helper.from_array(np.array(128, np.uint8), "a_zp"),
+            ],
+        ),
+        opset_imports=opset,
+    )
     onnx.checker.check_model(i8)
-    feeds = {"fp32": {"a": rng.standard_normal((m, k)).astype(np.float32)},
-             "int8": {"a": rng.integers(0, 256, (m, k)).astype(np.uint8)}}
+    feeds = {
+        "fp32": {"a": rng.standard_normal((m, k)).astype(np.float32)},
+        "int8": {"a": rng.integers(0, 256, (m, k)).astype(np.uint8)},
+    }
     out = []
     for th in threads_list:
         so = ort.SessionOptions()
         so.log_severity_level = 3
         so.intra_op_num_threads = th
         so.inter_op_num_threads = 1
-        sess = {"fp32": ort.InferenceSession(f32.SerializeToString(), so, providers=["CPUExecutionProvider"]),
-                "int8": ort.InferenceSession(i8.SerializeToString(), so, providers=["CPUExecutionProvider"])}
+        sess = {
+            "fp32": ort.InferenceSession(f32.SerializeToString(), so, providers=["CPUExecutionProvider"]),
+            "int8": ort.InferenceSession(i8.SerializeToString(), so, providers=["CPUExecutionProvider"]),
+        }
         times: dict[str, list[float]] = {key: [] for key in sess}
         for key, se in sess.items():
             se.run(None, feeds[key])
@@ -164,14 +207,20 @@ def kernel_ceiling(threads_list=(1,), m: int = 1600, k: int = 3456, n: int = 256
         macs = m * k * n
         mins = {key: min(v) for key, v in times.items()}
         meds = {key: float(np.median(v)) for key, v in times.items()}
-        out.append({"threads": th, "shape_mkn": [m, k, n],
-                    "fp32_gmacs": round(macs / mins["fp32"] / 1e9, 1), "int8_gmacs": round(macs / mins["int8"] / 1e9, 1),
-                    "int8_speedup_min": round(mins["fp32"] / mins["int8"], 2),
-                    "int8_speedup_p50": round(meds["fp32"] / meds["int8"], 2)})
+        out.append(
+            {
+                "threads": th,
+                "shape_mkn": [m, k, n],
+                "fp32_gmacs": round(macs / mins["fp32"] / 1e9, 1),
+                "int8_gmacs": round(macs / mins["int8"] / 1e9, 1),
+                "int8_speedup_min": round(mins["fp32"] / mins["int8"], 2),
+                "int8_speedup_p50": round(meds["fp32"] / meds["int8"], 2),
+            }
+        )
     return out
 
 
-TARGET_SPEEDUP, TARGET_AGREEMENT = 2.0, 0.9   # the model service's CPU targets for int8 vs fp32
+TARGET_SPEEDUP, TARGET_AGREEMENT = 2.0, 0.9  # the model service's CPU targets for int8 vs fp32
 
 
 def target_verdict(report: dict, speedup: float = TARGET_SPEEDUP, agreement: float = TARGET_AGREEMENT) -> dict:
@@ -180,10 +229,17 @@ def target_verdict(report: dict, speedup: float = TARGET_SPEEDUP, agreement: flo
     best_batch = max(sp, key=lambda b: sp[b])
     ag = report.get("agreement_vs_fp32", {}).get("int8", {}).get("agreement")
     ceiling = max((c["int8_speedup_min"] for c in report.get("kernel_ceiling", [])), default=None)
-    return {"speedup": speedup, "best_speedup": sp[best_batch], "best_batch": best_batch,
-            "speedup_met": sp[best_batch] >= speedup, "agreement": agreement, "measured_agreement": ag,
-            "agreement_met": None if ag is None else ag >= agreement, "kernel_ceiling": ceiling,
-            "ceiling_allows_target": None if ceiling is None else ceiling >= speedup}
+    return {
+        "speedup": speedup,
+        "best_speedup": sp[best_batch],
+        "best_batch": best_batch,
+        "speedup_met": sp[best_batch] >= speedup,
+        "agreement": agreement,
+        "measured_agreement": ag,
+        "agreement_met": None if ag is None else ag >= agreement,
+        "kernel_ceiling": ceiling,
+        "ceiling_allows_target": None if ceiling is None else ceiling >= speedup,
+    }
 
 
 def cpu_flags() -> list[str]:
@@ -203,6 +259,7 @@ def prepare_frames(size=(640, 640), n: int = 8) -> np.ndarray:
     import cv2
 
     from .compress import find_video, read_video_frames, sample_images_dir
+
     v = find_video()
     frames = read_video_frames(v, range(3, 3 + 97 * n, 97)) if v else []
     if not frames and sample_images_dir():
@@ -213,14 +270,24 @@ def prepare_frames(size=(640, 640), n: int = 8) -> np.ndarray:
         r = min(size[0] / h, size[1] / w)
         nh, nw = round(h * r), round(w * r)
         py, px = (size[0] - nh) // 2, (size[1] - nw) // 2
-        out[i, py:py + nh, px:px + nw] = cv2.cvtColor(cv2.resize(f, (nw, nh)), cv2.COLOR_BGR2RGB)
+        out[i, py : py + nh, px : px + nw] = cv2.cvtColor(cv2.resize(f, (nw, nh)), cv2.COLOR_BGR2RGB)
     return out
 
 
-def cpu_bench(name: str = "yolov4-tiny", store=None, variants=("fp32", "int8"), batches=(1, 2, 4), iters: int = 20,
-              threads: int = 0, agreement_frames: int = 40, progress=None, on_phase=None, ceiling: bool = True) -> dict:
+def cpu_bench(
+    name: str = "yolov4-tiny",
+    store=None,
+    variants=("fp32", "int8"),
+    batches=(1, 2, 4),
+    iters: int = 20,
+    threads: int = 0,
+    agreement_frames: int = 40,
+    progress=None,
+    on_phase=None,
+    ceiling: bool = True,
+) -> dict:
     from .registry import Registry
-    from .verify import verify, verification_frames
+    from .verify import verification_frames, verify
 
     ort = _ort()
     sm = Registry(store).get(name)
@@ -229,19 +296,28 @@ def cpu_bench(name: str = "yolov4-tiny", store=None, variants=("fp32", "int8"), 
         on_phase("latency", len(batches) * iters)
     sessions = {v: make_session(sm.path(v), "CPUExecutionProvider", v, threads) for v in variants}
     res = bench_sessions(sessions, frames, batches, iters, progress=progress)
-    report: dict = {"model": name, "provider": "CPUExecutionProvider", "onnxruntime": ort.__version__,
-                    "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-                    "intra_op_threads": threads or "default", "results": res,
-                    "sizes_mb": {v: round(sm.path(v, verify=False).stat().st_size / 1e6, 2) for v in variants}}
+    report: dict = {
+        "model": name,
+        "provider": "CPUExecutionProvider",
+        "onnxruntime": ort.__version__,
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "intra_op_threads": threads or "default",
+        "results": res,
+        "sizes_mb": {v: round(sm.path(v, verify=False).stat().st_size / 1e6, 2) for v in variants},
+    }
     if "fp32" in res:
         # ratio of medians (robust to the stalls of a shared machine) and of minimums (least disturbed run);
         # both variants measured interleaved
         report["speedup_vs_fp32"] = {
             v: {str(a["batch"]): round(a["p50_ms"] / b["p50_ms"], 2) for a, b in zip(res["fp32"], res[v])}
-            for v in res if v != "fp32"}
+            for v in res
+            if v != "fp32"
+        }
         report["speedup_vs_fp32_min"] = {
             v: {str(a["batch"]): round(a["min_ms"] / b["min_ms"], 2) for a, b in zip(res["fp32"], res[v])}
-            for v in res if v != "fp32"}
+            for v in res
+            if v != "fp32"
+        }
     if ceiling and "int8" in variants:
         tl = sorted({1, threads or report["cpus"]})
         if on_phase:
@@ -251,8 +327,9 @@ def cpu_bench(name: str = "yolov4-tiny", store=None, variants=("fp32", "int8"), 
         at = next(c for c in report["kernel_ceiling"] if c["threads"] == tl[-1])
         if "speedup_vs_fp32_min" in report:
             # how much of what the hardware allows the int8 model gets (both ratios of minimums)
-            report["int8_share_of_ceiling"] = {b: round(x / at["int8_speedup_min"], 2)
-                                               for b, x in report["speedup_vs_fp32_min"]["int8"].items()}
+            report["int8_share_of_ceiling"] = {
+                b: round(x / at["int8_speedup_min"], 2) for b, x in report["speedup_vs_fp32_min"]["int8"].items()
+            }
     others = [v for v in variants if v != "fp32"]
     if agreement_frames and others:
         fr = verification_frames(agreement_frames, include_samples=False)
@@ -266,6 +343,7 @@ def cpu_bench(name: str = "yolov4-tiny", store=None, variants=("fp32", "int8"), 
 
 
 # --- GPU benchmark (python model_zoo/bench.py gpu) ---------------------------------------------------------------
+
 
 def _one(args) -> int:
     """Child process: one provider x variant; prints one JSON line."""
@@ -301,13 +379,15 @@ def _one(args) -> int:
 def _gpu(args) -> int:
     ort = _ort()
     avail = ort.get_available_providers()
-    print(f"onnxruntime {ort.__version__} ({getattr(ort, 'get_device', lambda: '?')()}), available providers: {avail}",
-          flush=True)
+    print(
+        f"onnxruntime {ort.__version__} ({getattr(ort, 'get_device', lambda: '?')()}), available providers: {avail}",
+        flush=True,
+    )
     root = Path(args.model_dir) / args.name
     frames = root / FRAMES_FILE
     ref_path = root / "ref_scores_fp32_cpu.npy"
     if not ref_path.exists():
-        try:   # reference on CPU, batch 1, first frame
+        try:  # reference on CPU, batch 1, first frame
             s = make_session(root / f"{args.name}.fp32.onnx", "CPUExecutionProvider", "fp32")
             np.save(ref_path, s.run(None, {"images": frames_to_batch(np.load(frames), 1)})[1][0])
         except Exception as e:  # noqa: BLE001
@@ -321,13 +401,34 @@ def _gpu(args) -> int:
                 results.append({"provider": full, "variant": var, "error": f"missing {model}"})
                 continue
             if full not in avail:
-                results.append({"provider": full, "variant": var, "error": "provider not available in this onnxruntime"})
+                results.append(
+                    {"provider": full, "variant": var, "error": "provider not available in this onnxruntime"}
+                )
                 print(f"skip {full} {var}: not available", flush=True)
                 continue
-            cmd = [sys.executable, __file__, "one", "--model", str(model), "--provider", full, "--variant", var,
-                   "--frames", str(frames), "--iters", str(args.iters), "--warmup", str(args.warmup),
-                   "--cache", str(Path(args.cache or root / "trt_cache")), "--threads", str(args.threads),
-                   "--batches", *map(str, args.batches)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "one",
+                "--model",
+                str(model),
+                "--provider",
+                full,
+                "--variant",
+                var,
+                "--frames",
+                str(frames),
+                "--iters",
+                str(args.iters),
+                "--warmup",
+                str(args.warmup),
+                "--cache",
+                str(Path(args.cache or root / "trt_cache")),
+                "--threads",
+                str(args.threads),
+                "--batches",
+                *map(str, args.batches),
+            ]
             if ref_path.exists():
                 cmd += ["--reference", str(ref_path)]
             print(f"== {full} {var} (timeout {args.timeout}s)", flush=True)
@@ -335,8 +436,11 @@ def _gpu(args) -> int:
             try:
                 p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
                 line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
-                r = json.loads(line[-1][7:]) if line else {"provider": full, "variant": var,
-                                                          "error": f"rc={p.returncode}: {p.stderr[-1500:]}"}
+                r = (
+                    json.loads(line[-1][7:])
+                    if line
+                    else {"provider": full, "variant": var, "error": f"rc={p.returncode}: {p.stderr[-1500:]}"}
+                )
             except subprocess.TimeoutExpired:
                 r = {"provider": full, "variant": var, "error": f"timed out after {args.timeout}s"}
             r["wall_s"] = round(time.time() - t0, 1)
@@ -344,8 +448,9 @@ def _gpu(args) -> int:
             print(json.dumps(r), flush=True)
     print_table(results)
     if args.json:
-        Path(args.json).write_text(json.dumps({"available_providers": avail, "onnxruntime": ort.__version__,
-                                               "results": results}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"available_providers": avail, "onnxruntime": ort.__version__, "results": results}, indent=2)
+        )
     return 0
 
 
@@ -356,8 +461,12 @@ def print_table(results: list[dict]) -> None:
             print(f"{r['provider']:28} {r['variant']:7} {'-':>5} {'-':>8} {'-':>8} {'-':>8}  {r['error'][:100]}")
             continue
         for x in r.get("results", []):
-            note = r.get("error", "") or (f"score diff {r.get('max_abs_score_diff_vs_cpu_fp32')}" if x["batch"] == 1 else "")
-            print(f"{r['provider']:28} {r['variant']:7} {x['batch']:>5} {x['p50_ms']:>8} {x['p95_ms']:>8} {x['fps']:>8}  {note}")
+            note = r.get("error", "") or (
+                f"score diff {r.get('max_abs_score_diff_vs_cpu_fp32')}" if x["batch"] == 1 else ""
+            )
+            print(
+                f"{r['provider']:28} {r['variant']:7} {x['batch']:>5} {x['p50_ms']:>8} {x['p95_ms']:>8} {x['fps']:>8}  {note}"
+            )
 
 
 def main(argv=None) -> int:

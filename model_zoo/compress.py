@@ -22,13 +22,14 @@ FP16: ``onnxruntime.transformers.float16`` with float32 inputs/outputs kept and
 the decode kept float32 (box coordinates up to 640 px lose sub-pixel precision in
 fp16). Exact to ~1e-3 on GPU; on CPU it is slower than fp32 (no fp16 kernels).
 """
+
 from __future__ import annotations
 
 import importlib.util
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 import cv2
 import numpy as np
@@ -84,7 +85,9 @@ def read_video_frames(path: str | Path, indices: Iterable[int]) -> list[np.ndarr
     return [out[j] for j in want if j in out]
 
 
-def calibration_frames(n_video: int = 48, video: str | Path | None = None, include_samples: bool = True) -> list[np.ndarray]:
+def calibration_frames(
+    n_video: int = 48, video: str | Path | None = None, include_samples: bool = True
+) -> list[np.ndarray]:
     """Real frames for INT8 calibration: ``n_video`` evenly spaced vtest frames (even indices) + samples."""
     frames: list[np.ndarray] = []
     v = Path(video) if video else find_video()
@@ -128,7 +131,7 @@ class _Reader:
     def get_next(self):
         if self.i >= self.end:
             return None
-        x = self.batch[self.i:self.i + 1]
+        x = self.batch[self.i : self.i + 1]
         self.i += 1
         if self.progress:
             self.progress(1)
@@ -141,16 +144,16 @@ class _Reader:
 @dataclass
 class Int8Settings:
     per_channel: bool = True
-    calibrate_method: str = "percentile"   # minmax | entropy | percentile
+    calibrate_method: str = "percentile"  # minmax | entropy | percentile
     percentile: float = 99.999
     exclude_decode: bool = True
-    exclude_heads: bool = True             # keep the last 1x1 head convs float as well
+    exclude_heads: bool = True  # keep the last 1x1 head convs float as well
     activation_symmetric: bool = False
-    moving_average: bool = False           # minmax: average per-frame min/max instead of global extremes
-    reduce_range: bool = True              # 7-bit weights (avoids VPMADDUBSW saturation on AVX2 without VNNI)
-    weight_type: str = "int8"              # int8 (U8S8) | uint8 (U8U8)
+    moving_average: bool = False  # minmax: average per-frame min/max instead of global extremes
+    reduce_range: bool = True  # 7-bit weights (avoids VPMADDUBSW saturation on AVX2 without VNNI)
+    weight_type: str = "int8"  # int8 (U8S8) | uint8 (U8U8)
     calib_video_frames: int = 48
-    unify_concat: bool = True              # one quantization range per Concat group (copy instead of requantize)
+    unify_concat: bool = True  # one quantization range per Concat group (copy instead of requantize)
     extra_exclude: list[str] = field(default_factory=list)
 
 
@@ -177,7 +180,17 @@ def excluded_nodes(model: onnx.ModelProto, s: Int8Settings) -> list[str]:
 
 
 # ops whose output ONNX Runtime's QDQ quantizer gives the quantization parameters of their input
-_SHARES_INPUT_PARAMS = {"MaxPool", "Resize", "Upsample", "Slice", "Split", "Reshape", "Transpose", "Squeeze", "Unsqueeze"}
+_SHARES_INPUT_PARAMS = {
+    "MaxPool",
+    "Resize",
+    "Upsample",
+    "Slice",
+    "Split",
+    "Reshape",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+}
 
 
 def concat_groups(model: onnx.ModelProto, skip_prefix: str = DECODE_PREFIX) -> list[list[str]]:
@@ -201,7 +214,7 @@ def concat_groups(model: onnx.ModelProto, skip_prefix: str = DECODE_PREFIX) -> l
             for i in n.input:
                 parent[find(i)] = find(n.output[0])
     changed = True
-    while changed:   # pull pass-through neighbours of the groups in (a chain may be several ops long)
+    while changed:  # pull pass-through neighbours of the groups in (a chain may be several ops long)
         changed = False
         for n in nodes:
             if n.op_type in _SHARES_INPUT_PARAMS and (n.input[0] in parent or n.output[0] in parent):
@@ -232,8 +245,13 @@ def unify_ranges(tensors_range, groups: list[list[str]]) -> int:
     return changed
 
 
-def quantize_int8(fp32_path: str | Path, out_path: str | Path, frames: list[np.ndarray],
-                  settings: Int8Settings | None = None, progress: Callable[[int], None] | None = None) -> dict:
+def quantize_int8(
+    fp32_path: str | Path,
+    out_path: str | Path,
+    frames: list[np.ndarray],
+    settings: Int8Settings | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
     """Static QDQ INT8 quantization of ``fp32_path`` into ``out_path``; returns the recipe used."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -245,8 +263,11 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, frames: list[np.n
     size = (dims[2].dim_value, dims[3].dim_value)
     batch = letterbox_batch(frames, size)
     exclude = excluded_nodes(model, s)
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[s.calibrate_method]
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[s.calibrate_method]
     extra = {"ActivationSymmetric": s.activation_symmetric, "WeightSymmetric": s.weight_type == "int8"}
     if s.moving_average:
         extra["CalibMovingAverage"] = True
@@ -259,14 +280,25 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, frames: list[np.n
     with tempfile.TemporaryDirectory() as td:
         pre = Path(td) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-        common = dict(quant_format=QuantFormat.QDQ, per_channel=s.per_channel, reduce_range=s.reduce_range,
-                      activation_type=QuantType.QUInt8,
-                      weight_type=QuantType.QUInt8 if s.weight_type == "uint8" else QuantType.QInt8,
-                      nodes_to_exclude=exclude, calibrate_method=method, extra_options=extra)
+        common = dict(
+            quant_format=QuantFormat.QDQ,
+            per_channel=s.per_channel,
+            reduce_range=s.reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QUInt8 if s.weight_type == "uint8" else QuantType.QInt8,
+            nodes_to_exclude=exclude,
+            calibrate_method=method,
+            extra_options=extra,
+        )
         cache = Path(td) / "ranges.json"
         # pass 1: calibrate (the expensive part) and keep the ranges
-        quantize_static(str(pre), str(Path(td) / "pass1.onnx") if s.unify_concat else str(out_path),
-                        _Reader(batch, inp.name, progress), calibration_cache_path=str(cache), **common)
+        quantize_static(
+            str(pre),
+            str(Path(td) / "pass1.onnx") if s.unify_concat else str(out_path),
+            _Reader(batch, inp.name, progress),
+            calibration_cache_path=str(cache),
+            **common,
+        )
         if s.unify_concat:
             # pass 2: the same quantization from the cached ranges, Concat groups unified
             from onnxruntime.quantization.calibrate import load_tensors_data, save_tensors_data
@@ -275,10 +307,16 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, frames: list[np.n
             unified = unify_ranges(ranges, concat_groups(onnx.load(str(pre))))
             save_tensors_data(ranges, cache)
             quantize_static(str(pre), str(out_path), None, calibration_cache_path=str(cache), **common)
-    recipe = {"method": "onnxruntime.quantization.quantize_static", "format": "QDQ", "activations": "uint8",
-              "weights": f"{s.weight_type} {'per-channel' if s.per_channel else 'per-tensor'}",
-              "calibration_frames": len(frames), "excluded_nodes": len(exclude), "unified_concat_tensors": unified,
-              **asdict(s)}
+    recipe = {
+        "method": "onnxruntime.quantization.quantize_static",
+        "format": "QDQ",
+        "activations": "uint8",
+        "weights": f"{s.weight_type} {'per-channel' if s.per_channel else 'per-tensor'}",
+        "calibration_frames": len(frames),
+        "excluded_nodes": len(exclude),
+        "unified_concat_tensors": unified,
+        **asdict(s),
+    }
     log.info("int8 model written", extra={"file": str(out_path), "excluded_nodes": len(exclude)})
     return recipe
 
@@ -293,9 +331,14 @@ def convert_fp16(fp32_path: str | Path, out_path: str | Path, keep_decode_fp32: 
     return {"method": "onnxruntime.transformers.float16", "keep_io_types": True, "decode_fp32": keep_decode_fp32}
 
 
-def compress(model: StoredModel, variants: Iterable[str] = ("int8", "fp16"), settings: Int8Settings | None = None,
-             frames: list[np.ndarray] | None = None, progress: Callable[[int], None] | None = None,
-             on_total: Callable[[int], None] | None = None) -> dict[str, Path]:
+def compress(
+    model: StoredModel,
+    variants: Iterable[str] = ("int8", "fp16"),
+    settings: Int8Settings | None = None,
+    frames: list[np.ndarray] | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> dict[str, Path]:
     """Build the requested derived variants of a stored model and record them in its manifest."""
     src = model.path("fp32")
     s = settings or Int8Settings()
@@ -317,8 +360,12 @@ def compress(model: StoredModel, variants: Iterable[str] = ("int8", "fp16"), set
     return made
 
 
-def build_all(name: str = "yolov4-tiny", store: str | Path | None = None, variants=("int8", "fp16"),
-              settings: Int8Settings | None = None) -> StoredModel:
+def build_all(
+    name: str = "yolov4-tiny",
+    store: str | Path | None = None,
+    variants=("int8", "fp16"),
+    settings: Int8Settings | None = None,
+) -> StoredModel:
     reg = Registry(store)
     sm = reg.import_darknet(name)
     compress(sm, variants, settings)

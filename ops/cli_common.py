@@ -1,8 +1,8 @@
 """What every ``cloud-ops`` command group shares: the ``--config`` option and loading the cloud config."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -12,11 +12,16 @@ from edgesight.config import ConfigError
 
 err = Console(stderr=True)
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="Cloud config YAML (see examples/cloud.yaml). Defaults apply when omitted.",
-                         envvar="EDGESIGHT_CLOUD_CONFIG")
+ConfigOpt = typer.Option(
+    None,
+    "--config",
+    "-c",
+    help="Cloud config YAML (see examples/cloud.yaml). Defaults apply when omitted.",
+    envvar="EDGESIGHT_CLOUD_CONFIG",
+)
 
 
-def load_cloud(config: Optional[Path], **stack_overrides) -> CloudConfig:
+def load_cloud(config: Path | None, **stack_overrides) -> CloudConfig:
     """The validated cloud config (file + EDGESIGHT_CLOUD__* overrides); exits 2 naming what is wrong."""
     try:
         cfg = CloudConfig.load(config)
@@ -27,7 +32,7 @@ def load_cloud(config: Optional[Path], **stack_overrides) -> CloudConfig:
     if upd:
         try:
             cfg = cfg.model_copy(update={"stack": cfg.stack.model_validate({**cfg.stack.model_dump(), **upd})})
-        except Exception as e:  # pydantic ValidationError
+        except Exception as e:  # pydantic ValidationError  # noqa: BLE001 - any failure is reported, the loop goes on
             err.print(f"[red]invalid stack option: {e}[/red]")
             raise typer.Exit(2) from None
     return cfg

@@ -4,13 +4,13 @@ Production: ``validate`` / ``deploy`` / ``status`` / ``pause`` / ``resume`` / ``
 Kafka Connect REST API (``--connect-url``). Here (no Connect runtime): ``run`` executes the same
 connector files in Python (see connectors/README.md for the implemented subset).
 """
+
 from __future__ import annotations
 
 import json
 import signal
 import sys
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -18,21 +18,33 @@ from rich.table import Table
 
 from ops.cli_common import ConfigOpt
 
-connectors_app = typer.Typer(help="Kafka Connect sink connectors: validate/deploy against a Connect REST API, "
-                                  "or run them in Python on this machine (`run`).", no_args_is_help=True)
+connectors_app = typer.Typer(
+    help="Kafka Connect sink connectors: validate/deploy against a Connect REST API, "
+    "or run them in Python on this machine (`run`).",
+    no_args_is_help=True,
+)
 console = Console()
 err = Console(stderr=True)
 
-UrlOpt = typer.Option("http://127.0.0.1:8083", "--connect-url", envvar="EDGESIGHT_CONNECT_URL",
-                      help="Kafka Connect REST API base URL.")
+UrlOpt = typer.Option(
+    "http://127.0.0.1:8083", "--connect-url", envvar="EDGESIGHT_CONNECT_URL", help="Kafka Connect REST API base URL."
+)
 NamesArg = typer.Argument(None, help="Connector files or names (default: all in connectors/).")
-CollPrefixOpt = typer.Option(None, "--collection-prefix", help="Warehouse collection prefix (overrides the warehouse config).")
-NamePrefixOpt = typer.Option("", "--name-prefix", help="Prefix for connector names (and so consumer groups connect-<name>).")
-WhOpt = typer.Option(None, "--warehouse-config", help="Warehouse YAML (collection prefix, retention).",
-                     envvar="EDGESIGHT_WAREHOUSE_CONFIG")
+CollPrefixOpt = typer.Option(
+    None, "--collection-prefix", help="Warehouse collection prefix (overrides the warehouse config)."
+)
+NamePrefixOpt = typer.Option(
+    "", "--name-prefix", help="Prefix for connector names (and so consumer groups connect-<name>)."
+)
+WhOpt = typer.Option(
+    None,
+    "--warehouse-config",
+    help="Warehouse YAML (collection prefix, retention).",
+    envvar="EDGESIGHT_WAREHOUSE_CONFIG",
+)
 
 
-def _cloud(config: Optional[Path]):
+def _cloud(config: Path | None):
     from cloud.config import CloudConfig
     from edgesight.config import ConfigError
 
@@ -43,7 +55,7 @@ def _cloud(config: Optional[Path]):
         raise typer.Exit(2) from None
 
 
-def _wh(path: Optional[Path], prefix: Optional[str]):
+def _wh(path: Path | None, prefix: str | None):
     from cloud.warehouse.config import WarehouseConfig
     from edgesight.config import ConfigError
 
@@ -58,7 +70,7 @@ def _wh(path: Optional[Path], prefix: Optional[str]):
         raise typer.Exit(2) from None
 
 
-def _specs(names: Optional[List[str]], cloud, collection_prefix: str, name_prefix: str):
+def _specs(names: list[str] | None, cloud, collection_prefix: str, name_prefix: str):
     from connectors.spec import CONNECTOR_FILES, SpecError, load_connector, variables
 
     v = variables(cloud, collection_prefix=collection_prefix, name_prefix=name_prefix)
@@ -80,11 +92,16 @@ def list_cmd():
 
 
 @connectors_app.command("validate")
-def validate_cmd(names: Optional[List[str]] = NamesArg, config: Optional[Path] = ConfigOpt,
-                 connect_url: Optional[str] = typer.Option(None, "--connect-url", envvar="EDGESIGHT_CONNECT_URL",
-                                                           help="Also ask this Connect cluster's plugin validator."),
-                 collection_prefix: Optional[str] = CollPrefixOpt, name_prefix: str = NamePrefixOpt,
-                 warehouse_config: Optional[Path] = WhOpt):
+def validate_cmd(
+    names: list[str] | None = NamesArg,
+    config: Path | None = ConfigOpt,
+    connect_url: str | None = typer.Option(
+        None, "--connect-url", envvar="EDGESIGHT_CONNECT_URL", help="Also ask this Connect cluster's plugin validator."
+    ),
+    collection_prefix: str | None = CollPrefixOpt,
+    name_prefix: str = NamePrefixOpt,
+    warehouse_config: Path | None = WhOpt,
+):
     """Static option-name check against the documented option lists, the Python runner's subset,
     and (with --connect-url) PUT /connector-plugins/{class}/config/validate."""
     from connectors.options import check_options, unsupported_by_runner
@@ -97,8 +114,10 @@ def validate_cmd(names: Optional[List[str]] = NamesArg, config: Optional[Path] =
         problems = check_options(spec.config)
         runner = unsupported_by_runner(spec.config)
         status = "[green]ok[/green]" if not problems else "[red]INVALID[/red]"
-        console.print(f"{spec.name} ({spec.connector_class}): documented options {status}; "
-                      f"python runner: {'supported' if not runner else 'NOT supported'}")
+        console.print(
+            f"{spec.name} ({spec.connector_class}): documented options {status}; "
+            f"python runner: {'supported' if not runner else 'NOT supported'}"
+        )
         for p in problems:
             console.print(f"  [red]- {p}[/red]")
         for p in runner:
@@ -135,9 +154,14 @@ def _rest(fn):
 
 
 @connectors_app.command("deploy")
-def deploy_cmd(names: Optional[List[str]] = NamesArg, config: Optional[Path] = ConfigOpt, connect_url: str = UrlOpt,
-               collection_prefix: Optional[str] = CollPrefixOpt, name_prefix: str = NamePrefixOpt,
-               warehouse_config: Optional[Path] = WhOpt):
+def deploy_cmd(
+    names: list[str] | None = NamesArg,
+    config: Path | None = ConfigOpt,
+    connect_url: str = UrlOpt,
+    collection_prefix: str | None = CollPrefixOpt,
+    name_prefix: str = NamePrefixOpt,
+    warehouse_config: Path | None = WhOpt,
+):
     """Create or update each connector: PUT /connectors/{name}/config (after the static check)."""
     from connectors.options import check_options
 
@@ -149,7 +173,7 @@ def deploy_cmd(names: Optional[List[str]] = NamesArg, config: Optional[Path] = C
         if problems:
             err.print(f"[red]{spec.name}: not deployed:[/red]\n  - " + "\n  - ".join(problems))
             raise typer.Exit(1)
-        res = _rest(lambda: c.deploy(spec.name, spec.config))
+        res = _rest(lambda: c.deploy(spec.name, spec.config))  # noqa: B023 - called in the same iteration
         console.print(f"[green]deployed[/green] {spec.name}: tasks={len((res or {}).get('tasks', []))}")
 
 
@@ -182,7 +206,9 @@ def delete_cmd(name: str = typer.Argument(...), connect_url: str = UrlOpt):
 
 
 @connectors_app.command("topics")
-def topics_cmd(config: Optional[Path] = ConfigOpt, create: bool = typer.Option(False, "--create", help="Create missing topics.")):
+def topics_cmd(
+    config: Path | None = ConfigOpt, create: bool = typer.Option(False, "--create", help="Create missing topics.")
+):
     """The topic specs (connectors/topics.yaml): partitions, replication, configs."""
     from connectors.spec import ensure_topics, load_topics, variables
 
@@ -192,7 +218,9 @@ def topics_cmd(config: Optional[Path] = ConfigOpt, create: bool = typer.Option(F
     for col in ("topic", "partitions", "replication", "config"):
         t.add_column(col)
     for s in specs:
-        t.add_row(s.name, str(s.partitions), str(s.replication_factor), ", ".join(f"{k}={v}" for k, v in s.config.items()))
+        t.add_row(
+            s.name, str(s.partitions), str(s.replication_factor), ", ".join(f"{k}={v}" for k, v in s.config.items())
+        )
     console.print(t)
     if create:
         for name, what in ensure_topics(cloud.kafka.client_config(), specs).items():
@@ -200,22 +228,38 @@ def topics_cmd(config: Optional[Path] = ConfigOpt, create: bool = typer.Option(F
 
 
 @connectors_app.command("run")
-def run_cmd(names: Optional[List[str]] = NamesArg, config: Optional[Path] = ConfigOpt,
-            tasks: Optional[int] = typer.Option(None, "--tasks", min=1, help="Tasks (consumers) per connector in this "
-                                                "process; default tasks.max from the file."),
-            collection_prefix: Optional[str] = CollPrefixOpt, name_prefix: str = NamePrefixOpt,
-            warehouse_config: Optional[Path] = WhOpt,
-            keyframe_index: bool = typer.Option(True, "--keyframe-index/--no-keyframe-index",
-                                                help="Record each keyframe object in the warehouse keyframes collection."),
-            index_only: bool = typer.Option(False, "--index-only", help="Keyframes: Kafka Connect writes the objects; "
-                                            "only wait for each (HEAD) and record the index docs, in the consumer group "
-                                            "edgesight-keyframe-indexer-<name>. Use next to a real Connect cluster."),
-            init_warehouse: bool = typer.Option(True, "--init-warehouse/--no-init-warehouse",
-                                                help="Create warehouse collections/indexes/TTL first (idempotent)."),
-            exit_when_idle: Optional[float] = typer.Option(None, "--exit-when-idle", help="Stop after this many seconds "
-                                                           "without records (batch mode)."),
-            metrics_port: Optional[int] = typer.Option(None, "--metrics-port", help="Serve Prometheus /metrics here (0 = any)."),
-            log_level: str = typer.Option("INFO", "--log-level")):
+def run_cmd(
+    names: list[str] | None = NamesArg,
+    config: Path | None = ConfigOpt,
+    tasks: int | None = typer.Option(
+        None, "--tasks", min=1, help="Tasks (consumers) per connector in this process; default tasks.max from the file."
+    ),
+    collection_prefix: str | None = CollPrefixOpt,
+    name_prefix: str = NamePrefixOpt,
+    warehouse_config: Path | None = WhOpt,
+    keyframe_index: bool = typer.Option(
+        True,
+        "--keyframe-index/--no-keyframe-index",
+        help="Record each keyframe object in the warehouse keyframes collection.",
+    ),
+    index_only: bool = typer.Option(
+        False,
+        "--index-only",
+        help="Keyframes: Kafka Connect writes the objects; "
+        "only wait for each (HEAD) and record the index docs, in the consumer group "
+        "edgesight-keyframe-indexer-<name>. Use next to a real Connect cluster.",
+    ),
+    init_warehouse: bool = typer.Option(
+        True,
+        "--init-warehouse/--no-init-warehouse",
+        help="Create warehouse collections/indexes/TTL first (idempotent).",
+    ),
+    exit_when_idle: float | None = typer.Option(
+        None, "--exit-when-idle", help="Stop after this many seconds without records (batch mode)."
+    ),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus /metrics here (0 = any)."),
+    log_level: str = typer.Option("INFO", "--log-level"),
+):
     """Run the connector files in Python: Kafka -> MongoDB warehouse and Kafka -> S3 (the embedded default).
     SIGTERM/SIGINT: finish the batch, flush, commit, exit 0. Prints a JSON summary on stdout at exit."""
     from connectors.runner import ConnectorRunner, RunnerConfigError
@@ -232,10 +276,16 @@ def run_cmd(names: Optional[List[str]] = NamesArg, config: Optional[Path] = Conf
     try:
         if index_only and any(s.connector_class != "io.confluent.connect.s3.S3SinkConnector" for s in specs):
             raise ValueError("--index-only applies to the S3 keyframe connector only: name it (s3-sink-keyframes)")
-        runner = ConnectorRunner(specs, cloud, tasks=tasks, index_keyframes=keyframe_index, idle_exit_s=exit_when_idle,
-                                 index_only=index_only,
-                                 warehouse=(client, cloud.mongo.warehouse_db, Names(wh.collection_prefix).keyframes),
-                                 topic_specs=load_topics(variables(cloud)))
+        runner = ConnectorRunner(
+            specs,
+            cloud,
+            tasks=tasks,
+            index_keyframes=keyframe_index,
+            idle_exit_s=exit_when_idle,
+            index_only=index_only,
+            warehouse=(client, cloud.mongo.warehouse_db, Names(wh.collection_prefix).keyframes),
+            topic_specs=load_topics(variables(cloud)),
+        )
     except (RunnerConfigError, ValueError) as e:
         err.print(f"[red]cannot run: {e}[/red]")
         raise typer.Exit(2) from None

@@ -1,9 +1,9 @@
 """``cloud-ops dlq``: read and replay dead-letter topics (connectors, engineering, fleet alike)."""
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -12,32 +12,38 @@ from rich.table import Table
 
 from ops.cli_common import ConfigOpt, load_cloud
 
-dlq_app = typer.Typer(help="Dead-letter topics: what failed, where it came from, why; replay after a fix. Every "
-                           "EdgeSight consumer writes Kafka Connect's dead-letter headers, so these commands read "
-                           "the sink connectors' DLQs too.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="Dead-letter topics: what failed, where it came from, why; replay after a fix. Every "
+    "EdgeSight consumer writes Kafka Connect's dead-letter headers, so these commands read "
+    "the sink connectors' DLQs too.",
+    no_args_is_help=True,
+)
 console = Console()
 err = Console(stderr=True)
 
 
-
-def _topic(cfg, topic: Optional[str], consumer: Optional[str]) -> str:
+def _topic(cfg, topic: str | None, consumer: str | None) -> str:
     from edgesight.wire import Topics
 
     if bool(topic) == bool(consumer):
-        err.print("[red]name the dead-letter topic (--topic) or the consumer whose DLQ it is (--consumer: engineering, "
-                  "fleet, mongo-sink, s3-sink)[/red]")
+        err.print(
+            "[red]name the dead-letter topic (--topic) or the consumer whose DLQ it is (--consumer: engineering, "
+            "fleet, mongo-sink, s3-sink)[/red]"
+        )
         raise typer.Exit(2)
     return topic or Topics(cfg.kafka.topic_prefix).dlq(consumer)
 
 
-
 @dlq_app.command("show")
-def show(config: Optional[Path] = ConfigOpt,
-         topic: Optional[str] = typer.Option(None, help="Dead-letter topic name."),
-         consumer: Optional[str] = typer.Option(None, help="Or the consumer whose DLQ to read: "
-                                                         "engineering, fleet, mongo-sink, s3-sink."),
-         limit: int = typer.Option(50, min=1, help="At most this many records, oldest first."),
-         as_json: bool = typer.Option(False, "--json", help="One JSON object per record instead of a table.")) -> None:
+def show(
+    config: Path | None = ConfigOpt,
+    topic: str | None = typer.Option(None, help="Dead-letter topic name."),
+    consumer: str | None = typer.Option(
+        None, help="Or the consumer whose DLQ to read: engineering, fleet, mongo-sink, s3-sink."
+    ),
+    limit: int = typer.Option(50, min=1, help="At most this many records, oldest first."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per record instead of a table."),
+) -> None:
     """List dead letters: source topic/partition/offset, consumer, stage, field at fault and the error."""
     from cloud.deadletters import DeadLetterError, read
 
@@ -51,12 +57,21 @@ def show(config: Optional[Path] = ConfigOpt,
     if as_json:
         for r in recs:
             c = r.context
-            print(json.dumps({"partition": r.partition, "offset": r.offset,
-                              "key": r.key.decode(errors="replace") if r.key is not None else None,
-                              "value_bytes": len(r.value) if r.value is not None else None,
-                              "source": c.source if c else None, "connector": c.connector if c else None,
-                              "stage": c.stage if c else None, "field": c.field if c else None,
-                              "error": c.message if c else None}))
+            print(
+                json.dumps(
+                    {
+                        "partition": r.partition,
+                        "offset": r.offset,
+                        "key": r.key.decode(errors="replace") if r.key is not None else None,
+                        "value_bytes": len(r.value) if r.value is not None else None,
+                        "source": c.source if c else None,
+                        "connector": c.connector if c else None,
+                        "stage": c.stage if c else None,
+                        "field": c.field if c else None,
+                        "error": c.message if c else None,
+                    }
+                )
+            )
         return
     t = Table(title=f"{name}: {len(recs)} record(s)")
     for col in ("offset", "source", "consumer", "stage", "field", "error"):
@@ -66,20 +81,24 @@ def show(config: Optional[Path] = ConfigOpt,
         if c is None:
             t.add_row(f"{r.partition}:{r.offset}", "-", "-", "-", "-", "(no dead-letter context headers)")
         else:
-            t.add_row(f"{r.partition}:{r.offset}", c.source, c.connector, c.stage, c.field or "-",
-                      escape(c.message[:300]))
+            t.add_row(
+                f"{r.partition}:{r.offset}", c.source, c.connector, c.stage, c.field or "-", escape(c.message[:300])
+            )
     console.print(t)
 
 
 @dlq_app.command("replay")
-def replay_cmd(config: Optional[Path] = ConfigOpt,
-               topic: Optional[str] = typer.Option(None, help="Dead-letter topic name."),
-               consumer: Optional[str] = typer.Option(None, help="Or the consumer/connector whose DLQ to replay."),
-               to: Optional[str] = typer.Option(None, help="Send to this topic instead of each record's source topic."),
-               stage: Optional[str] = typer.Option(None, help="Only dead letters of this stage (e.g. TASK_PUT)."),
-               only_consumer: Optional[str] = typer.Option(None, "--only-from",
-                                                           help="Only dead letters written by this consumer/connector."),
-               dry_run: bool = typer.Option(False, help="Count what would be replayed; send and commit nothing.")) -> None:
+def replay_cmd(
+    config: Path | None = ConfigOpt,
+    topic: str | None = typer.Option(None, help="Dead-letter topic name."),
+    consumer: str | None = typer.Option(None, help="Or the consumer/connector whose DLQ to replay."),
+    to: str | None = typer.Option(None, help="Send to this topic instead of each record's source topic."),
+    stage: str | None = typer.Option(None, help="Only dead letters of this stage (e.g. TASK_PUT)."),
+    only_consumer: str | None = typer.Option(
+        None, "--only-from", help="Only dead letters written by this consumer/connector."
+    ),
+    dry_run: bool = typer.Option(False, help="Count what would be replayed; send and commit nothing."),
+) -> None:
     """Re-send dead letters, unchanged, to the topic they came from (after the fix is deployed).
 
     Progress is committed in the group edgesight-dlq-replay.<topic> once the broker acknowledged the
@@ -91,15 +110,36 @@ def replay_cmd(config: Optional[Path] = ConfigOpt,
     cfg = load_cloud(config)
     name = _topic(cfg, topic, consumer)
     try:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err) as prog:
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+        ) as prog:
             task = prog.add_task(f"replaying {name}" if not dry_run else f"reading {name} (dry run)", total=None)
-            rep = replay(cfg.kafka.client_config(), name, to=to, stage=stage, connector=only_consumer,
-                         dry_run=dry_run, progress=lambda n: prog.advance(task, n))
+            rep = replay(
+                cfg.kafka.client_config(),
+                name,
+                to=to,
+                stage=stage,
+                connector=only_consumer,
+                dry_run=dry_run,
+                progress=lambda n: prog.advance(task, n),
+            )
     except DeadLetterError as e:
         err.print(f"[red]{escape(str(e))}[/red]")
         raise typer.Exit(1) from None
-    print(json.dumps({"topic": name, "read": rep.read, "replayed": rep.replayed, "to": rep.by_target,
-                      "skipped": {"filter": rep.skipped_filter, "no_context": rep.skipped_no_context,
-                                  "value_dropped": rep.skipped_value_dropped},
-                      "committed": rep.committed, "dry_run": dry_run}))
+    print(
+        json.dumps(
+            {
+                "topic": name,
+                "read": rep.read,
+                "replayed": rep.replayed,
+                "to": rep.by_target,
+                "skipped": {
+                    "filter": rep.skipped_filter,
+                    "no_context": rep.skipped_no_context,
+                    "value_dropped": rep.skipped_value_dropped,
+                },
+                "committed": rep.committed,
+                "dry_run": dry_run,
+            }
+        )
+    )

@@ -1,11 +1,11 @@
 """``cloud-ops engineering`` and ``cloud-ops fleet``: the post-ML analytics consumer and the fleet registry."""
+
 from __future__ import annotations
 
 import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -13,15 +13,16 @@ from rich.table import Table
 
 from ops.cli_common import ConfigOpt, load_cloud
 
-engineering_app = typer.Typer(help="Analytics consumer: detection events -> per-minute counts, line crossings, dwell "
-                                   "and track summaries in MongoDB (idempotent; DLQ for poison records).",
-                              no_args_is_help=True)
-fleet_app = typer.Typer(help="Fleet registry from agent heartbeats: agents, cameras, state, model, staleness.",
-                        no_args_is_help=True)
+engineering_app = typer.Typer(
+    help="Analytics consumer: detection events -> per-minute counts, line crossings, dwell "
+    "and track summaries in MongoDB (idempotent; DLQ for poison records).",
+    no_args_is_help=True,
+)
+fleet_app = typer.Typer(
+    help="Fleet registry from agent heartbeats: agents, cameras, state, model, staleness.", no_args_is_help=True
+)
 console = Console()
 err = Console(stderr=True)
-
-
 
 
 def _settings(model, **overrides):
@@ -42,22 +43,36 @@ def _run(bc, metrics_port, until_idle_s, log_level):
         port = metrics.serve(metrics_port)
         bc.log.info("metrics served", extra={"port": port})
     stats = run_with_signals(bc, until_idle_s=until_idle_s)
-    print(json.dumps({"records": stats.records, "good": stats.good, "poison": stats.poison, "batches": stats.batches,
-                      "commits": stats.commits, "partitions": sorted(p for _, p in stats.partitions_seen),
-                      "reason": stats.reason}), flush=True)
+    print(
+        json.dumps(
+            {
+                "records": stats.records,
+                "good": stats.good,
+                "poison": stats.poison,
+                "batches": stats.batches,
+                "commits": stats.commits,
+                "partitions": sorted(p for _, p in stats.partitions_seen),
+                "reason": stats.reason,
+            }
+        ),
+        flush=True,
+    )
 
 
 @engineering_app.command("run")
-def engineering_run(config: Optional[Path] = ConfigOpt,
-                    group: Optional[str] = typer.Option(None, help="Consumer group (default edgesight-engineering)."),
-                    batch_size: Optional[int] = typer.Option(None, help="Max records per batch (default 1000)."),
-                    batch_timeout_s: Optional[float] = typer.Option(None, help="Max wait to fill a batch (default 0.5)."),
-                    session_timeout_ms: Optional[int] = typer.Option(None, help="Group session timeout."),
-                    write_concern: Optional[str] = typer.Option(None, help="majority (default) or 1."),
-                    metrics_port: Optional[int] = typer.Option(None, help="Serve Prometheus /metrics here (0 = any)."),
-                    until_idle_s: Optional[float] = typer.Option(None, help="Exit after this long without records "
-                                                                           "(batch jobs, tests). Default: run forever."),
-                    log_level: str = typer.Option("INFO", help="Log level (JSON lines on stderr).")):
+def engineering_run(
+    config: Path | None = ConfigOpt,
+    group: str | None = typer.Option(None, help="Consumer group (default edgesight-engineering)."),
+    batch_size: int | None = typer.Option(None, help="Max records per batch (default 1000)."),
+    batch_timeout_s: float | None = typer.Option(None, help="Max wait to fill a batch (default 0.5)."),
+    session_timeout_ms: int | None = typer.Option(None, help="Group session timeout."),
+    write_concern: str | None = typer.Option(None, help="majority (default) or 1."),
+    metrics_port: int | None = typer.Option(None, help="Serve Prometheus /metrics here (0 = any)."),
+    until_idle_s: float | None = typer.Option(
+        None, help="Exit after this long without records (batch jobs, tests). Default: run forever."
+    ),
+    log_level: str = typer.Option("INFO", help="Log level (JSON lines on stderr)."),
+):
     """Consume detection events in a consumer group and upsert the analytics (stop with SIGTERM: the current
     batch is written and committed first)."""
     from cloud.engineering.engineering import build_engineering
@@ -66,20 +81,29 @@ def engineering_run(config: Optional[Path] = ConfigOpt,
 
     setup_logging(log_level, service="engineering")
     cfg = load_cloud(config)
-    st = _settings(EngineeringSettings, group_id=group, batch_size=batch_size, batch_timeout_s=batch_timeout_s,
-                   session_timeout_ms=session_timeout_ms, write_concern=write_concern, metrics_port=metrics_port)
+    st = _settings(
+        EngineeringSettings,
+        group_id=group,
+        batch_size=batch_size,
+        batch_timeout_s=batch_timeout_s,
+        session_timeout_ms=session_timeout_ms,
+        write_concern=write_concern,
+        metrics_port=metrics_port,
+    )
     _run(build_engineering(cfg, st), st.metrics_port, until_idle_s, log_level)
 
 
 @fleet_app.command("run")
-def fleet_run(config: Optional[Path] = ConfigOpt,
-              group: Optional[str] = typer.Option(None, help="Consumer group (default edgesight-fleet)."),
-              stale_after_s: Optional[float] = typer.Option(None, help="Silent longer than this = stale (default 60)."),
-              sweep_interval_s: Optional[float] = typer.Option(None, help="Stale sweep period (default 5)."),
-              session_timeout_ms: Optional[int] = typer.Option(None, help="Group session timeout."),
-              metrics_port: Optional[int] = typer.Option(None, help="Serve Prometheus /metrics here (0 = any)."),
-              until_idle_s: Optional[float] = typer.Option(None, help="Exit after this long without records."),
-              log_level: str = typer.Option("INFO", help="Log level (JSON lines on stderr).")):
+def fleet_run(
+    config: Path | None = ConfigOpt,
+    group: str | None = typer.Option(None, help="Consumer group (default edgesight-fleet)."),
+    stale_after_s: float | None = typer.Option(None, help="Silent longer than this = stale (default 60)."),
+    sweep_interval_s: float | None = typer.Option(None, help="Stale sweep period (default 5)."),
+    session_timeout_ms: int | None = typer.Option(None, help="Group session timeout."),
+    metrics_port: int | None = typer.Option(None, help="Serve Prometheus /metrics here (0 = any)."),
+    until_idle_s: float | None = typer.Option(None, help="Exit after this long without records."),
+    log_level: str = typer.Option("INFO", help="Log level (JSON lines on stderr)."),
+):
     """Consume agent heartbeats into the fleet registry and mark silent cameras stale."""
     from cloud.engineering.fleet import build_fleet
     from cloud.engineering.settings import FleetSettings
@@ -87,16 +111,24 @@ def fleet_run(config: Optional[Path] = ConfigOpt,
 
     setup_logging(log_level, service="fleet")
     cfg = load_cloud(config)
-    st = _settings(FleetSettings, group_id=group, stale_after_s=stale_after_s, sweep_interval_s=sweep_interval_s,
-                   session_timeout_ms=session_timeout_ms, metrics_port=metrics_port)
+    st = _settings(
+        FleetSettings,
+        group_id=group,
+        stale_after_s=stale_after_s,
+        sweep_interval_s=sweep_interval_s,
+        session_timeout_ms=session_timeout_ms,
+        metrics_port=metrics_port,
+    )
     _run(build_fleet(cfg, st), st.metrics_port, until_idle_s, log_level)
 
 
 @fleet_app.command("list")
-def fleet_list(config: Optional[Path] = ConfigOpt,
-               stale_after_s: float = typer.Option(60.0, help="Silent longer than this = stale."),
-               stale_only: bool = typer.Option(False, "--stale", help="Only stale cameras."),
-               as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")):
+def fleet_list(
+    config: Path | None = ConfigOpt,
+    stale_after_s: float = typer.Option(60.0, help="Silent longer than this = stale."),
+    stale_only: bool = typer.Option(False, "--stale", help="Only stale cameras."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+):
     """Agents and cameras: state, model version, last seen, stale. Exit 0 (even with stale cameras)."""
     from cloud.engineering.fleet import fleet_rows
     from edgesight.log import setup_logging
@@ -114,7 +146,15 @@ def fleet_list(config: Optional[Path] = ConfigOpt,
     for col in ("agent", "camera", "state", "model", "version", "variant", "last seen (UTC)", "age s", "stale"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r["agent_id"], r["camera_id"], r["state"], r["model"] or "-", r["model_version"] or "-",
-                  r["variant"] or "-", r["last_seen"][:19], f"{r['age_s']:.0f}",
-                  "[red]STALE[/red]" if r["stale"] else "[green]ok[/green]")
+        t.add_row(
+            r["agent_id"],
+            r["camera_id"],
+            r["state"],
+            r["model"] or "-",
+            r["model_version"] or "-",
+            r["variant"] or "-",
+            r["last_seen"][:19],
+            f"{r['age_s']:.0f}",
+            "[red]STALE[/red]" if r["stale"] else "[green]ok[/green]",
+        )
     console.print(t)

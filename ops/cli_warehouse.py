@@ -1,11 +1,11 @@
 """``cloud-ops warehouse``: the MongoDB warehouse (collections, indexes, retention, queries, export)."""
+
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -13,13 +13,20 @@ from rich.table import Table
 
 from ops.cli_common import ConfigOpt
 
-warehouse_app = typer.Typer(help="The MongoDB warehouse: init (collections, indexes, TTL), query, export, delete, "
-                                 "retention, and IOPS / size-limit probes.", no_args_is_help=True)
+warehouse_app = typer.Typer(
+    help="The MongoDB warehouse: init (collections, indexes, TTL), query, export, delete, "
+    "retention, and IOPS / size-limit probes.",
+    no_args_is_help=True,
+)
 console = Console()
 err = Console(stderr=True)
 
-WhOpt = typer.Option(None, "--warehouse-config", help="Warehouse YAML (collection prefix, retention).",
-                     envvar="EDGESIGHT_WAREHOUSE_CONFIG")
+WhOpt = typer.Option(
+    None,
+    "--warehouse-config",
+    help="Warehouse YAML (collection prefix, retention).",
+    envvar="EDGESIGHT_WAREHOUSE_CONFIG",
+)
 PrefixOpt = typer.Option(None, "--collection-prefix", help="Collection prefix (overrides the warehouse config).")
 CamOpt = typer.Option(None, "--camera")
 StartOpt = typer.Option(None, "--start", help="ISO-8601 with timezone, inclusive (e.g. 2026-01-01T00:00:00Z).")
@@ -42,7 +49,7 @@ def _ctx(config, warehouse_config, prefix):
     return cloud, wh
 
 
-def _time(v: Optional[str], name: str) -> Optional[datetime]:
+def _time(v: str | None, name: str) -> datetime | None:
     if v is None:
         return None
     try:
@@ -63,8 +70,12 @@ def _wh(cloud, wh):
 
 
 @warehouse_app.command("init")
-def init_cmd(config: Optional[Path] = ConfigOpt, warehouse_config: Optional[Path] = WhOpt,
-             collection_prefix: Optional[str] = PrefixOpt, as_json: bool = typer.Option(False, "--json")):
+def init_cmd(
+    config: Path | None = ConfigOpt,
+    warehouse_config: Path | None = WhOpt,
+    collection_prefix: str | None = PrefixOpt,
+    as_json: bool = typer.Option(False, "--json"),
+):
     """Create collections, query indexes and TTL indexes (idempotent); detect time-series support."""
     from cloud.warehouse.schema import init_warehouse
 
@@ -76,17 +87,22 @@ def init_cmd(config: Optional[Path] = ConfigOpt, warehouse_config: Optional[Path
     console.print(f"database {rep.database}")
     for name, state in rep.collections.items():
         ttl = rep.ttl[name]
-        console.print(f"  {name}: {state}; indexes {', '.join(rep.indexes[name])}; TTL on {ttl['field']} "
-                      f"expireAfterSeconds={ttl['expireAfterSeconds']} ({ttl['action']})")
+        console.print(
+            f"  {name}: {state}; indexes {', '.join(rep.indexes[name])}; TTL on {ttl['field']} "
+            f"expireAfterSeconds={ttl['expireAfterSeconds']} ({ttl['action']})"
+        )
     for note in rep.notes:
         console.print(f"  [yellow]{note}[/yellow]")
 
 
 @warehouse_app.command("retention")
-def retention_cmd(config: Optional[Path] = ConfigOpt, warehouse_config: Optional[Path] = WhOpt,
-                  collection_prefix: Optional[str] = PrefixOpt,
-                  detections_days: Optional[float] = typer.Option(None, "--detections-days", min=0.001),
-                  keyframes_days: Optional[float] = typer.Option(None, "--keyframes-days", min=0.001)):
+def retention_cmd(
+    config: Path | None = ConfigOpt,
+    warehouse_config: Path | None = WhOpt,
+    collection_prefix: str | None = PrefixOpt,
+    detections_days: float | None = typer.Option(None, "--detections-days", min=0.001),
+    keyframes_days: float | None = typer.Option(None, "--keyframes-days", min=0.001),
+):
     """Show the TTL of each collection; with --*-days, change it (collMod, verified; recreated if ignored)."""
     from cloud.warehouse.schema import Names, set_retention, ttl_index
 
@@ -97,28 +113,52 @@ def retention_cmd(config: Optional[Path] = ConfigOpt, warehouse_config: Optional
         coll = db[coll_name]
         if days is not None:
             r = set_retention(coll, days)
-            console.print(f"{coll_name}: TTL on {r['field']} = {r['expireAfterSeconds']} s ({days} days): {r['action']}")
+            console.print(
+                f"{coll_name}: TTL on {r['field']} = {r['expireAfterSeconds']} s ({days} days): {r['action']}"
+            )
         else:
             ix = ttl_index(coll)
-            console.print(f"{coll_name}: " + (f"TTL on ts expireAfterSeconds={ix['expireAfterSeconds']} "
-                                              f"({ix['expireAfterSeconds'] / 86400:g} days), index {ix['name']}"
-                                              if ix else "[red]no TTL index[/red] (run `warehouse init`)"))
+            console.print(
+                f"{coll_name}: "
+                + (
+                    f"TTL on ts expireAfterSeconds={ix['expireAfterSeconds']} "
+                    f"({ix['expireAfterSeconds'] / 86400:g} days), index {ix['name']}"
+                    if ix
+                    else "[red]no TTL index[/red] (run `warehouse init`)"
+                )
+            )
 
 
 @warehouse_app.command("query")
-def query_cmd(config: Optional[Path] = ConfigOpt, warehouse_config: Optional[Path] = WhOpt,
-              collection_prefix: Optional[str] = PrefixOpt, camera: Optional[str] = CamOpt,
-              agent: Optional[str] = typer.Option(None, "--agent"), label: Optional[str] = typer.Option(None, "--label"),
-              zone: Optional[str] = typer.Option(None, "--zone"), track: Optional[int] = typer.Option(None, "--track"),
-              start: Optional[str] = StartOpt, end: Optional[str] = EndOpt,
-              limit: int = typer.Option(20, "--limit", min=0), count: bool = typer.Option(False, "--count"),
-              as_json: bool = typer.Option(False, "--json", help="JSON lines.")):
+def query_cmd(
+    config: Path | None = ConfigOpt,
+    warehouse_config: Path | None = WhOpt,
+    collection_prefix: str | None = PrefixOpt,
+    camera: str | None = CamOpt,
+    agent: str | None = typer.Option(None, "--agent"),
+    label: str | None = typer.Option(None, "--label"),
+    zone: str | None = typer.Option(None, "--zone"),
+    track: int | None = typer.Option(None, "--track"),
+    start: str | None = StartOpt,
+    end: str | None = EndOpt,
+    limit: int = typer.Option(20, "--limit", min=0),
+    count: bool = typer.Option(False, "--count"),
+    as_json: bool = typer.Option(False, "--json", help="JSON lines."),
+):
     """Detections by camera, agent, label, zone, track and time range (newest first)."""
     from cloud.warehouse.store import Query, _json_default
 
     cloud, wh = _ctx(config, warehouse_config, collection_prefix)
     w = _wh(cloud, wh)
-    q = Query(camera=camera, agent=agent, label=label, zone=zone, track=track, start=_time(start, "start"), end=_time(end, "end"))
+    q = Query(
+        camera=camera,
+        agent=agent,
+        label=label,
+        zone=zone,
+        track=track,
+        start=_time(start, "start"),
+        end=_time(end, "end"),
+    )
     if count:
         console.print(w.count(q))
         return
@@ -131,17 +171,26 @@ def query_cmd(config: Optional[Path] = ConfigOpt, warehouse_config: Optional[Pat
     for col in ("ts", "camera", "label", "score", "track", "zones", "event_id"):
         t.add_column(col)
     for d in docs:
-        t.add_row(_json_default(d["ts"]) if isinstance(d.get("ts"), datetime) else str(d.get("ts")), d.get("camera_id", ""),
-                  d.get("label", ""), f"{d.get('score', 0):.2f}", str(d.get("track_id", "")), ",".join(d.get("zones", [])),
-                  d["_id"])
+        t.add_row(
+            _json_default(d["ts"]) if isinstance(d.get("ts"), datetime) else str(d.get("ts")),
+            d.get("camera_id", ""),
+            d.get("label", ""),
+            f"{d.get('score', 0):.2f}",
+            str(d.get("track_id", "")),
+            ",".join(d.get("zones", [])),
+            d["_id"],
+        )
     console.print(t)
 
 
 @warehouse_app.command("keyframe")
-def keyframe_cmd(keyframe_id: str = typer.Argument(..., help="keyframe_id (or an event_id with --event)."),
-                 event: bool = typer.Option(False, "--event", help="The argument is an event_id."),
-                 config: Optional[Path] = ConfigOpt, warehouse_config: Optional[Path] = WhOpt,
-                 collection_prefix: Optional[str] = PrefixOpt):
+def keyframe_cmd(
+    keyframe_id: str = typer.Argument(..., help="keyframe_id (or an event_id with --event)."),
+    event: bool = typer.Option(False, "--event", help="The argument is an event_id."),
+    config: Path | None = ConfigOpt,
+    warehouse_config: Path | None = WhOpt,
+    collection_prefix: str | None = PrefixOpt,
+):
     """Where a keyframe is, with a presigned S3 URL."""
     from cloud.warehouse.store import _json_default
 
@@ -155,12 +204,18 @@ def keyframe_cmd(keyframe_id: str = typer.Argument(..., help="keyframe_id (or an
 
 
 @warehouse_app.command("export")
-def export_cmd(out: Path = typer.Argument(..., help="Output file."),
-               fmt: str = typer.Option("jsonl", "--format", help="jsonl or csv."),
-               config: Optional[Path] = ConfigOpt, warehouse_config: Optional[Path] = WhOpt,
-               collection_prefix: Optional[str] = PrefixOpt, camera: Optional[str] = CamOpt,
-               label: Optional[str] = typer.Option(None, "--label"), zone: Optional[str] = typer.Option(None, "--zone"),
-               start: Optional[str] = StartOpt, end: Optional[str] = EndOpt):
+def export_cmd(
+    out: Path = typer.Argument(..., help="Output file."),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl or csv."),
+    config: Path | None = ConfigOpt,
+    warehouse_config: Path | None = WhOpt,
+    collection_prefix: str | None = PrefixOpt,
+    camera: str | None = CamOpt,
+    label: str | None = typer.Option(None, "--label"),
+    zone: str | None = typer.Option(None, "--zone"),
+    start: str | None = StartOpt,
+    end: str | None = EndOpt,
+):
     """Export matching detections (oldest first) to JSON lines or CSV, with progress."""
     from rich.progress import Progress
 
@@ -183,11 +238,16 @@ def export_cmd(out: Path = typer.Argument(..., help="Output file."),
 
 
 @warehouse_app.command("delete")
-def delete_cmd(config: Optional[Path] = ConfigOpt, warehouse_config: Optional[Path] = WhOpt,
-               collection_prefix: Optional[str] = PrefixOpt, camera: Optional[str] = CamOpt,
-               start: Optional[str] = StartOpt, end: Optional[str] = EndOpt,
-               keep_objects: bool = typer.Option(False, "--keep-objects", help="Keep the keyframe JPEGs in S3."),
-               yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask.")):
+def delete_cmd(
+    config: Path | None = ConfigOpt,
+    warehouse_config: Path | None = WhOpt,
+    collection_prefix: str | None = PrefixOpt,
+    camera: str | None = CamOpt,
+    start: str | None = StartOpt,
+    end: str | None = EndOpt,
+    keep_objects: bool = typer.Option(False, "--keep-objects", help="Keep the keyframe JPEGs in S3."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+):
     """Delete detections and keyframes (and their S3 objects) by camera and/or time range."""
     from cloud.warehouse.store import Query
 
@@ -201,25 +261,38 @@ def delete_cmd(config: Optional[Path] = ConfigOpt, warehouse_config: Optional[Pa
     if not yes and not typer.confirm(f"delete {n} detection(s) and their keyframes?"):
         raise typer.Exit(1)
     res = w.delete(camera=camera, start=s, end=e, delete_objects=not keep_objects)
-    console.print(f"deleted {res['detections']} detection(s), {res['keyframes']} keyframe doc(s), {res['objects']} object(s)")
+    console.print(
+        f"deleted {res['detections']} detection(s), {res['keyframes']} keyframe doc(s), {res['objects']} object(s)"
+    )
 
 
 @warehouse_app.command("iops")
-def iops_cmd(config: Optional[Path] = ConfigOpt, seconds: float = typer.Option(3.0, "--seconds", min=0.2),
-             doc_bytes: int = typer.Option(256, "--doc-bytes", min=1)):
+def iops_cmd(
+    config: Path | None = ConfigOpt,
+    seconds: float = typer.Option(3.0, "--seconds", min=0.2),
+    doc_bytes: int = typer.Option(256, "--doc-bytes", min=1),
+):
     """Sustained small single-document writes, reads and updates per second (scratch collection)."""
     from cloud.warehouse.perf import iops
 
     cloud, _ = _ctx(config, None, None)
-    console.print_json(json.dumps(iops(cloud.mongo.client(), cloud.mongo.warehouse_db, seconds=seconds, doc_bytes=doc_bytes)))
+    console.print_json(
+        json.dumps(iops(cloud.mongo.client(), cloud.mongo.warehouse_db, seconds=seconds, doc_bytes=doc_bytes))
+    )
 
 
 @warehouse_app.command("limits")
-def limits_cmd(config: Optional[Path] = ConfigOpt, batch_docs: int = typer.Option(20000, "--batch-docs", min=1),
-               big_batch_mb: int = typer.Option(40, "--big-batch-mb", min=1)):
+def limits_cmd(
+    config: Path | None = ConfigOpt,
+    batch_docs: int = typer.Option(20000, "--batch-docs", min=1),
+    big_batch_mb: int = typer.Option(40, "--big-batch-mb", min=1),
+):
     """Largest document accepted, behaviour at the 16 MB BSON limit, largest batch (scratch collection)."""
     from cloud.warehouse.perf import limits
 
     cloud, _ = _ctx(config, None, None)
-    console.print_json(json.dumps(limits(cloud.mongo.client(), cloud.mongo.warehouse_db, batch_docs=batch_docs,
-                                         big_batch_mb=big_batch_mb)))
+    console.print_json(
+        json.dumps(
+            limits(cloud.mongo.client(), cloud.mongo.warehouse_db, batch_docs=batch_docs, big_batch_mb=big_batch_mb)
+        )
+    )

@@ -9,6 +9,7 @@
 
 The stack is left running so you can look around; ``cloud-ops stack down`` stops it.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,9 @@ class Procs:
 
     def start(self, name: str, argv: list[str], env: dict | None = None, stdout=None) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "ab")
-        p = subprocess.Popen(argv, stdout=stdout or log, stderr=log, env={**os.environ, **(env or {})},
-                             stdin=subprocess.DEVNULL)
+        p = subprocess.Popen(
+            argv, stdout=stdout or log, stderr=log, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL
+        )
         log.close()
         self.items.append((name, p))
         return p
@@ -92,16 +94,31 @@ def agent_config(path: Path, stack, rtsp_url: str, metrics_port: int, spool: Pat
     cfg = {
         "agent_id": "demo-site",
         "cameras": [
-            {"id": "street-rtsp", "url": rtsp_url, "transport": "tcp", "target_fps": 5,
-             "zones": [{"name": "left-walk", "polygon": [[0, 0.3], [0.45, 0.3], [0.45, 1], [0, 1]], "labels": ["person"]}],
-             "lines": [{"name": "crossing", "start": [550, 110], "end": [550, 470], "labels": ["person"]}]},
-            {"id": "street-file", "url": str(VTEST), "loop": True, "target_fps": 5,
-             "lines": [{"name": "crossing", "start": [550, 110], "end": [550, 470], "labels": ["person"]}]},
+            {
+                "id": "street-rtsp",
+                "url": rtsp_url,
+                "transport": "tcp",
+                "target_fps": 5,
+                "zones": [
+                    {"name": "left-walk", "polygon": [[0, 0.3], [0.45, 0.3], [0.45, 1], [0, 1]], "labels": ["person"]}
+                ],
+                "lines": [{"name": "crossing", "start": [550, 110], "end": [550, 470], "labels": ["person"]}],
+            },
+            {
+                "id": "street-file",
+                "url": str(VTEST),
+                "loop": True,
+                "target_fps": 5,
+                "lines": [{"name": "crossing", "start": [550, 110], "end": [550, 470], "labels": ["person"]}],
+            },
         ],
         "inference": {"variant": "int8", "classes": ["person", "car", "bicycle"], "batch_max_size": 2},
         "tracking": {"update_interval_s": 1.0, "tracker": {"frame_rate": 5}},
-        "publish": {"kafka": {"bootstrap_servers": stack.bootstrap}, "spool": {"dir": str(spool), "max_bytes": "512MiB"},
-                    "keyframes": {"interval_s": 10}},
+        "publish": {
+            "kafka": {"bootstrap_servers": stack.bootstrap},
+            "spool": {"dir": str(spool), "max_bytes": "512MiB"},
+            "keyframes": {"interval_s": 10},
+        },
         "control": {"host": mq.host, "port": mq.port, "username": mq.username, "password": "${MQTT_PASSWORD}"},
         "metrics": {"port": metrics_port},
         "pipeline": {"heartbeat_interval_s": 5},
@@ -137,8 +154,7 @@ def run_demo(config_path: Path | None, seconds: float) -> int:
     console.print("2/6 detector")
     model_dir = ensure_model(lambda m: console.print(f"    {m}"))
     procs = Procs(work / "logs")
-    env = {"EDGESIGHT_MODEL_DIR": str(model_dir), "MQTT_PASSWORD": cfg.mqtt.password.get_secret_value(),
-           **stack.env()}
+    env = {"EDGESIGHT_MODEL_DIR": str(model_dir), "MQTT_PASSWORD": cfg.mqtt.password.get_secret_value(), **stack.env()}
     cloud_yaml = work / "cloud.yaml"
     defaults = CloudConfig()
 
@@ -147,23 +163,37 @@ def run_demo(config_path: Path | None, seconds: float) -> int:
         # examples/cloud.yaml); anything else is only referenced and must come from the environment.
         return f"${{{var}:-{value}}}" if value == default else f"${{{var}}}"
 
-    cloud_yaml.write_text(yaml.safe_dump(json.loads(stack.config.model_dump_json(exclude={"stack"}))
-                                         | {"s3": {**json.loads(stack.config.s3.model_dump_json()),
-                                                   "secret_key": ref("S3_SECRET_KEY", cfg.s3.secret_key.get_secret_value(),
-                                                                     defaults.s3.secret_key.get_secret_value())},
-                                            "mongo": {**json.loads(stack.config.mongo.model_dump_json()),
-                                                      "uri": stack.mongo_uri},
-                                            "mqtt": {**json.loads(stack.config.mqtt.model_dump_json()),
-                                                     "password": ref("MQTT_PASSWORD", cfg.mqtt.password.get_secret_value(),
-                                                                     defaults.mqtt.password.get_secret_value())}},
-                                         sort_keys=False))
+    cloud_yaml.write_text(
+        yaml.safe_dump(
+            json.loads(stack.config.model_dump_json(exclude={"stack"}))
+            | {
+                "s3": {
+                    **json.loads(stack.config.s3.model_dump_json()),
+                    "secret_key": ref(
+                        "S3_SECRET_KEY", cfg.s3.secret_key.get_secret_value(), defaults.s3.secret_key.get_secret_value()
+                    ),
+                },
+                "mongo": {**json.loads(stack.config.mongo.model_dump_json()), "uri": stack.mongo_uri},
+                "mqtt": {
+                    **json.loads(stack.config.mqtt.model_dump_json()),
+                    "password": ref(
+                        "MQTT_PASSWORD", cfg.mqtt.password.get_secret_value(), defaults.mqtt.password.get_secret_value()
+                    ),
+                },
+            },
+            sort_keys=False,
+        )
+    )
     cloud_yaml.chmod(0o600)
     env["S3_SECRET_KEY"] = cfg.s3.secret_key.get_secret_value()
     try:
         console.print("3/6 cameras: RTSP server (GStreamer) streaming vtest.avi at 10 fps, and the file itself")
         rtsp_port = _free_port()
-        rtsp = procs.start("rtsp-camera", ["/usr/bin/python3", str(RTSP_SERVER), "--port", str(rtsp_port),
-                                           "--file", str(VTEST)], stdout=subprocess.PIPE)
+        rtsp = procs.start(
+            "rtsp-camera",
+            ["/usr/bin/python3", str(RTSP_SERVER), "--port", str(rtsp_port), "--file", str(VTEST)],
+            stdout=subprocess.PIPE,
+        )
         line = rtsp.stdout.readline().decode().strip()
         if not line.startswith("READY"):
             console.print(f"[red]RTSP camera did not start: see {work / 'logs' / 'rtsp-camera.log'}[/red]")
@@ -172,8 +202,13 @@ def run_demo(config_path: Path | None, seconds: float) -> int:
         console.print(f"    {rtsp_url}")
         console.print("4/6 cloud consumers: sink connectors (MongoDB, S3), data engineering, fleet registry")
         common = ["-c", str(cloud_yaml)]
-        topics = subprocess.run([*_cli("ops.cli"), "connectors", "topics", "--create", *common], env={**os.environ, **env},
-                                capture_output=True, text=True, timeout=120)
+        topics = subprocess.run(
+            [*_cli("ops.cli"), "connectors", "topics", "--create", *common],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if topics.returncode != 0:
             console.print(f"[red]creating topics failed:[/red] {topics.stderr.strip()[-800:]}")
             return 1
@@ -192,7 +227,9 @@ def run_demo(config_path: Path | None, seconds: float) -> int:
             t0 = None
             while True:
                 if agent.poll() is not None:
-                    console.print(f"[red]edge agent exited ({agent.returncode}); see {work / 'logs' / 'edge-agent.log'}[/red]")
+                    console.print(
+                        f"[red]edge agent exited ({agent.returncode}); see {work / 'logs' / 'edge-agent.log'}[/red]"
+                    )
                     return 1
                 st = _status(url)
                 if st and t0 is None and st["pipeline"]["frames_inferred"] > 0:
@@ -200,10 +237,15 @@ def run_demo(config_path: Path | None, seconds: float) -> int:
                 if t0 is not None:
                     elapsed = time.monotonic() - t0
                     p = st["pipeline"] if st else {}
-                    cams = ", ".join(f"{c['camera_id']} {c['state']} {c['fps']:.1f}fps" for c in (st or {}).get("cameras", []))
-                    prog.update(task, completed=min(elapsed, seconds),
-                                description=f"{p.get('frames_inferred', 0)} frames, {p.get('events_published', 0)} events, "
-                                            f"{p.get('keyframes_published', 0)} keyframes | {cams}")
+                    cams = ", ".join(
+                        f"{c['camera_id']} {c['state']} {c['fps']:.1f}fps" for c in (st or {}).get("cameras", [])
+                    )
+                    prog.update(
+                        task,
+                        completed=min(elapsed, seconds),
+                        description=f"{p.get('frames_inferred', 0)} frames, {p.get('events_published', 0)} events, "
+                        f"{p.get('keyframes_published', 0)} keyframes | {cams}",
+                    )
                     if elapsed >= seconds:
                         break
                 time.sleep(1)
@@ -231,17 +273,24 @@ def show_results(stack) -> None:
         t.add_column(c)
     for cam in sorted(wh["detections"].distinct("camera_id")):
         q = {"camera_id": cam}
-        t.add_row(cam, str(wh["detections"].count_documents(q)), str(wh["detections"].count_documents({**q, "kind": "new"})),
-                  str(wh["detections"].count_documents({**q, "kind": "end"})),
-                  str(wh["detections"].count_documents({**q, "keyframe": {"$exists": True}})))
+        t.add_row(
+            cam,
+            str(wh["detections"].count_documents(q)),
+            str(wh["detections"].count_documents({**q, "kind": "new"})),
+            str(wh["detections"].count_documents({**q, "kind": "end"})),
+            str(wh["detections"].count_documents({**q, "keyframe": {"$exists": True}})),
+        )
     console.print(t)
     s3 = cfg.s3.client()
     objs = s3.list_objects_v2(Bucket=cfg.s3.keyframe_bucket, Prefix="keyframes/").get("Contents", [])
-    console.print(f"S3 bucket {cfg.s3.keyframe_bucket}: {len(objs)} keyframe objects "
-                  f"({sum(o['Size'] for o in objs) / 1024:.0f} KiB), e.g. {objs[0]['Key'] if objs else '-'}")
+    console.print(
+        f"S3 bucket {cfg.s3.keyframe_bucket}: {len(objs)} keyframe objects "
+        f"({sum(o['Size'] for o in objs) / 1024:.0f} KiB), e.g. {objs[0]['Key'] if objs else '-'}"
+    )
     if objs:
-        url = s3.generate_presigned_url("get_object", Params={"Bucket": cfg.s3.keyframe_bucket, "Key": objs[-1]["Key"]},
-                                        ExpiresIn=3600)
+        url = s3.generate_presigned_url(
+            "get_object", Params={"Bucket": cfg.s3.keyframe_bucket, "Key": objs[-1]["Key"]}, ExpiresIn=3600
+        )
         console.print(f"    presigned URL (1 h): {url}")
     t = Table(title=f"analytics {cfg.mongo.analytics_db}")
     t.add_column("collection")
@@ -251,7 +300,11 @@ def show_results(stack) -> None:
         doc = an[name].find_one({}, {"_id": 0}) or {}
         t.add_row(name, str(an[name].count_documents({})), json.dumps(doc, default=str)[:110])
     console.print(t)
-    crossings = list(an["line_crossings_minute"].find({}, {"_id": 0})) if "line_crossings_minute" in an.list_collection_names() else []
+    crossings = (
+        list(an["line_crossings_minute"].find({}, {"_id": 0}))
+        if "line_crossings_minute" in an.list_collection_names()
+        else []
+    )
     if crossings:
         console.print(f"line crossings per minute: {json.dumps(crossings[:4], default=str)[:400]}")
     client.close()
@@ -264,8 +317,8 @@ def where_to_look(stack, work: Path, cloud_yaml: Path) -> None:
   S3          {stack.s3_endpoint}  bucket {cfg.s3.keyframe_bucket}  (access key {cfg.s3.access_key}; secret in examples/cloud.yaml defaults)
   Kafka       {stack.bootstrap}  topics edgesight.detections.v1, edgesight.keyframes.v1, edgesight.status.v1
   MQTT        {cfg.mqtt.host}:{cfg.mqtt.port}  mosquitto_sub -u {cfg.mqtt.username} -P ... -t 'edgesight/#' -v
-  configs     {work / 'agent.yaml'}, {cloud_yaml}
-  logs        {work / 'logs'}  and  cloud-ops stack logs
+  configs     {work / "agent.yaml"}, {cloud_yaml}
+  logs        {work / "logs"}  and  cloud-ops stack logs
   queries     cloud-ops warehouse query -c {cloud_yaml} --camera street-file --limit 5
               cloud-ops fleet list -c {cloud_yaml}
   stop        cloud-ops stack down""")

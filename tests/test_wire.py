@@ -1,4 +1,5 @@
 """The wire contract: round trips, rejections naming the field, published JSON Schemas in step."""
+
 from __future__ import annotations
 
 import json
@@ -8,9 +9,28 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from edgesight.wire import (AgentStatus, Box, CameraStatus, ControlAck, DetectionEvent, FrameSize, KeyframeMeta,
-                            ModelRef, NormBox, WireError, decode_ack, decode_command, decode_event, decode_keyframe,
-                            decode_status, dumps, encode_event, encode_keyframe, json_schemas, make_event_id)
+from edgesight.wire import (
+    AgentStatus,
+    Box,
+    CameraStatus,
+    ControlAck,
+    DetectionEvent,
+    FrameSize,
+    KeyframeMeta,
+    ModelRef,
+    NormBox,
+    WireError,
+    decode_ack,
+    decode_command,
+    decode_event,
+    decode_keyframe,
+    decode_status,
+    dumps,
+    encode_event,
+    encode_keyframe,
+    json_schemas,
+    make_event_id,
+)
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "edgesight" / "wire" / "schemas"
 TS = datetime(2026, 11, 26, 12, 30, 15, 250000, tzinfo=timezone.utc)
@@ -18,11 +38,24 @@ JPEG = b"\xff\xd8\xff\xe0" + b"x" * 100 + b"\xff\xd9"
 
 
 def make_event(**over) -> DetectionEvent:
-    doc = dict(event_id=make_event_id("site-1", "cam-1", TS, 42, 7, "new"), kind="new", agent_id="site-1",
-               camera_id="cam-1", ts=TS, seq=42, model=ModelRef(name="yolov4-tiny", version="1", variant="int8"),
-               label="person", class_id=0, score=0.91, box=Box(x1=10, y1=20, x2=110, y2=220),
-               box_norm=NormBox(x1=10 / 768, y1=20 / 576, x2=110 / 768, y2=220 / 576),
-               frame=FrameSize(width=768, height=576), track_id=7, zones=["door"], entered=["door"])
+    doc = dict(
+        event_id=make_event_id("site-1", "cam-1", TS, 42, 7, "new"),
+        kind="new",
+        agent_id="site-1",
+        camera_id="cam-1",
+        ts=TS,
+        seq=42,
+        model=ModelRef(name="yolov4-tiny", version="1", variant="int8"),
+        label="person",
+        class_id=0,
+        score=0.91,
+        box=Box(x1=10, y1=20, x2=110, y2=220),
+        box_norm=NormBox(x1=10 / 768, y1=20 / 576, x2=110 / 768, y2=220 / 576),
+        frame=FrameSize(width=768, height=576),
+        track_id=7,
+        zones=["door"],
+        entered=["door"],
+    )
     doc.update(over)
     return DetectionEvent(**doc)
 
@@ -45,27 +78,34 @@ def test_event_round_trip_is_lossless():
 def test_event_id_is_deterministic_and_distinguishes_inputs():
     a = make_event_id("site-1", "cam-1", TS, 42, 7, "new")
     assert a == make_event_id("site-1", "cam-1", TS.timestamp(), 42, 7, "new")  # datetime or epoch: same id
-    others = {make_event_id("site-1", "cam-2", TS, 42, 7, "new"), make_event_id("site-1", "cam-1", TS, 43, 7, "new"),
-              make_event_id("site-1", "cam-1", TS, 42, 8, "new"), make_event_id("site-1", "cam-1", TS, 42, 7, "update"),
-              make_event_id("site-1", "cam-1", TS + timedelta(milliseconds=1), 42, 7, "new")}
+    others = {
+        make_event_id("site-1", "cam-2", TS, 42, 7, "new"),
+        make_event_id("site-1", "cam-1", TS, 43, 7, "new"),
+        make_event_id("site-1", "cam-1", TS, 42, 8, "new"),
+        make_event_id("site-1", "cam-1", TS, 42, 7, "update"),
+        make_event_id("site-1", "cam-1", TS + timedelta(milliseconds=1), 42, 7, "new"),
+    }
     assert a not in others and len(others) == 5
 
 
-@pytest.mark.parametrize("mutate, field", [
-    (lambda d: d.pop("camera_id"), "camera_id"),
-    (lambda d: d.update(score=1.5), "score"),
-    (lambda d: d.update(label=""), "label"),
-    (lambda d: d["box"].update(x2=1), "box"),
-    (lambda d: d["box_norm"].update(y2=2.0), "box_norm.y2"),
-    (lambda d: d.update(ts="2026-11-26T12:30:15"), "ts"),       # naive timestamp
-    (lambda d: d.update(event_id="not-an-id"), "event_id"),
-    (lambda d: d.update(camera_id="bad id with spaces"), "camera_id"),
-    (lambda d: d.update(colour="red"), "colour"),                 # unknown field
-    (lambda d: d["model"].update(variant="int4"), "model.variant"),
-    (lambda d: d.update(kind="moved"), "kind"),
-    (lambda d: d.update(crossings=[{"line": "l1", "direction": "side ways"}]), "crossings[0].direction"),
-    (lambda d: d["frame"].update(width=0), "frame.width"),
-])
+@pytest.mark.parametrize(
+    "mutate, field",
+    [
+        (lambda d: d.pop("camera_id"), "camera_id"),
+        (lambda d: d.update(score=1.5), "score"),
+        (lambda d: d.update(label=""), "label"),
+        (lambda d: d["box"].update(x2=1), "box"),
+        (lambda d: d["box_norm"].update(y2=2.0), "box_norm.y2"),
+        (lambda d: d.update(ts="2026-11-26T12:30:15"), "ts"),  # naive timestamp
+        (lambda d: d.update(event_id="not-an-id"), "event_id"),
+        (lambda d: d.update(camera_id="bad id with spaces"), "camera_id"),
+        (lambda d: d.update(colour="red"), "colour"),  # unknown field
+        (lambda d: d["model"].update(variant="int4"), "model.variant"),
+        (lambda d: d.update(kind="moved"), "kind"),
+        (lambda d: d.update(crossings=[{"line": "l1", "direction": "side ways"}]), "crossings[0].direction"),
+        (lambda d: d["frame"].update(width=0), "frame.width"),
+    ],
+)
 def test_malformed_event_is_rejected_naming_the_field(mutate, field):
     d = event_json()
     mutate(d)
@@ -80,8 +120,10 @@ def test_box_outside_frame_is_rejected():
         decode_event(event_json(box={"x1": 10, "y1": 20, "x2": 900, "y2": 220}))
 
 
-@pytest.mark.parametrize("raw, msg", [(b"{not json", "not valid JSON"), (b"[1,2]", "expected a JSON object"),
-                                      (b"\xff\xfe", "not valid JSON")])
+@pytest.mark.parametrize(
+    "raw, msg",
+    [(b"{not json", "not valid JSON"), (b"[1,2]", "expected a JSON object"), (b"\xff\xfe", "not valid JSON")],
+)
 def test_non_json_is_rejected(raw, msg):
     with pytest.raises(WireError, match=msg):
         decode_event(raw)
@@ -94,12 +136,30 @@ def test_unknown_major_version_is_named():
 
 
 def test_keyframe_record_round_trip_and_integrity_checks():
-    meta = KeyframeMeta.for_jpeg(JPEG, agent_id="site-1", camera_id="cam-1", ts=TS, seq=42, width=768, height=576,
-                                 reason="track_start", track_id=7)
+    meta = KeyframeMeta.for_jpeg(
+        JPEG,
+        agent_id="site-1",
+        camera_id="cam-1",
+        ts=TS,
+        seq=42,
+        width=768,
+        height=576,
+        reason="track_start",
+        track_id=7,
+    )
     assert meta.object_key == f"keyframes/site-1/cam-1/2026/11/26/12/{meta.keyframe_id}.jpg"
     # Deterministic: the same keyframe re-sent keeps its id and object key.
-    again = KeyframeMeta.for_jpeg(JPEG, agent_id="site-1", camera_id="cam-1", ts=TS, seq=42, width=768, height=576,
-                                  reason="track_start", track_id=7)
+    again = KeyframeMeta.for_jpeg(
+        JPEG,
+        agent_id="site-1",
+        camera_id="cam-1",
+        ts=TS,
+        seq=42,
+        width=768,
+        height=576,
+        reason="track_start",
+        track_id=7,
+    )
     assert again.object_key == meta.object_key
     key, value, headers = encode_keyframe(meta, JPEG)
     assert key == meta.object_key.encode() and value == JPEG
@@ -123,7 +183,9 @@ def test_keyframe_record_round_trip_and_integrity_checks():
 
 
 def test_status_and_ack_round_trip():
-    cam = CameraStatus(agent_id="site-1", camera_id="cam-1", ts=TS, state="reconnecting", reason="read timeout", fps=0.0)
+    cam = CameraStatus(
+        agent_id="site-1", camera_id="cam-1", ts=TS, state="reconnecting", reason="read timeout", fps=0.0
+    )
     st = AgentStatus(agent_id="site-1", ts=TS, state="degraded", version="0.1.0", cameras=[cam])
     assert decode_status(dumps(st)) == st
     assert decode_status(dumps(cam)) == cam
@@ -157,8 +219,9 @@ def test_published_schema_files_match_the_models():
     on_disk = {p.name for p in SCHEMA_DIR.glob("*.json")}
     assert on_disk == set(generated), "run `cloud-ops schemas export` after changing edgesight/wire/models.py"
     for name, doc in generated.items():
-        assert json.loads((SCHEMA_DIR / name).read_text()) == json.loads(json.dumps(doc)), \
+        assert json.loads((SCHEMA_DIR / name).read_text()) == json.loads(json.dumps(doc)), (
             f"{name} is stale: run `cloud-ops schemas export`"
+        )
 
 
 def test_published_schema_agrees_with_the_codec():
@@ -167,8 +230,12 @@ def test_published_schema_agrees_with_the_codec():
     validator = jsonschema.Draft202012Validator(schema)
     good = event_json()
     assert not list(validator.iter_errors(good))
-    for bad in (event_json(score=2), event_json(colour="red"), {k: v for k, v in good.items() if k != "label"},
-                event_json(kind="moved")):
+    for bad in (
+        event_json(score=2),
+        event_json(colour="red"),
+        {k: v for k, v in good.items() if k != "label"},
+        event_json(kind="moved"),
+    ):
         assert list(validator.iter_errors(bad)), bad
         with pytest.raises(WireError):
             decode_event(bad)
@@ -190,6 +257,7 @@ def test_timestamps_serialise_with_exactly_millisecond_precision():
 
 # ---- dead-letter headers (one contract for the connector runner and the cloud consumers) ----
 
+
 def test_dead_letter_headers_round_trip_and_strip():
     from edgesight.wire import WireError
     from edgesight.wire.deadletter import PREFIX, context_headers, parse_headers, strip_context
@@ -197,12 +265,32 @@ def test_dead_letter_headers_round_trip_and_strip():
     try:
         raise WireError("detection event", "score", "must be <= 1")
     except WireError as e:
-        hdr = context_headers(topic="t.v1", partition=3, offset=42, connector="engineering", task_id=0,
-                              stage="VALUE_CONVERTER", class_name="edgesight.wire.codec", exc=e)
+        hdr = context_headers(
+            topic="t.v1",
+            partition=3,
+            offset=42,
+            connector="engineering",
+            task_id=0,
+            stage="VALUE_CONVERTER",
+            class_name="edgesight.wire.codec",
+            exc=e,
+        )
     names = [k for k, _ in hdr]
-    assert names[:10] == [PREFIX + k for k in ("topic", "partition", "offset", "connector.name", "task.id", "stage",
-                                                 "class.name", "exception.class.name", "exception.message",
-                                                 "exception.stacktrace")]
+    assert names[:10] == [
+        PREFIX + k
+        for k in (
+            "topic",
+            "partition",
+            "offset",
+            "connector.name",
+            "task.id",
+            "stage",
+            "class.name",
+            "exception.class.name",
+            "exception.message",
+            "exception.stacktrace",
+        )
+    ]
     own = [("traceparent", b"00-abc"), ("content-type", b"application/json")]
     c = parse_headers(own + hdr)
     assert (c.topic, c.partition, c.offset, c.connector, c.stage) == ("t.v1", 3, 42, "engineering", "VALUE_CONVERTER")
@@ -218,5 +306,13 @@ def test_dead_letter_stage_must_be_a_connect_stage():
     from edgesight.wire.deadletter import context_headers
 
     with pytest.raises(ValueError, match="unknown dead-letter stage 'DECODE'"):
-        context_headers(topic="t", partition=0, offset=0, connector="c", task_id=0, stage="DECODE",
-                        class_name="x", exc=RuntimeError("boom"))
+        context_headers(
+            topic="t",
+            partition=0,
+            offset=0,
+            connector="c",
+            task_id=0,
+            stage="DECODE",
+            class_name="x",
+            exc=RuntimeError("boom"),
+        )

@@ -14,14 +14,16 @@ A crash anywhere before 4 redelivers the batch: the handler's writes are
 idempotent (see :mod:`cloud.engineering.store`). ``SIGTERM``/``SIGINT`` finish
 the current batch (write, DLQ, commit), leave the group and return.
 """
+
 from __future__ import annotations
 
 import signal
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -30,8 +32,9 @@ from edgesight import metrics
 from edgesight.log import get_logger
 from edgesight.wire import WireError, deadletter
 
-RECORDS = metrics.counter("consumer_records_total", "Records handled by a cloud consumer, by result",
-                          ["consumer", "result"])
+RECORDS = metrics.counter(
+    "consumer_records_total", "Records handled by a cloud consumer, by result", ["consumer", "result"]
+)
 BATCHES = metrics.counter("consumer_batches_total", "Batches written and committed", ["consumer"])
 BATCH_SECONDS = metrics.histogram("consumer_batch_seconds", "Time to handle, write and commit one batch", ["consumer"])
 COMMITTED = metrics.gauge("consumer_committed_offset", "Last committed offset", ["consumer", "topic", "partition"])
@@ -77,7 +80,7 @@ def ensure_topics(kafka_conf: dict, topics: dict[str, int], timeout: float = 15.
     missing = [NewTopic(t, num_partitions=p, replication_factor=-1) for t, p in topics.items() if t not in existing]
     if not missing:
         return
-    for t, fut in admin.create_topics(missing, operation_timeout=timeout).items():
+    for _t, fut in admin.create_topics(missing, operation_timeout=timeout).items():
         try:
             fut.result(timeout)
         except KafkaException as e:
@@ -89,14 +92,31 @@ def dlq_headers(p: Poison, consumer: str) -> list[tuple[str, bytes]]:
     """The dead-letter context (Kafka Connect's headers, as the sink connectors write them)."""
     m = p.msg
     return list(m.headers() or []) + deadletter.context_headers(
-        topic=m.topic() or "", partition=m.partition(), offset=m.offset(), connector=consumer, task_id=0,
-        stage="VALUE_CONVERTER", class_name="edgesight.wire.codec", exc=p.error)
+        topic=m.topic() or "",
+        partition=m.partition(),
+        offset=m.offset(),
+        connector=consumer,
+        task_id=0,
+        stage="VALUE_CONVERTER",
+        class_name="edgesight.wire.codec",
+        exc=p.error,
+    )
 
 
 class BatchConsumer:
-    def __init__(self, kafka_conf: dict, topic: str, group_id: str, handler: Handler, *, dlq_topic: str,
-                 batch_size: int = 1000, batch_timeout_s: float = 0.5, session_timeout_ms: int = 10000,
-                 extra_conf: dict | None = None):
+    def __init__(
+        self,
+        kafka_conf: dict,
+        topic: str,
+        group_id: str,
+        handler: Handler,
+        *,
+        dlq_topic: str,
+        batch_size: int = 1000,
+        batch_timeout_s: float = 0.5,
+        session_timeout_ms: int = 10000,
+        extra_conf: dict | None = None,
+    ):
         self.topic, self.group_id, self.handler, self.dlq_topic = topic, group_id, handler, dlq_topic
         self.batch_size, self.batch_timeout_s = batch_size, batch_timeout_s
         self.name = handler.name
@@ -105,14 +125,28 @@ class BatchConsumer:
         self.stats = RunStats()
         self._assignment: set[tuple[str, int]] = set()
         conf = dict(kafka_conf)
-        conf.update({"group.id": group_id, "enable.auto.commit": False, "enable.auto.offset.store": False,
-                     "auto.offset.reset": "earliest", "session.timeout.ms": session_timeout_ms,
-                     "heartbeat.interval.ms": max(500, session_timeout_ms // 5),
-                     "client.id": f"{conf.get('client.id', 'edgesight')}-{self.name}-{socket.gethostname()}"})
+        conf.update(
+            {
+                "group.id": group_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": session_timeout_ms,
+                "heartbeat.interval.ms": max(500, session_timeout_ms // 5),
+                "client.id": f"{conf.get('client.id', 'edgesight')}-{self.name}-{socket.gethostname()}",
+            }
+        )
         conf.update(extra_conf or {})
         self._consumer_conf = conf
-        self._producer = Producer({**kafka_conf, "acks": "all", "enable.idempotence": True,
-                                   "client.id": f"{conf['client.id']}-dlq", "linger.ms": 5})
+        self._producer = Producer(
+            {
+                **kafka_conf,
+                "acks": "all",
+                "enable.idempotence": True,
+                "client.id": f"{conf['client.id']}-dlq",
+                "linger.ms": 5,
+            }
+        )
         self._consumer: Consumer | None = None
 
     # -- rebalance callbacks (run inside consume(): no batch is in flight then) --
@@ -173,14 +207,21 @@ class BatchConsumer:
         finally:
             try:
                 c.close()  # leaves the group: partitions move at once
-            except Exception:  # pragma: no cover - closing a broken consumer
+            except Exception:  # pragma: no cover - closing a broken consumer  # noqa: BLE001 - any failure is reported, the loop goes on
                 pass
             self._producer.flush(10)
             close = getattr(self._producer, "close", None)  # confluent-kafka >= 2.13
             if close is not None:
                 close()
-            self.log.info("consumer stopped", extra={"reason": self.stats.reason or "error", "records": self.stats.records,
-                                                     "poison": self.stats.poison, "batches": self.stats.batches})
+            self.log.info(
+                "consumer stopped",
+                extra={
+                    "reason": self.stats.reason or "error",
+                    "records": self.stats.records,
+                    "poison": self.stats.poison,
+                    "batches": self.stats.batches,
+                },
+            )
         return self.stats
 
     def _process(self, c: Consumer, batch: list) -> None:
@@ -212,8 +253,15 @@ class BatchConsumer:
         BATCHES.labels(self.name).inc()
         dt = time.perf_counter() - t0
         BATCH_SECONDS.labels(self.name).observe(dt)
-        self.log.debug("batch committed", extra={"records": len(batch), "poison": n_bad, "seconds": round(dt, 4),
-                                                 "offsets": {f"{t}:{p}": o for (t, p), o in offsets.items()}})
+        self.log.debug(
+            "batch committed",
+            extra={
+                "records": len(batch),
+                "poison": n_bad,
+                "seconds": round(dt, 4),
+                "offsets": {f"{t}:{p}": o for (t, p), o in offsets.items()},
+            },
+        )
 
     def _dead_letter(self, poison: list[Poison]) -> None:
         failed: list[str] = []
@@ -223,19 +271,31 @@ class BatchConsumer:
                 failed.append(str(err))
 
         for p in poison:
-            self.log.warning("poison record to DLQ", extra={"field": p.error.field, "reason": p.error.message,
-                                                            "partition": p.msg.partition(), "offset": p.msg.offset()})
-            self._producer.produce(self.dlq_topic, key=p.msg.key(), value=p.msg.value(),
-                                   headers=dlq_headers(p, self.name), on_delivery=on_delivery)
+            self.log.warning(
+                "poison record to DLQ",
+                extra={
+                    "field": p.error.field,
+                    "reason": p.error.message,
+                    "partition": p.msg.partition(),
+                    "offset": p.msg.offset(),
+                },
+            )
+            self._producer.produce(
+                self.dlq_topic,
+                key=p.msg.key(),
+                value=p.msg.value(),
+                headers=dlq_headers(p, self.name),
+                on_delivery=on_delivery,
+            )
         left = self._producer.flush(30)
         if left or failed:
             ERRORS.labels(self.name, "dlq").inc()
-            raise RuntimeError(f"dead-letter delivery failed ({left} undelivered, errors: {failed[:3]}); "
-                               "offsets not committed")
+            raise RuntimeError(
+                f"dead-letter delivery failed ({left} undelivered, errors: {failed[:3]}); offsets not committed"
+            )
 
 
 def run_with_signals(bc: BatchConsumer, **kw) -> RunStats:
     if threading.current_thread() is threading.main_thread():
         bc.install_signal_handlers()
     return bc.run(**kw)
-

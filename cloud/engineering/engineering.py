@@ -1,8 +1,9 @@
 """The engineering consumer: detection events -> analytics collections (``cloud-ops engineering run``)."""
+
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from cloud.config import CloudConfig
 from edgesight import metrics
@@ -14,8 +15,11 @@ from .facts import event_to_fact
 from .settings import EngineeringSettings
 from .store import AnalyticsStore
 
-LATE = metrics.histogram("engineering_event_age_seconds", "Age of events when processed (capture ts -> now)",
-                         buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86400))
+LATE = metrics.histogram(
+    "engineering_event_age_seconds",
+    "Age of events when processed (capture ts -> now)",
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86400),
+)
 
 
 def decode_record(value: bytes | None):
@@ -63,10 +67,20 @@ def build_engineering(cfg: CloudConfig, st: EngineeringSettings, *, mongo_client
     kconf = cfg.kafka.client_config()
     ensure_topics(kconf, {topics.dlq(st.dlq_name): 1})
     client = mongo_client or cfg.mongo.client()
-    store = AnalyticsStore(client[cfg.mongo.analytics_db], write_concern=st.write_concern,
-                           facts_ttl_days=st.facts_ttl_days, cache_max_keys=st.cache_max_keys,
-                           write_retries=st.write_retries)
-    return BatchConsumer(kconf, topics.detections, st.group_id, EngineeringHandler(store),
-                         dlq_topic=topics.dlq(st.dlq_name), batch_size=st.batch_size,
-                         batch_timeout_s=st.batch_timeout_s,
-                         session_timeout_ms=st.session_timeout_ms or cfg.kafka.session_timeout_ms)
+    store = AnalyticsStore(
+        client[cfg.mongo.analytics_db],
+        write_concern=st.write_concern,
+        facts_ttl_days=st.facts_ttl_days,
+        cache_max_keys=st.cache_max_keys,
+        write_retries=st.write_retries,
+    )
+    return BatchConsumer(
+        kconf,
+        topics.detections,
+        st.group_id,
+        EngineeringHandler(store),
+        dlq_topic=topics.dlq(st.dlq_name),
+        batch_size=st.batch_size,
+        batch_timeout_s=st.batch_timeout_s,
+        session_timeout_ms=st.session_timeout_ms or cfg.kafka.session_timeout_ms,
+    )

@@ -39,11 +39,13 @@ Every document carries ``n_events``: how many facts it was computed from. Facts
 only ever grow, so a document computed from more facts is the fresher one; the
 writer refuses to replace a document with one computed from fewer facts.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any
 
 from edgesight.wire import DetectionEvent
 
@@ -94,8 +96,9 @@ def event_to_fact(ev: DetectionEvent) -> Fact:
         "entered": sorted(set(ev.entered)),
         "exited": sorted(set(ev.exited)),
         "crossings": [{"line": ln, "direction": d} for ln, d in crossings],
-        "keyframe": None if ev.keyframe is None else {"keyframe_id": ev.keyframe.keyframe_id,
-                                                      "object_key": ev.keyframe.object_key},
+        "keyframe": None
+        if ev.keyframe is None
+        else {"keyframe_id": ev.keyframe.keyframe_id, "object_key": ev.keyframe.object_key},
         "model": {"name": ev.model.name, "version": ev.model.version, "variant": ev.model.variant},
     }
 
@@ -131,9 +134,18 @@ def counts_minute_docs(facts: Iterable[Fact]) -> list[dict]:
         k = (f["cam"], zone, f["label"], f["minute"])
         d = acc.get(k)
         if d is None:
-            d = acc[k] = {"agent_id": f["agent_id"], "camera_id": f["camera_id"], "zone": zone, "label": f["label"],
-                          "minute": f["minute"], "_det": set(), "_tracks": set(), "_in": set(), "_out": set(),
-                          "_facts": set()}
+            d = acc[k] = {
+                "agent_id": f["agent_id"],
+                "camera_id": f["camera_id"],
+                "zone": zone,
+                "label": f["label"],
+                "minute": f["minute"],
+                "_det": set(),
+                "_tracks": set(),
+                "_in": set(),
+                "_out": set(),
+                "_facts": set(),
+            }
         d["_facts"].add(f["_id"])
         return d
 
@@ -154,10 +166,21 @@ def counts_minute_docs(facts: Iterable[Fact]) -> list[dict]:
             slot(f, ALL_ZONES)["_out"].add(f["_id"])
     out = []
     for (cam, zone, label, minute), d in acc.items():
-        out.append({"_id": count_id(cam, zone, label, minute), "agent_id": d["agent_id"], "camera_id": d["camera_id"],
-                    "zone": zone, "label": label, "minute": minute, "detections": len(d["_det"]),
-                    "tracks": len(d["_tracks"]), "entries": len(d["_in"]), "exits": len(d["_out"]),
-                    "n_events": len(d["_facts"])})
+        out.append(
+            {
+                "_id": count_id(cam, zone, label, minute),
+                "agent_id": d["agent_id"],
+                "camera_id": d["camera_id"],
+                "zone": zone,
+                "label": label,
+                "minute": minute,
+                "detections": len(d["_det"]),
+                "tracks": len(d["_tracks"]),
+                "entries": len(d["_in"]),
+                "exits": len(d["_out"]),
+                "n_events": len(d["_facts"]),
+            }
+        )
     return sorted(out, key=lambda d: d["_id"])
 
 
@@ -167,18 +190,36 @@ def line_crossing_docs(facts: Iterable[Fact]) -> list[dict]:
     for f in facts:
         for c in f["crossings"]:
             k = (f["cam"], c["line"], c["direction"], f["minute"])
-            d = acc.setdefault(k, {"agent_id": f["agent_id"], "camera_id": f["camera_id"], "by_label": defaultdict(set),
-                                   "_tracks": set(), "_facts": set()})
+            d = acc.setdefault(
+                k,
+                {
+                    "agent_id": f["agent_id"],
+                    "camera_id": f["camera_id"],
+                    "by_label": defaultdict(set),
+                    "_tracks": set(),
+                    "_facts": set(),
+                },
+            )
             d["_facts"].add(f["_id"])
             d["by_label"][f["label"]].add(f["_id"])
             if f["track"] is not None:
                 d["_tracks"].add(f["track"])
     out = []
     for (cam, line, direction, minute), d in acc.items():
-        out.append({"_id": crossing_id(cam, line, direction, minute), "agent_id": d["agent_id"],
-                    "camera_id": d["camera_id"], "line": line, "direction": direction, "minute": minute,
-                    "count": len(d["_facts"]), "by_label": {k: len(v) for k, v in sorted(d["by_label"].items())},
-                    "tracks": len(d["_tracks"]), "n_events": len(d["_facts"])})
+        out.append(
+            {
+                "_id": crossing_id(cam, line, direction, minute),
+                "agent_id": d["agent_id"],
+                "camera_id": d["camera_id"],
+                "line": line,
+                "direction": direction,
+                "minute": minute,
+                "count": len(d["_facts"]),
+                "by_label": {k: len(v) for k, v in sorted(d["by_label"].items())},
+                "tracks": len(d["_tracks"]),
+                "n_events": len(d["_facts"]),
+            }
+        )
     return sorted(out, key=lambda d: d["_id"])
 
 
@@ -203,18 +244,31 @@ def track_summary(track: str, facts: Iterable[Fact]) -> dict:
     tops = [f["top_score"] for f in fs if f["top_score"] is not None]
     last = fs[-1]
     return {
-        "_id": track, "agent_id": last["agent_id"], "camera_id": last["camera_id"], "track_id": last["track_id"],
-        "label": best["label"], "labels": sorted({f["label"] for f in fs}),
-        "first_seen": fs[0]["ts"], "last_seen": (obs[-1] if obs else fs[-1])["ts"],
-        "ended": bool(ends), "ended_at": ends[0]["ts"] if ends else None,
-        "best_score": best["score"], "best_score_at": best["ts"],
+        "_id": track,
+        "agent_id": last["agent_id"],
+        "camera_id": last["camera_id"],
+        "track_id": last["track_id"],
+        "label": best["label"],
+        "labels": sorted({f["label"] for f in fs}),
+        "first_seen": fs[0]["ts"],
+        "last_seen": (obs[-1] if obs else fs[-1])["ts"],
+        "ended": bool(ends),
+        "ended_at": ends[0]["ts"] if ends else None,
+        "best_score": best["score"],
+        "best_score_at": best["ts"],
         "top_score": max(tops) if tops else None,
-        "best_keyframe": None if with_kf is None else {**with_kf["keyframe"], "score": with_kf["score"],
-                                                       "ts": with_kf["ts"], "event_id": with_kf["_id"]},
+        "best_keyframe": None
+        if with_kf is None
+        else {**with_kf["keyframe"], "score": with_kf["score"], "ts": with_kf["ts"], "event_id": with_kf["_id"]},
         "zones_visited": sorted(zones),
-        "crossings": [{"line": c["line"], "direction": c["direction"], "ts": f["ts"]} for f in fs for c in f["crossings"]],
-        "events": len(fs), "updates": sum(1 for f in fs if f["kind"] == "update"),
-        "model": last["model"], "minutes": sorted({f["minute"] for f in fs}), "n_events": len(fs),
+        "crossings": [
+            {"line": c["line"], "direction": c["direction"], "ts": f["ts"]} for f in fs for c in f["crossings"]
+        ],
+        "events": len(fs),
+        "updates": sum(1 for f in fs if f["kind"] == "update"),
+        "model": last["model"],
+        "minutes": sorted({f["minute"] for f in fs}),
+        "n_events": len(fs),
     }
 
 
@@ -236,18 +290,44 @@ def dwell_docs(track: str, facts: Iterable[Fact]) -> list[dict]:
                     start = f["ts"]
                 last_in = f["ts"]
             elif start is not None:
-                visits.append({"enter": start, "exit": f["ts"], "last_seen_in_zone": last_in,
-                               "dwell_s": (f["ts"] - start).total_seconds(), "open": False, "closed_by": "exit"})
+                visits.append(
+                    {
+                        "enter": start,
+                        "exit": f["ts"],
+                        "last_seen_in_zone": last_in,
+                        "dwell_s": (f["ts"] - start).total_seconds(),
+                        "open": False,
+                        "closed_by": "exit",
+                    }
+                )
                 start = None
         if start is not None:
-            visits.append({"enter": start, "exit": last_in if ended else None, "last_seen_in_zone": last_in,
-                           "dwell_s": (last_in - start).total_seconds(), "open": not ended,
-                           "closed_by": "track_end" if ended else None})
+            visits.append(
+                {
+                    "enter": start,
+                    "exit": last_in if ended else None,
+                    "last_seen_in_zone": last_in,
+                    "dwell_s": (last_in - start).total_seconds(),
+                    "open": not ended,
+                    "closed_by": "track_end" if ended else None,
+                }
+            )
         last = fs[-1]
-        out.append({"_id": f"{track}/{z}", "track": track, "agent_id": last["agent_id"], "camera_id": last["camera_id"],
-                    "track_id": last["track_id"], "label": best["label"], "zone": z, "visits": visits,
-                    "visit_count": len(visits), "total_dwell_s": round(sum(v["dwell_s"] for v in visits), 3),
-                    "first_enter": visits[0]["enter"], "open": any(v["open"] for v in visits),
-                    "n_events": len(fs)})
+        out.append(
+            {
+                "_id": f"{track}/{z}",
+                "track": track,
+                "agent_id": last["agent_id"],
+                "camera_id": last["camera_id"],
+                "track_id": last["track_id"],
+                "label": best["label"],
+                "zone": z,
+                "visits": visits,
+                "visit_count": len(visits),
+                "total_dwell_s": round(sum(v["dwell_s"] for v in visits), 3),
+                "first_enter": visits[0]["enter"],
+                "open": any(v["open"] for v in visits),
+                "n_events": len(fs),
+            }
+        )
     return out
-

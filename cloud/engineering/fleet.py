@@ -13,11 +13,12 @@ Staleness: a camera (or agent) whose ``last_seen`` is older than
 ``cloud-ops fleet list`` also computes staleness at read time, so it is right
 even when the fleet consumer is not running.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Iterable, Sequence
 
 from pymongo import ASCENDING, ReplaceOne
 
@@ -41,20 +42,44 @@ def _model(m) -> dict | None:
 
 
 def camera_doc(c: CameraStatus, received_at: datetime) -> dict:
-    return {"_id": f"{c.agent_id}/{c.camera_id}", "agent_id": c.agent_id, "camera_id": c.camera_id,
-            "state": c.state, "reason": c.reason, "since": c.since, "fps": c.fps, "target_fps": c.target_fps,
-            "model": _model(c.model), "frames": c.frames, "dropped": c.dropped, "reconnects": c.reconnects,
-            "last_seen": c.ts, "received_at": received_at, "stale": False, "stale_since": None}
+    return {
+        "_id": f"{c.agent_id}/{c.camera_id}",
+        "agent_id": c.agent_id,
+        "camera_id": c.camera_id,
+        "state": c.state,
+        "reason": c.reason,
+        "since": c.since,
+        "fps": c.fps,
+        "target_fps": c.target_fps,
+        "model": _model(c.model),
+        "frames": c.frames,
+        "dropped": c.dropped,
+        "reconnects": c.reconnects,
+        "last_seen": c.ts,
+        "received_at": received_at,
+        "stale": False,
+        "stale_since": None,
+    }
 
 
 def status_docs(st: AgentStatus | CameraStatus, received_at: datetime) -> tuple[dict | None, list[dict]]:
     """(agent document or None, camera documents) of one heartbeat. Pure."""
     if isinstance(st, CameraStatus):
         return None, [camera_doc(st, received_at)]
-    agent = {"_id": st.agent_id, "agent_id": st.agent_id, "state": st.state, "version": st.version,
-             "hostname": st.hostname, "uptime_s": st.uptime_s, "cameras": sorted(c.camera_id for c in st.cameras),
-             "spool": None if st.spool is None else st.spool.model_dump(), "last_seen": st.ts,
-             "received_at": received_at, "stale": False, "stale_since": None}
+    agent = {
+        "_id": st.agent_id,
+        "agent_id": st.agent_id,
+        "state": st.state,
+        "version": st.version,
+        "hostname": st.hostname,
+        "uptime_s": st.uptime_s,
+        "cameras": sorted(c.camera_id for c in st.cameras),
+        "spool": None if st.spool is None else st.spool.model_dump(),
+        "last_seen": st.ts,
+        "received_at": received_at,
+        "stale": False,
+        "stale_since": None,
+    }
     return agent, [camera_doc(c, received_at) for c in st.cameras]
 
 
@@ -89,8 +114,10 @@ class FleetStore:
         from pymongo.errors import BulkWriteError
 
         try:
-            coll.bulk_write([ReplaceOne({"_id": d["_id"], "last_seen": {"$lte": d["last_seen"]}}, d, upsert=True)
-                             for d in docs], ordered=False)
+            coll.bulk_write(
+                [ReplaceOne({"_id": d["_id"], "last_seen": {"$lte": d["last_seen"]}}, d, upsert=True) for d in docs],
+                ordered=False,
+            )
             return 0
         except BulkWriteError as e:
             if not is_dup_only(e):
@@ -101,10 +128,12 @@ class FleetStore:
         """Mark cameras and agents silent for longer than ``stale_after_s``; returns cameras newly marked."""
         limit = now - timedelta(seconds=stale_after_s)
         # `stale` is always written explicitly (False on every heartbeat): no reliance on $ne matching missing fields.
-        r = self.cameras.update_many({"last_seen": {"$lt": limit}, "stale": False},
-                                     {"$set": {"stale": True, "stale_since": now}})
-        self.agents.update_many({"last_seen": {"$lt": limit}, "stale": False},
-                                {"$set": {"stale": True, "stale_since": now}})
+        r = self.cameras.update_many(
+            {"last_seen": {"$lt": limit}, "stale": False}, {"$set": {"stale": True, "stale_since": now}}
+        )
+        self.agents.update_many(
+            {"last_seen": {"$lt": limit}, "stale": False}, {"$set": {"stale": True, "stale_since": now}}
+        )
         STALE_CAMERAS.set(self.cameras.count_documents({"stale": True}))
         KNOWN_CAMERAS.set(self.cameras.count_documents({}))
         if r.modified_count:
@@ -121,13 +150,24 @@ def fleet_rows(db, now: datetime | None = None, stale_after_s: float = 60.0) -> 
         a = agents.get(c["agent_id"], {})
         age = (now - c["last_seen"]).total_seconds()
         m = c.get("model") or {}
-        rows.append({"agent_id": c["agent_id"], "camera_id": c["camera_id"], "state": c["state"],
-                     "reason": c.get("reason", ""), "fps": c.get("fps"), "model": m.get("name"),
-                     "model_version": m.get("version"), "variant": m.get("variant"),
-                     "last_seen": c["last_seen"].isoformat(), "age_s": round(age, 1),
-                     "stale": bool(c.get("stale")) or is_stale(c["last_seen"], now, stale_after_s),
-                     "agent_state": a.get("state"), "agent_version": a.get("version"),
-                     "agent_stale": bool(a.get("stale")) or (is_stale(a["last_seen"], now, stale_after_s) if a else None)})
+        rows.append(
+            {
+                "agent_id": c["agent_id"],
+                "camera_id": c["camera_id"],
+                "state": c["state"],
+                "reason": c.get("reason", ""),
+                "fps": c.get("fps"),
+                "model": m.get("name"),
+                "model_version": m.get("version"),
+                "variant": m.get("variant"),
+                "last_seen": c["last_seen"].isoformat(),
+                "age_s": round(age, 1),
+                "stale": bool(c.get("stale")) or is_stale(c["last_seen"], now, stale_after_s),
+                "agent_state": a.get("state"),
+                "agent_version": a.get("version"),
+                "agent_stale": bool(a.get("stale")) or (is_stale(a["last_seen"], now, stale_after_s) if a else None),
+            }
+        )
     return sorted(rows, key=lambda r: (r["agent_id"], r["camera_id"]))
 
 
@@ -173,6 +213,13 @@ def build_fleet(cfg: CloudConfig, st: FleetSettings, *, mongo_client=None) -> Ba
     ensure_topics(kconf, {topics.dlq(st.dlq_name): 1})
     client = mongo_client or cfg.mongo.client()
     store = FleetStore(client[cfg.mongo.analytics_db], write_concern=st.write_concern)
-    return BatchConsumer(kconf, topics.status, st.group_id, FleetHandler(store, st), dlq_topic=topics.dlq(st.dlq_name),
-                         batch_size=st.batch_size, batch_timeout_s=st.batch_timeout_s,
-                         session_timeout_ms=st.session_timeout_ms or cfg.kafka.session_timeout_ms)
+    return BatchConsumer(
+        kconf,
+        topics.status,
+        st.group_id,
+        FleetHandler(store, st),
+        dlq_topic=topics.dlq(st.dlq_name),
+        batch_size=st.batch_size,
+        batch_timeout_s=st.batch_timeout_s,
+        session_timeout_ms=st.session_timeout_ms or cfg.kafka.session_timeout_ms,
+    )

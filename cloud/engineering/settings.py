@@ -1,4 +1,5 @@
 """Settings of the engineering (analytics) consumer and of the fleet registry consumer."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -13,10 +14,17 @@ class ConsumerSettings(StrictModel):
     batch_size: int = Field(1000, ge=1, le=100000, description="max records per batch (one bulk write + one commit)")
     batch_timeout_s: float = Field(0.5, gt=0, le=60, description="max wait to fill a batch")
     write_concern: Literal["majority", "1"] = Field(
-        "majority", description="MongoDB write concern of every write; 'majority' falls back to 1 (logged) "
-                                "only where the server rejects it")
-    write_retries: int = Field(5, ge=0, le=100, description="retries of a failed bulk write before the process exits "
-                                                           "(offsets stay uncommitted: records are redelivered)")
+        "majority",
+        description="MongoDB write concern of every write; 'majority' falls back to 1 (logged) "
+        "only where the server rejects it",
+    )
+    write_retries: int = Field(
+        5,
+        ge=0,
+        le=100,
+        description="retries of a failed bulk write before the process exits "
+        "(offsets stay uncommitted: records are redelivered)",
+    )
     metrics_port: int | None = Field(None, ge=0, lt=65536, description="Prometheus /metrics port (0 = any free port)")
     session_timeout_ms: int | None = Field(None, ge=1000, le=300000, description="default: kafka.session_timeout_ms")
 
@@ -24,10 +32,14 @@ class ConsumerSettings(StrictModel):
 class EngineeringSettings(ConsumerSettings):
     group_id: str = "edgesight-engineering"
     dlq_name: str = "engineering"
-    facts_ttl_days: float = Field(14.0, ge=0, description="facts expire this long after they were written (TTL "
-                                    "index; 0 = keep). Must exceed the detections topic's retention + the edge spool's "
-                                    "longest offline period, so a redelivered event still finds its fact. Aggregates "
-                                    "never shrink when facts expire (n_events guard)")
+    facts_ttl_days: float = Field(
+        14.0,
+        ge=0,
+        description="facts expire this long after they were written (TTL "
+        "index; 0 = keep). Must exceed the detections topic's retention + the edge spool's "
+        "longest offline period, so a redelivered event still finds its fact. Aggregates "
+        "never shrink when facts expire (n_events guard)",
+    )
     cache_max_keys: int = Field(20000, ge=0, description="(camera, minute) and track fact sets kept in memory")
 
 

@@ -34,12 +34,13 @@ the ledger only for buckets it has not seen yet; the cache is dropped on every
 rebalance. Detections should be keyed by camera on Kafka (one partition per
 camera), so one consumer owns a camera's buckets at a time.
 """
+
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Iterable
 
 from pymongo import ASCENDING, ReplaceOne, UpdateOne, WriteConcern
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
@@ -47,16 +48,28 @@ from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from edgesight import metrics
 from edgesight.log import get_logger
 
-from .facts import (Fact, camera_key, counts_minute_docs, dwell_docs, line_crossing_docs, minute_of, track_key,
-                    track_summary)
+from .facts import (
+    Fact,
+    camera_key,
+    counts_minute_docs,
+    dwell_docs,
+    line_crossing_docs,
+    minute_of,
+    track_key,
+    track_summary,
+)
 
 FACTS_MINUTE = "facts_minute"
 COUNTS, CROSSINGS, DWELL, TRACKS = "counts_minute", "line_crossings_minute", "dwell", "tracks"
-FACTS_NEW = metrics.counter("engineering_facts_total", "Facts written to the ledger, by result (new|duplicate)",
-                            ["result"])
+FACTS_NEW = metrics.counter(
+    "engineering_facts_total", "Facts written to the ledger, by result (new|duplicate)", ["result"]
+)
 DOCS = metrics.counter("engineering_docs_written_total", "Analytics documents replaced", ["collection"])
-STALE = metrics.counter("engineering_stale_writes_total",
-                        "Replaces refused because the stored document was computed from more facts", ["collection"])
+STALE = metrics.counter(
+    "engineering_stale_writes_total",
+    "Replaces refused because the stored document was computed from more facts",
+    ["collection"],
+)
 WRITE_SECONDS = metrics.histogram("engineering_write_seconds", "Time of the MongoDB writes of one batch")
 
 
@@ -72,7 +85,8 @@ def resolve_write_concern(db, wanted: str, log) -> WriteConcern:
     wc = WriteConcern(w="majority", wtimeout=30000)
     try:
         db.get_collection("_engineering_meta", write_concern=wc).replace_one(
-            {"_id": "write_concern_probe"}, {"_id": "write_concern_probe", "ts": time.time()}, upsert=True)
+            {"_id": "write_concern_probe"}, {"_id": "write_concern_probe", "ts": time.time()}, upsert=True
+        )
         return wc
     except OperationFailure as e:
         log.warning("server rejects w=majority; falling back to w=1", extra={"error": str(e)})
@@ -106,23 +120,37 @@ def _pack(f: Fact) -> dict:
 
 def _unpack(eid: str, d: dict, agent_id: str, camera_id: str) -> Fact:
     f = dict(d)
-    f.update(_id=eid, agent_id=agent_id, camera_id=camera_id, cam=camera_key(agent_id, camera_id),
-             minute=minute_of(d["ts"]), track=track_key(agent_id, camera_id, d.get("track_id")))
+    f.update(
+        _id=eid,
+        agent_id=agent_id,
+        camera_id=camera_id,
+        cam=camera_key(agent_id, camera_id),
+        minute=minute_of(d["ts"]),
+        track=track_key(agent_id, camera_id, d.get("track_id")),
+    )
     return f
 
 
 class AnalyticsStore:
-    def __init__(self, db, *, write_concern: str = "majority", facts_ttl_days: float = 14.0, cache_max_keys: int = 20000,
-                 write_retries: int = 5):
+    def __init__(
+        self,
+        db,
+        *,
+        write_concern: str = "majority",
+        facts_ttl_days: float = 14.0,
+        cache_max_keys: int = 20000,
+        write_retries: int = 5,
+    ):
         self.log = get_logger("engineering.store", db=db.name)
         self.wc = resolve_write_concern(db, write_concern, self.log)
         self.db = db
-        self.c = {n: db.get_collection(n, write_concern=self.wc)
-                  for n in (FACTS_MINUTE, COUNTS, CROSSINGS, DWELL, TRACKS)}
+        self.c = {
+            n: db.get_collection(n, write_concern=self.wc) for n in (FACTS_MINUTE, COUNTS, CROSSINGS, DWELL, TRACKS)
+        }
         self.retries = write_retries
         cap = max(cache_max_keys, 1)
-        self._minutes = _LRU(cap)   # (cam, minute) -> {event_id: fact}  (== the ledger bucket)
-        self._tracks = _LRU(cap)    # track -> {event_id: fact}
+        self._minutes = _LRU(cap)  # (cam, minute) -> {event_id: fact}  (== the ledger bucket)
+        self._tracks = _LRU(cap)  # track -> {event_id: fact}
         self._written = _LRU(cap * 8)  # (collection, _id) -> document last written by this process
         self.ensure_indexes(facts_ttl_days)
 
@@ -130,8 +158,9 @@ class AnalyticsStore:
         if facts_ttl_days > 0:
             # TTL on the bucket's last write (not the event time: backfills of old events must keep their ledger).
             # Keep it >= Kafka retention of the detections topic + the edge's longest offline spool.
-            self.c[FACTS_MINUTE].create_index([("touched_at", ASCENDING)], name="ttl_touched_at",
-                                              expireAfterSeconds=int(facts_ttl_days * 86400))
+            self.c[FACTS_MINUTE].create_index(
+                [("touched_at", ASCENDING)], name="ttl_touched_at", expireAfterSeconds=int(facts_ttl_days * 86400)
+            )
         self.c[COUNTS].create_index([("camera_id", ASCENDING), ("minute", ASCENDING)], name="camera_minute")
         self.c[CROSSINGS].create_index([("camera_id", ASCENDING), ("minute", ASCENDING)], name="camera_minute")
         self.c[TRACKS].create_index([("camera_id", ASCENDING), ("last_seen", ASCENDING)], name="camera_last_seen")
@@ -153,8 +182,9 @@ class AnalyticsStore:
             except PyMongoError as e:
                 if attempt >= self.retries:
                     raise
-                self.log.warning("mongo write failed; retrying", extra={"what": what, "attempt": attempt + 1,
-                                                                         "error": str(e)})
+                self.log.warning(
+                    "mongo write failed; retrying", extra={"what": what, "attempt": attempt + 1, "error": str(e)}
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
@@ -195,8 +225,9 @@ class AnalyticsStore:
             mm[k] = {}
         if miss:
             for d in self.c[FACTS_MINUTE].find({"_id": {"$in": list(miss)}}):
-                mm[miss[d["_id"]]] = {eid: _unpack(eid, f, d["agent_id"], d["camera_id"])
-                                      for eid, f in (d.get("facts") or {}).items()}
+                mm[miss[d["_id"]]] = {
+                    eid: _unpack(eid, f, d["agent_id"], d["camera_id"]) for eid, f in (d.get("facts") or {}).items()
+                }
         for k, v in mm.items():
             self._minutes.touch(k, v)
         return mm
@@ -211,9 +242,10 @@ class AnalyticsStore:
         miss_t = [k for k in track_minutes if tm.get(k) is None]
         need = set(minute_keys)
         if miss_t:
-            stored = {d["_id"]: d.get("minutes") or [] for d in self.c[TRACKS].find({"_id": {"$in": miss_t}},
-                                                                                   {"minutes": 1, "agent_id": 1,
-                                                                                    "camera_id": 1})}
+            stored = {
+                d["_id"]: d.get("minutes") or []
+                for d in self.c[TRACKS].find({"_id": {"$in": miss_t}}, {"minutes": 1, "agent_id": 1, "camera_id": 1})
+            }
             for t in miss_t:
                 cam = t.rsplit("/", 1)[0]
                 need |= {(cam, minute_of(m)) for m in stored.get(t, [])} | set(track_minutes[t])
@@ -238,9 +270,21 @@ class AnalyticsStore:
             f0 = fs[0]
             upd = {f"facts.{f['_id']}": _pack(f) for f in fs}
             upd["touched_at"] = now
-            ops.append(UpdateOne({"_id": bucket_id_minute(*key)}, {"$set": upd, "$setOnInsert": {
-                "agent_id": f0["agent_id"], "camera_id": f0["camera_id"], "cam": f0["cam"], "minute": f0["minute"]}},
-                upsert=True))
+            ops.append(
+                UpdateOne(
+                    {"_id": bucket_id_minute(*key)},
+                    {
+                        "$set": upd,
+                        "$setOnInsert": {
+                            "agent_id": f0["agent_id"],
+                            "camera_id": f0["camera_id"],
+                            "cam": f0["cam"],
+                            "minute": f0["minute"],
+                        },
+                    },
+                    upsert=True,
+                )
+            )
         if ops:
             self._retry(FACTS_MINUTE, lambda: self.c[FACTS_MINUTE].bulk_write(ops, ordered=False))
 
@@ -289,18 +333,28 @@ class AnalyticsStore:
             stale_c = set(self._replace(COUNTS, counts)) | set(self._replace(CROSSINGS, crossings))
             stale_t = set(self._replace(TRACKS, summaries))
             stale_d = set(self._replace(DWELL, dwell))
-            for name, n in ((COUNTS, len(counts)), (CROSSINGS, len(crossings)), (TRACKS, len(summaries)),
-                            (DWELL, len(dwell))):
+            for name, n in (
+                (COUNTS, len(counts)),
+                (CROSSINGS, len(crossings)),
+                (TRACKS, len(summaries)),
+                (DWELL, len(dwell)),
+            ):
                 written[name] = written.get(name, 0) + n
             if not (stale_c or stale_t or stale_d):
                 break
             # Someone wrote from more facts than we hold: reload those buckets from the ledger and recompute.
-            minute_keys = {(camera_key(d["agent_id"], d["camera_id"]), d["minute"]) for d in counts + crossings
-                           if d["_id"] in stale_c}
-            track_keys = {d["_id"] for d in summaries if d["_id"] in stale_t} | \
-                         {d["track"] for d in dwell if d["_id"] in stale_d}
-            self.log.info("stale bucket views; recomputing from the ledger",
-                          extra={"minutes": len(minute_keys), "tracks": len(track_keys), "attempt": attempt + 1})
+            minute_keys = {
+                (camera_key(d["agent_id"], d["camera_id"]), d["minute"])
+                for d in counts + crossings
+                if d["_id"] in stale_c
+            }
+            track_keys = {d["_id"] for d in summaries if d["_id"] in stale_t} | {
+                d["track"] for d in dwell if d["_id"] in stale_d
+            }
+            self.log.info(
+                "stale bucket views; recomputing from the ledger",
+                extra={"minutes": len(minute_keys), "tracks": len(track_keys), "attempt": attempt + 1},
+            )
         WRITE_SECONDS.observe(time.perf_counter() - t0)
         return written
 

@@ -7,6 +7,7 @@ partition, the next offset to commit. Callers commit offsets only after ``flush`
 returned, so a crash replays at most the unflushed batch, and idempotent writes
 (upsert by id, deterministic object keys) make the replay harmless.
 """
+
 from .base import BatchingSink, FlushResult, Item
 from .mongo import MongoSink
 from .s3 import S3Sink

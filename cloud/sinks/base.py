@@ -12,14 +12,14 @@ class Item(Generic[T]):
     topic: str
     partition: int
     offset: int
-    ctx: Any = None          # caller's handle (e.g. the Kafka message, for dead-lettering)
+    ctx: Any = None  # caller's handle (e.g. the Kafka message, for dead-lettering)
 
 
 @dataclass
 class FlushResult:
     written: int = 0
     failed: list[tuple[Item, BaseException]] = field(default_factory=list)
-    checkpoint: dict[tuple[str, int], int] = field(default_factory=dict)   # (topic, partition) -> next offset
+    checkpoint: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) -> next offset
     seconds: float = 0.0
 
 

@@ -52,13 +52,19 @@ class MongoSink(BatchingSink):
         for it in items:
             size = len(bson.encode(it.payload))
             if size > self.max_bson:
-                res.failed.append((it, DocumentTooLarge(
-                    f"document _id={it.payload.get('_id')!r} is {size} bytes, over the server's BSON limit of "
-                    f"{self.max_bson} bytes")))
+                res.failed.append(
+                    (
+                        it,
+                        DocumentTooLarge(
+                            f"document _id={it.payload.get('_id')!r} is {size} bytes, over the server's BSON limit of "
+                            f"{self.max_bson} bytes"
+                        ),
+                    )
+                )
             else:
                 ok.append(it)
         for i in range(0, len(ok), self.max_batch_size):
-            chunk = ok[i:i + self.max_batch_size]
+            chunk = ok[i : i + self.max_batch_size]
             if self.mode == "insert_first":
                 self._insert_first(chunk, res)
             else:
@@ -66,8 +72,10 @@ class MongoSink(BatchingSink):
         return res
 
     def _bulk(self, chunk: list[Item], res: FlushResult, *, replace: bool) -> None:
-        ops = [ReplaceOne({"_id": it.payload["_id"]}, it.payload, upsert=True) if replace else InsertOne(it.payload)
-               for it in chunk]
+        ops = [
+            ReplaceOne({"_id": it.payload["_id"]}, it.payload, upsert=True) if replace else InsertOne(it.payload)
+            for it in chunk
+        ]
         try:
             r = self.collection.bulk_write(ops, ordered=self.ordered)
             res.written += r.upserted_count + r.matched_count + r.inserted_count
@@ -75,19 +83,21 @@ class MongoSink(BatchingSink):
             details = e.details or {}
             bad = {we["index"]: we for we in details.get("writeErrors", [])}
             for idx, we in sorted(bad.items()):
-                res.failed.append((chunk[idx], RuntimeError(f"MongoDB write error {we.get('code')}: {we.get('errmsg')}")))
+                res.failed.append(
+                    (chunk[idx], RuntimeError(f"MongoDB write error {we.get('code')}: {we.get('errmsg')}"))
+                )
             if self.ordered and bad:
                 # ordered bulk: everything after the first error was not attempted
-                for it in chunk[min(bad) + 1:]:
+                for it in chunk[min(bad) + 1 :]:
                     res.failed.append((it, RuntimeError("not attempted: an earlier write in the ordered bulk failed")))
             res.written += details.get("nUpserted", 0) + details.get("nMatched", 0) + details.get("nInserted", 0)
 
     def _insert_first(self, chunk: list[Item], res: FlushResult) -> None:
         last: dict = {}
         for it in chunk:
-            last[it.payload["_id"]] = it          # the last document per _id wins, as with successive replaces
+            last[it.payload["_id"]] = it  # the last document per _id wins, as with successive replaces
         uniq = list(last.values())
-        res.written += len(chunk) - len(uniq)    # superseded within the batch
+        res.written += len(chunk) - len(uniq)  # superseded within the batch
         try:
             self.collection.insert_many([it.payload for it in uniq], ordered=False)
             res.written += len(uniq)
@@ -98,7 +108,9 @@ class MongoSink(BatchingSink):
             for we in details.get("writeErrors", []):
                 (dups.append(uniq[we["index"]]) if we.get("code") == 11000 else other.__setitem__(we["index"], we))
             for idx, we in sorted(other.items()):
-                res.failed.append((uniq[idx], RuntimeError(f"MongoDB write error {we.get('code')}: {we.get('errmsg')}")))
+                res.failed.append(
+                    (uniq[idx], RuntimeError(f"MongoDB write error {we.get('code')}: {we.get('errmsg')}"))
+                )
             res.written += details.get("nInserted", 0)
         if dups:
             self._bulk(dups, res, replace=True)

@@ -20,8 +20,9 @@ class S3Sink(BatchingSink):
         for it in items:
             key, body, content_type, metadata = it.payload
             try:
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type,
-                                       Metadata=metadata or {})
+                self.client.put_object(
+                    Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, Metadata=metadata or {}
+                )
                 res.written += 1
             except ClientError as e:
                 status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)

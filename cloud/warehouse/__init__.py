@@ -4,9 +4,19 @@ See :mod:`cloud.warehouse.schema` (collections, indexes, TTL, time-series detect
 :mod:`cloud.warehouse.store` (queries, keyframe URLs, delete, export) and
 :mod:`cloud.warehouse.perf` (IOPS and size-limit probes).
 """
+
 from .config import RetentionSettings, WarehouseConfig
 from .schema import Names, detect_timeseries, init_warehouse, set_retention, ttl_index
 from .store import Query, Warehouse
 
-__all__ = ["Names", "Query", "RetentionSettings", "Warehouse", "WarehouseConfig", "detect_timeseries",
-           "init_warehouse", "set_retention", "ttl_index"]
+__all__ = [
+    "Names",
+    "Query",
+    "RetentionSettings",
+    "Warehouse",
+    "WarehouseConfig",
+    "detect_timeseries",
+    "init_warehouse",
+    "set_retention",
+    "ttl_index",
+]

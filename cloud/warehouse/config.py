@@ -1,8 +1,8 @@
 """Warehouse settings (``--warehouse-config FILE``, YAML; defaults apply without a file)."""
+
 from __future__ import annotations
 
 from pathlib import Path
-
 
 from pydantic import Field
 
@@ -25,5 +25,5 @@ class WarehouseConfig(StrictModel):
     export_batch: int = Field(1000, ge=1, le=100000)
 
     @classmethod
-    def load(cls, path: str | Path | None) -> "WarehouseConfig":
+    def load(cls, path: str | Path | None) -> WarehouseConfig:
         return cls() if path is None else load_config(cls, path)

@@ -2,6 +2,7 @@
 
 They work in a scratch collection (dropped at the end) and report figures, never judge them:
 thresholds belong to whoever reads the report on known hardware."""
+
 from __future__ import annotations
 
 import random
@@ -46,14 +47,23 @@ def iops(client, database: str, *, seconds: float = 3.0, doc_bytes: int = 256) -
             coll.update_one({"_id": random.choice(ids)}, {"$set": {"n": u}})
             u += 1
         u_el = time.perf_counter() - t0
-        return {"doc_bytes": doc_bytes, "writes": i, "writes_per_s": round(i / w_el, 1), "reads": r,
-                "reads_per_s": round(r / r_el, 1), "read_misses": miss, "updates_per_s": round(u / u_el, 1),
-                "stored": coll.count_documents({})}
+        return {
+            "doc_bytes": doc_bytes,
+            "writes": i,
+            "writes_per_s": round(i / w_el, 1),
+            "reads": r,
+            "reads_per_s": round(r / r_el, 1),
+            "read_misses": miss,
+            "updates_per_s": round(u / u_el, 1),
+            "stored": coll.count_documents({}),
+        }
     finally:
         coll.drop()
 
 
-def limits(client, database: str, *, batch_docs: int = 20000, big_batch_mb: int = 40, search_steps: int = 12) -> dict[str, Any]:
+def limits(
+    client, database: str, *, batch_docs: int = 20000, big_batch_mb: int = 40, search_steps: int = 12
+) -> dict[str, Any]:
     """Largest document accepted, behaviour just over the BSON limit (through the sink: clear error,
     the rest of the batch written), largest single insert_many (count, and bytes beyond one message)."""
     coll = _scratch(client, database)
@@ -86,9 +96,11 @@ def limits(client, database: str, *, batch_docs: int = 20000, big_batch_mb: int 
         # one byte over: the client refuses before sending, with a clear error
         try:
             coll.insert_one({"_id": "over", "b": "x" * (limit - overhead + 1)})
-            out["over_limit"] = (f"ACCEPTED a {limit + 1}-byte document: the server does not enforce its own "
-                                 f"{limit}-byte limit (MongoDB refuses with BSONObjectTooLarge); the sink checks "
-                                 f"sizes itself before writing")
+            out["over_limit"] = (
+                f"ACCEPTED a {limit + 1}-byte document: the server does not enforce its own "
+                f"{limit}-byte limit (MongoDB refuses with BSONObjectTooLarge); the sink checks "
+                f"sizes itself before writing"
+            )
         except DocumentTooLarge as e:
             out["over_limit"] = f"refused: {type(e).__name__}: {e}"
         # through the sink: small, too-large, small -> the small ones are written, the big one reported
@@ -97,15 +109,21 @@ def limits(client, database: str, *, batch_docs: int = 20000, big_batch_mb: int 
         for i, d in enumerate(docs):
             sink.add(Item(d, "t", 0, i))
         res = sink.flush()
-        out["sink_over_limit"] = {"written": res.written, "failed": [str(e) for _, e in res.failed],
-                                  "others_stored": coll.count_documents({"_id": {"$in": ["s1", "s2"]}}),
-                                  "checkpoint": {f"{t}[{p}]": o for (t, p), o in res.checkpoint.items()}}
+        out["sink_over_limit"] = {
+            "written": res.written,
+            "failed": [str(e) for _, e in res.failed],
+            "others_stored": coll.count_documents({"_id": {"$in": ["s1", "s2"]}}),
+            "checkpoint": {f"{t}[{p}]": o for (t, p), o in res.checkpoint.items()},
+        }
         coll.delete_many({})
         # largest batch: batch_docs small docs in one insert_many (the driver splits by maxWriteBatchSize)
         t0 = time.perf_counter()
         coll.insert_many([{"_id": i, "p": "y" * 100} for i in range(batch_docs)], ordered=False)
-        out["batch_docs"] = {"sent": batch_docs, "stored": coll.count_documents({}),
-                             "seconds": round(time.perf_counter() - t0, 2)}
+        out["batch_docs"] = {
+            "sent": batch_docs,
+            "stored": coll.count_documents({}),
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
         coll.delete_many({})
         # bytes beyond one 48 MB message: the driver splits; everything must arrive
         each = 8 * 1024 * 1024
@@ -113,8 +131,12 @@ def limits(client, database: str, *, batch_docs: int = 20000, big_batch_mb: int 
         t0 = time.perf_counter()
         coll.insert_many([{"_id": i, "b": "z" * each} for i in range(k)], ordered=True)
         stored = coll.count_documents({})
-        out["batch_bytes"] = {"sent_mb": round(k * each / 2**20, 1), "docs": k, "stored": stored,
-                              "seconds": round(time.perf_counter() - t0, 2)}
+        out["batch_bytes"] = {
+            "sent_mb": round(k * each / 2**20, 1),
+            "docs": k,
+            "stored": stored,
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
         return out
     finally:
         coll.drop()

@@ -8,6 +8,7 @@ Collections (in database ``mongo.warehouse_db``, names prefixed by ``collection_
   (where the bytes are), ``object_key`` (the contract's stable key), ``camera_id``, ``agent_id``,
   ``ts``, ``size``, ``sha256``, ``kafka`` {topic, partition, offset}.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -88,8 +89,11 @@ def detect_timeseries(db) -> TimeseriesSupport:
         ts_opts = (info.get("options") or {}).get("timeseries")
         if info.get("type") == "timeseries" and ts_opts and ts_opts.get("timeField") == "ts":
             return TimeseriesSupport(True, f"listCollections: type=timeseries, options.timeseries={ts_opts}")
-        return TimeseriesSupport(False, f"create accepted the timeseries options but ignored them: listCollections "
-                                        f"reports type={info.get('type')!r}, options={info.get('options')!r}")
+        return TimeseriesSupport(
+            False,
+            f"create accepted the timeseries options but ignored them: listCollections "
+            f"reports type={info.get('type')!r}, options={info.get('options')!r}",
+        )
     finally:
         try:
             db.drop_collection(name)
@@ -116,14 +120,17 @@ def set_retention(coll, days: float, field_name: str = TTL_FIELD) -> dict[str, A
         return {"field": field_name, "expireAfterSeconds": seconds, "index": cur["name"], "action": "unchanged"}
     if cur is not None:
         try:
-            coll.database.command("collMod", coll.name, index={"keyPattern": {field_name: 1}, "expireAfterSeconds": seconds})
+            coll.database.command(
+                "collMod", coll.name, index={"keyPattern": {field_name: 1}, "expireAfterSeconds": seconds}
+            )
         except Exception as e:  # noqa: BLE001
             log.info("collMod refused", extra={"collection": coll.name, "error": str(e)})
         after = ttl_index(coll, field_name)
         if after is not None and int(after["expireAfterSeconds"]) == seconds:
             return {"field": field_name, "expireAfterSeconds": seconds, "index": after["name"], "action": "collMod"}
-        log.warning("server ignored collMod of the TTL index; dropping and recreating it",
-                    extra={"collection": coll.name})
+        log.warning(
+            "server ignored collMod of the TTL index; dropping and recreating it", extra={"collection": coll.name}
+        )
         coll.drop_index(cur["name"])
         how = "recreated (server ignored collMod)"
     else:
@@ -159,11 +166,15 @@ def init_warehouse(client, database: str, wcfg: WarehouseConfig) -> InitReport:
         rep.ttl[name] = set_retention(coll, days)
     rep.timeseries = detect_timeseries(db)
     if not rep.timeseries.supported:
-        rep.notes.append("time-series collections: NOT supported by this server (" + rep.timeseries.detail + "); "
-                         "the warehouse uses regular collections + TTL indexes")
+        rep.notes.append(
+            "time-series collections: NOT supported by this server (" + rep.timeseries.detail + "); "
+            "the warehouse uses regular collections + TTL indexes"
+        )
     else:
-        rep.notes.append("time-series collections: supported; detections still use a regular collection because "
-                         "time-series collections cannot enforce unique _id upserts (exactly-once by event_id)")
+        rep.notes.append(
+            "time-series collections: supported; detections still use a regular collection because "
+            "time-series collections cannot enforce unique _id upserts (exactly-once by event_id)"
+        )
     return rep
 
 

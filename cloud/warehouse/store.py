@@ -1,12 +1,14 @@
 """Query, keyframe lookup, delete and export over the warehouse collections."""
+
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
@@ -17,8 +19,26 @@ from .schema import Names
 
 log = get_logger("warehouse")
 
-CSV_FIELDS = ["_id", "ts", "agent_id", "camera_id", "kind", "label", "class_id", "score", "track_id", "zones",
-              "box.x1", "box.y1", "box.x2", "box.y2", "seq", "model.name", "model.version", "keyframe.keyframe_id"]
+CSV_FIELDS = [
+    "_id",
+    "ts",
+    "agent_id",
+    "camera_id",
+    "kind",
+    "label",
+    "class_id",
+    "score",
+    "track_id",
+    "zones",
+    "box.x1",
+    "box.y1",
+    "box.x2",
+    "box.y2",
+    "seq",
+    "model.name",
+    "model.version",
+    "keyframe.keyframe_id",
+]
 
 
 @dataclass
@@ -28,8 +48,8 @@ class Query:
     label: str | None = None
     zone: str | None = None
     track: int | None = None
-    start: datetime | None = None      # inclusive
-    end: datetime | None = None        # exclusive
+    start: datetime | None = None  # inclusive
+    end: datetime | None = None  # exclusive
 
     def filter(self) -> dict[str, Any]:
         f: dict[str, Any] = {}
@@ -69,8 +89,16 @@ def _get(doc: dict, dotted: str) -> Any:
 
 
 class Warehouse:
-    def __init__(self, client, database: str, wcfg: WarehouseConfig | None = None, *, s3=None, bucket: str | None = None,
-                 presign_expiry_s: int = 3600):
+    def __init__(
+        self,
+        client,
+        database: str,
+        wcfg: WarehouseConfig | None = None,
+        *,
+        s3=None,
+        bucket: str | None = None,
+        presign_expiry_s: int = 3600,
+    ):
         self.client = client
         self.db = client[database]
         self.wcfg = wcfg or WarehouseConfig()
@@ -80,13 +108,21 @@ class Warehouse:
         self.s3, self.bucket, self.presign_expiry_s = s3, bucket, presign_expiry_s
 
     @classmethod
-    def from_config(cls, cloud, wcfg: WarehouseConfig | None = None) -> "Warehouse":
-        return cls(cloud.mongo.client(), cloud.mongo.warehouse_db, wcfg, s3=cloud.s3.client(),
-                   bucket=cloud.s3.keyframe_bucket, presign_expiry_s=cloud.s3.presign_expiry_s)
+    def from_config(cls, cloud, wcfg: WarehouseConfig | None = None) -> Warehouse:
+        return cls(
+            cloud.mongo.client(),
+            cloud.mongo.warehouse_db,
+            wcfg,
+            s3=cloud.s3.client(),
+            bucket=cloud.s3.keyframe_bucket,
+            presign_expiry_s=cloud.s3.presign_expiry_s,
+        )
 
     # ---- queries ----
     def find(self, q: Query, *, limit: int = 1000, newest_first: bool = True) -> list[dict]:
-        cur = self.detections.find(q.filter()).sort([("ts", DESCENDING if newest_first else ASCENDING), ("_id", ASCENDING)])
+        cur = self.detections.find(q.filter()).sort(
+            [("ts", DESCENDING if newest_first else ASCENDING), ("_id", ASCENDING)]
+        )
         if limit:
             cur = cur.limit(limit)
         return list(cur)
@@ -107,9 +143,11 @@ class Warehouse:
         if presign:
             if self.s3 is None:
                 raise RuntimeError("no S3 client configured for presigned URLs")
-            doc["url"] = self.s3.generate_presigned_url("get_object", Params={"Bucket": doc.get("bucket", self.bucket),
-                                                                              "Key": doc["s3_key"]},
-                                                        ExpiresIn=self.presign_expiry_s)
+            doc["url"] = self.s3.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": doc.get("bucket", self.bucket), "Key": doc["s3_key"]},
+                ExpiresIn=self.presign_expiry_s,
+            )
         return doc
 
     def keyframe_for_event(self, event_id: str) -> dict | None:
@@ -118,8 +156,14 @@ class Warehouse:
         return self.keyframe(ref["keyframe_id"]) if ref else None
 
     # ---- delete ----
-    def delete(self, *, camera: str | None = None, start: datetime | None = None, end: datetime | None = None,
-               delete_objects: bool = True) -> dict[str, int]:
+    def delete(
+        self,
+        *,
+        camera: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        delete_objects: bool = True,
+    ) -> dict[str, int]:
         """Delete detections and keyframes (index docs and, by default, their S3 objects) by camera and/or time range."""
         if camera is None and start is None and end is None:
             raise ValueError("refusing to delete everything: give a camera and/or a time range")
@@ -153,10 +197,15 @@ class Warehouse:
 
     # ---- export ----
     def iter_docs(self, q: Query) -> Iterator[dict]:
-        yield from self.detections.find(q.filter()).sort([("ts", ASCENDING), ("_id", ASCENDING)]).batch_size(self.wcfg.export_batch)
+        yield from (
+            self.detections.find(q.filter())
+            .sort([("ts", ASCENDING), ("_id", ASCENDING)])
+            .batch_size(self.wcfg.export_batch)
+        )
 
-    def export(self, q: Query, path: Path, fmt: str = "jsonl",
-               progress: Callable[[int, int], None] | None = None) -> int:
+    def export(
+        self, q: Query, path: Path, fmt: str = "jsonl", progress: Callable[[int, int], None] | None = None
+    ) -> int:
         """Write matching detections to ``path`` (``jsonl`` or ``csv``), oldest first; returns the count.
         Writes to ``<path>.part`` and renames at the end, so a failed export leaves no partial file."""
         if fmt not in ("jsonl", "csv"):

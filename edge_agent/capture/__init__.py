@@ -1,5 +1,6 @@
 """Edge capture service: one worker thread per camera, a supervisor with a watchdog,
 latest-frame-wins hand-off, optional motion gating. See :mod:`.supervisor`."""
+
 from .motion import MotionGate, MotionResult
 from .settings import BackoffSettings, CameraConfig, MotionSettings, WatchdogSettings
 from .sources import Source, SourceError, open_source
@@ -7,7 +8,19 @@ from .supervisor import CameraStatus, Supervisor
 from .worker import CameraState, CaptureWorker, Frame, HandoffSlot
 
 __all__ = [
-    "BackoffSettings", "CameraConfig", "CameraState", "CameraStatus", "CaptureWorker", "Frame",
-    "HandoffSlot", "MotionGate", "MotionResult", "MotionSettings", "Source", "SourceError",
-    "Supervisor", "WatchdogSettings", "open_source",
+    "BackoffSettings",
+    "CameraConfig",
+    "CameraState",
+    "CameraStatus",
+    "CaptureWorker",
+    "Frame",
+    "HandoffSlot",
+    "MotionGate",
+    "MotionResult",
+    "MotionSettings",
+    "Source",
+    "SourceError",
+    "Supervisor",
+    "WatchdogSettings",
+    "open_source",
 ]

@@ -10,11 +10,11 @@ is alive and trackers can age out). Frames it holds back are counted in ``skippe
 
 Cost: about 0.1-0.2 ms per frame at the default analysis width of 160 px.
 """
+
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -24,16 +24,16 @@ from .settings import MotionSettings
 
 @dataclass(slots=True)
 class MotionResult:
-    motion: bool        # the scene changed (score >= min_area)
-    score: float        # fraction of changed pixels
-    deliver: bool       # pass the frame to inference (motion, hold or heartbeat)
+    motion: bool  # the scene changed (score >= min_area)
+    score: float  # fraction of changed pixels
+    deliver: bool  # pass the frame to inference (motion, hold or heartbeat)
 
 
 class MotionGate:
     def __init__(self, settings: MotionSettings):
         self.settings = settings
-        self._bg: Optional[np.ndarray] = None
-        self._small: Optional[np.ndarray] = None
+        self._bg: np.ndarray | None = None
+        self._small: np.ndarray | None = None
         self._last_motion = -1e18
         self._last_deliver = -1e18
         self.skipped = 0
@@ -43,7 +43,7 @@ class MotionGate:
         """Forget the background (after a reconnect: the view may have changed)."""
         self._bg = None
 
-    def update(self, image: np.ndarray, now: Optional[float] = None) -> MotionResult:
+    def update(self, image: np.ndarray, now: float | None = None) -> MotionResult:
         s = self.settings
         now = time.monotonic() if now is None else now
         h, w = image.shape[:2]

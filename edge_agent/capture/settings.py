@@ -18,11 +18,12 @@ Example::
 
 The kind of source is derived from ``url`` (see :attr:`CameraConfig.kind`).
 """
+
 from __future__ import annotations
 
 import os
 import re
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -70,10 +71,10 @@ class BackoffSettings(StrictModel):
     jitter: float = Field(0.2, ge=0.0, lt=1.0)
     # Consecutive failed attempts (open failures / streams that die before delivering a
     # frame) before the camera is marked ``failed``. None = retry forever.
-    max_retries: Optional[int] = Field(10, ge=0)
+    max_retries: int | None = Field(10, ge=0)
 
     @model_validator(mode="after")
-    def _order(self) -> "BackoffSettings":
+    def _order(self) -> BackoffSettings:
         if self.max_s < self.initial_s:
             raise ValueError(f"backoff.max_s ({self.max_s}) must be >= backoff.initial_s ({self.initial_s})")
         return self
@@ -97,16 +98,16 @@ class CameraConfig(StrictModel):
     loop: bool = False
     enabled: bool = True
     # Deliver at most this many frames per second (others are skipped). None = every frame.
-    target_fps: Optional[float] = Field(None, gt=0.0, le=240.0)
+    target_fps: float | None = Field(None, gt=0.0, le=240.0)
     # Frame rate used to pace image folders and files whose container has no rate.
-    source_fps: Optional[float] = Field(None, gt=0.0, le=240.0)
+    source_fps: float | None = Field(None, gt=0.0, le=240.0)
     # Pace files at their native rate (like a camera). False = as fast as decoding allows.
     realtime: bool = True
-    max_width: Optional[int] = Field(None, ge=16)
-    max_height: Optional[int] = Field(None, ge=16)
+    max_width: int | None = Field(None, ge=16)
+    max_height: int | None = Field(None, ge=16)
     # Region of interest x, y, w, h: all values in [0, 1] = fractions of the frame,
     # otherwise integer pixels. Applied before the resolution cap.
-    roi: Optional[tuple[float, float, float, float]] = None
+    roi: tuple[float, float, float, float] | None = None
     motion: MotionSettings = Field(default_factory=MotionSettings)
     watchdog: WatchdogSettings = Field(default_factory=WatchdogSettings)
     backoff: BackoffSettings = Field(default_factory=BackoffSettings)
@@ -165,7 +166,7 @@ class CameraConfig(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _cross(self) -> "CameraConfig":
+    def _cross(self) -> CameraConfig:
         kind = self.kind
         if self.transport == "udp" and kind != "rtsp":
             raise ValueError(f"transport 'udp' only applies to rtsp:// sources (this source is {kind})")

@@ -18,13 +18,13 @@ A source is validated at open time by decoding its first frame, so an unsupporte
 codec, a garbage file or a file without a video stream fails in ``open_source`` (for
 local files permanently: retrying cannot help).
 """
+
 from __future__ import annotations
 
 import os
 import socket
 import threading
 from urllib.parse import urlsplit
-from typing import Optional
 
 import cv2
 import numpy as np
@@ -48,7 +48,7 @@ class _FfmpegOptionsGate:
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._current: Optional[str] = None
+        self._current: str | None = None
         self._holders = 0
 
     def acquire(self, options: str) -> None:
@@ -108,27 +108,29 @@ def _diagnose(cfg: CameraConfig) -> str:
             pass
     except socket.gaierror as e:
         return f"cannot resolve host {host!r} ({e.strerror or e})"
-    except socket.timeout:
+    except TimeoutError:
         return f"no answer from {host}:{port} (timed out)"
     except OSError as e:
         return f"cannot connect to {host}:{port} ({e.strerror or e})"
-    return (f"{host}:{port} accepts connections but the stream could not be opened within "
-            f"{cfg.watchdog.open_timeout_s:g}s (wrong path, authentication required, no video "
-            "stream or unsupported codec)")
+    return (
+        f"{host}:{port} accepts connections but the stream could not be opened within "
+        f"{cfg.watchdog.open_timeout_s:g}s (wrong path, authentication required, no video "
+        "stream or unsupported codec)"
+    )
 
 
 class Source:
     """A frame source: ``grab()`` (decode, cheap to skip) then ``retrieve()`` (BGR array)."""
 
     kind: str = "?"
-    native_fps: Optional[float] = None   # frames per second the source produces (None = unknown)
-    paced: bool = False                  # True: the reader must pace itself (files, folders)
+    native_fps: float | None = None  # frames per second the source produces (None = unknown)
+    paced: bool = False  # True: the reader must pace itself (files, folders)
     description: str = ""
 
     def grab(self) -> bool:
         raise NotImplementedError
 
-    def retrieve(self) -> Optional[np.ndarray]:
+    def retrieve(self) -> np.ndarray | None:
         raise NotImplementedError
 
     def rewind(self) -> None:
@@ -146,16 +148,18 @@ class CvSource(Source):
         self.cfg = cfg
         self.kind = cfg.kind
         self.paced = cfg.kind == "file" and cfg.realtime
-        self._cap: Optional[cv2.VideoCapture] = None
-        self._pending: Optional[np.ndarray] = None  # first frame decoded by the validation
+        self._cap: cv2.VideoCapture | None = None
+        self._pending: np.ndarray | None = None  # first frame decoded by the validation
         self._open()
 
     def _open(self) -> None:
         cfg = self.cfg
         wd = cfg.watchdog
         params = [
-            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(wd.open_timeout_s * 1000),
-            cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(wd.read_timeout_s * 1000),
+            cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+            int(wd.open_timeout_s * 1000),
+            cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+            int(wd.read_timeout_s * 1000),
         ]
         if cfg.kind == "usb":
             cap = cv2.VideoCapture(cfg.usb_index, cv2.CAP_V4L2, params)
@@ -183,14 +187,15 @@ class CvSource(Source):
             if cfg.kind == "file":
                 raise SourceError(
                     f"cannot open {what}: not a readable video (unknown container, no video stream "
-                    "or unsupported codec)", permanent=True)
+                    "or unsupported codec)",
+                    permanent=True,
+                )
             raise SourceError(f"cannot open {what}: {_diagnose(cfg)}")
         codec = _fourcc_text(cap)
         ok, first = cap.read()
         if not ok or first is None or first.size == 0:
             cap.release()
-            msg = (f"{what} opened (codec {codec}) but no frame could be decoded: "
-                   "unsupported codec or corrupt data")
+            msg = f"{what} opened (codec {codec}) but no frame could be decoded: unsupported codec or corrupt data"
             raise SourceError(msg, permanent=cfg.kind == "file")
         fps = cap.get(cv2.CAP_PROP_FPS)
         self.native_fps = cfg.source_fps or (fps if fps and 0.5 <= fps <= 240 else None)
@@ -207,7 +212,7 @@ class CvSource(Source):
         assert self._cap is not None
         return bool(self._cap.grab())
 
-    def retrieve(self) -> Optional[np.ndarray]:
+    def retrieve(self) -> np.ndarray | None:
         if self._pending is not None:
             img, self._pending = self._pending, None
             return img
@@ -244,7 +249,7 @@ class FolderSource(Source):
             raise SourceError(f"image folder {root} has no images ({', '.join(IMAGE_EXTS)})", permanent=True)
         self._files = [os.path.join(root, n) for n in names]
         self._i = 0
-        self._img: Optional[np.ndarray] = None
+        self._img: np.ndarray | None = None
         self.decode_errors = 0
         self.native_fps = cfg.source_fps or 5.0
         self.paced = cfg.realtime
@@ -263,7 +268,7 @@ class FolderSource(Source):
             self.decode_errors += 1
         return False
 
-    def retrieve(self) -> Optional[np.ndarray]:
+    def retrieve(self) -> np.ndarray | None:
         img, self._img = self._img, None
         return img
 
@@ -279,5 +284,5 @@ def open_source(cfg: CameraConfig) -> Source:
         return CvSource(cfg)
     except SourceError:
         raise
-    except Exception as e:  # OpenCV errors, odd paths...: never let them kill the worker
+    except Exception as e:  # OpenCV errors, odd paths...: never let them kill the worker  # noqa: BLE001 - any failure is reported, the loop goes on
         raise SourceError(f"cannot open {cfg.kind} source: {type(e).__name__}: {e}") from None

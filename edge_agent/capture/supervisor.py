@@ -24,13 +24,14 @@ decoder past the read timeout, it is abandoned (its late frames are discarded) a
 fresh worker takes over, so a wedged stream never needs a process restart. It also
 computes the per-camera fps gauge.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 from edgesight.log import get_logger
 
@@ -45,18 +46,24 @@ class CameraStatus:
     camera_id: str
     state: CameraState
     reason: str
-    since: float                 # wall-clock epoch seconds of the last transition
-    fps: float                   # delivered frames per second, recent window
-    read_fps: float              # decoded frames per second, recent window
+    since: float  # wall-clock epoch seconds of the last transition
+    fps: float  # delivered frames per second, recent window
+    read_fps: float  # decoded frames per second, recent window
     enabled: bool
     url: str
     counters: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
-            "camera": self.camera_id, "state": self.state.value, "reason": self.reason,
-            "since": self.since, "fps": round(self.fps, 2), "read_fps": round(self.read_fps, 2),
-            "enabled": self.enabled, "url": self.url, **self.counters,
+            "camera": self.camera_id,
+            "state": self.state.value,
+            "reason": self.reason,
+            "since": self.since,
+            "fps": round(self.fps, 2),
+            "read_fps": round(self.read_fps, 2),
+            "enabled": self.enabled,
+            "url": self.url,
+            **self.counters,
         }
 
 
@@ -67,7 +74,7 @@ class _Camera:
         self.cfg = cfg
         self.stats = CameraStats(cfg.id)
         self.slot = HandoffSlot(cfg.id, cond, self.stats)
-        self.worker: Optional[CaptureWorker] = None
+        self.worker: CaptureWorker | None = None
         self.generation = 0
         self.state = CameraState.STOPPED
         self.reason = "not started"
@@ -76,23 +83,29 @@ class _Camera:
         self.samples: deque[tuple[float, int, int]] = deque(maxlen=7)
         self.fps = 0.0
         self.read_fps = 0.0
-        self.stall_since: Optional[float] = None   # when the watchdog asked for a reconnect
+        self.stall_since: float | None = None  # when the watchdog asked for a reconnect
         self.abandoned: list[CaptureWorker] = []
         self.target_fps = cfg.target_fps
 
 
 class Supervisor:
-    def __init__(self, cameras: list[CameraConfig], *, agent_id: str = "edge",
-                 on_state_change: Optional[StateChangeHook] = None, watchdog_interval: float = 0.5):
+    def __init__(
+        self,
+        cameras: list[CameraConfig],
+        *,
+        agent_id: str = "edge",
+        on_state_change: StateChangeHook | None = None,
+        watchdog_interval: float = 0.5,
+    ):
         self.agent_id = agent_id
         self.on_state_change = on_state_change
         self.watchdog_interval = watchdog_interval
         self._cond = threading.Condition()
-        self._lock = threading.RLock()          # camera table and state changes
+        self._lock = threading.RLock()  # camera table and state changes
         self._cams: dict[str, _Camera] = {}
         self._running = False
         self._wd_stop = threading.Event()
-        self._wd: Optional[threading.Thread] = None
+        self._wd: threading.Thread | None = None
         self._log = get_logger("capture", agent=agent_id)
         for cfg in cameras:
             if cfg.id in self._cams:
@@ -127,7 +140,7 @@ class Supervisor:
         with self._cond:
             self._cond.notify_all()
 
-    def __enter__(self) -> "Supervisor":
+    def __enter__(self) -> Supervisor:
         self.start()
         return self
 
@@ -178,7 +191,7 @@ class Supervisor:
         if worker is not None:
             worker.join(timeout)
 
-    def restart_camera(self, camera_id: str, cfg: Optional[CameraConfig] = None, timeout: float = 5.0) -> None:
+    def restart_camera(self, camera_id: str, cfg: CameraConfig | None = None, timeout: float = 5.0) -> None:
         """Stop and start one camera (optionally with a new configuration).
 
         The old worker is given ``timeout`` s to let go of the source first (cameras often
@@ -199,7 +212,7 @@ class Supervisor:
                 cam.target_fps = cfg.target_fps
             self._launch(cam, force=True)
 
-    def set_fps(self, camera_id: str, fps: Optional[float]) -> None:
+    def set_fps(self, camera_id: str, fps: float | None) -> None:
         if fps is not None and not (0 < fps <= 240):
             raise ValueError(f"fps must be in (0, 240] or None (got {fps})")
         with self._lock:
@@ -218,19 +231,19 @@ class Supervisor:
             return self._get(camera_id).cfg
 
     # ------------------------------------------------------------------ frames
-    def latest(self, camera_id: str) -> Optional[Frame]:
+    def latest(self, camera_id: str) -> Frame | None:
         """The newest frame of a camera (taken or not; does not mark it taken)."""
         with self._lock:
             cam = self._cams.get(camera_id)
         return cam.slot.peek() if cam else None
 
-    def take(self, camera_id: str) -> Optional[Frame]:
+    def take(self, camera_id: str) -> Frame | None:
         """The newest frame not taken yet, or None; marks it taken."""
         with self._lock:
             cam = self._cams.get(camera_id)
         return cam.slot.take() if cam else None
 
-    def wait_any(self, timeout: Optional[float] = None) -> list[Frame]:
+    def wait_any(self, timeout: float | None = None) -> list[Frame]:
         """Wait until at least one camera has a frame not taken yet; take the newest of each.
 
         Returns [] on timeout or when the supervisor stops. Meant for one consumer.
@@ -263,8 +276,9 @@ class Supervisor:
         if cam.worker is not None and cam.worker.motion_gate is not None:
             counters["motion_skipped"] = cam.worker.motion_gate.skipped
         counters["target_fps"] = cam.target_fps
-        return CameraStatus(cam.cfg.id, cam.state, cam.reason, cam.since, cam.fps, cam.read_fps,
-                            cam.cfg.enabled, cam.cfg.url, counters)
+        return CameraStatus(
+            cam.cfg.id, cam.state, cam.reason, cam.since, cam.fps, cam.read_fps, cam.cfg.enabled, cam.cfg.url, counters
+        )
 
     # ------------------------------------------------------------------ internals
     def _get(self, camera_id: str) -> _Camera:
@@ -273,7 +287,7 @@ class Supervisor:
         except KeyError:
             raise KeyError(f"unknown camera {camera_id!r}") from None
 
-    def _launch(self, cam: _Camera, force: bool = False, resume_reason: Optional[str] = None) -> None:
+    def _launch(self, cam: _Camera, force: bool = False, resume_reason: str | None = None) -> None:
         """Start a fresh worker for ``cam`` (lock held)."""
         if not cam.cfg.enabled and not force:
             self._transition(cam, CameraState.DISABLED, "disabled in configuration")
@@ -283,8 +297,15 @@ class Supervisor:
             return
         cam.generation += 1
         seq = cam.worker.seq if cam.worker is not None else max(0, cam.stats.last_delivered_seq)
-        w = CaptureWorker(cam.cfg, cam.slot, cam.stats, self._worker_state, seq_start=seq,
-                          generation=cam.generation, resume_reason=resume_reason)
+        w = CaptureWorker(
+            cam.cfg,
+            cam.slot,
+            cam.stats,
+            self._worker_state,
+            seq_start=seq,
+            generation=cam.generation,
+            resume_reason=resume_reason,
+        )
         w.target_fps = cam.target_fps
         cam.worker = w
         cam.stall_since = None
@@ -295,7 +316,7 @@ class Supervisor:
         w = cam.worker
         if w is not None:
             w.stop()
-            cam.generation += 1   # from now on, the old worker's callbacks are stale
+            cam.generation += 1  # from now on, the old worker's callbacks are stale
         if keep_terminal and cam.state in (CameraState.FAILED, CameraState.DISABLED, CameraState.STOPPED):
             return  # keep why it failed / that it is disabled
         self._transition(cam, CameraState.STOPPED, reason)
@@ -305,7 +326,7 @@ class Supervisor:
             cam = self._cams.get(worker.cfg.id)
             if cam is None or cam.worker is not worker or worker.generation != cam.generation or worker.stopping:
                 return
-            cam.stall_since = None   # the worker is out of the decoder: not stuck
+            cam.stall_since = None  # the worker is out of the decoder: not stuck
             self._transition(cam, state, reason)
 
     def _transition(self, cam: _Camera, state: CameraState, reason: str) -> None:
@@ -326,7 +347,7 @@ class Supervisor:
         if hook is not None and old != state:
             try:
                 hook(cid, old, state, reason)
-            except Exception:  # a faulty hook must not break capture
+            except Exception:  # a faulty hook must not break capture  # noqa: BLE001 - any failure is reported, the loop goes on
                 self._log.exception("on_state_change hook failed", extra={"camera": cid})
 
     def _watchdog(self) -> None:
@@ -337,7 +358,7 @@ class Supervisor:
             for cam in cams:
                 try:
                     self._check(cam, now)
-                except Exception:  # pragma: no cover - never let the watchdog die
+                except Exception:  # pragma: no cover - never let the watchdog die  # noqa: BLE001 - any failure is reported, the loop goes on
                     self._log.exception("watchdog check failed", extra={"camera": cam.cfg.id})
 
     def _check(self, cam: _Camera, now: float) -> None:
@@ -352,8 +373,7 @@ class Supervisor:
         M_FPS.labels(cam.cfg.id).set(cam.fps if cam.state == CameraState.STREAMING else 0.0)
         with self._lock:
             w = cam.worker
-            if w is None or w.stopping or not (
-                    cam.state == CameraState.STREAMING or cam.stall_since is not None):
+            if w is None or w.stopping or not (cam.state == CameraState.STREAMING or cam.stall_since is not None):
                 return
             wd = cam.cfg.watchdog
             last = st.last_frame_mono
@@ -366,7 +386,8 @@ class Supervisor:
                     cam.stall_since = now
                     self._log.warning(
                         f"camera {cam.cfg.id}: stalled, no frame for {silent:.1f}s; forcing reconnect",
-                        extra={"camera": cam.cfg.id, "silent_s": round(silent, 2)})
+                        extra={"camera": cam.cfg.id, "silent_s": round(silent, 2)},
+                    )
                     why = f"stalled: no frame for {silent:.1f}s"
                     w.request_reconnect(why)
                     # report it now: the worker may sit in the decoder until its read timeout
@@ -376,7 +397,8 @@ class Supervisor:
                 self._log.error(
                     f"camera {cam.cfg.id}: worker stuck for {now - cam.stall_since:.1f}s after a reconnect "
                     "request; replacing it",
-                    extra={"camera": cam.cfg.id})
+                    extra={"camera": cam.cfg.id},
+                )
                 w.stop()
                 cam.abandoned = [a for a in cam.abandoned if a.is_alive()] + [w]
                 cam.stats.reconnect()

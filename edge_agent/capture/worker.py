@@ -45,15 +45,16 @@ skipped frames are never colour-converted) -> pacing of files/folders at their n
 rate -> ``retrieve()`` (BGR) -> ROI crop -> resolution cap (INTER_AREA) -> optional
 motion gate -> hand-off.
 """
+
 from __future__ import annotations
 
 import random
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable, Optional
 
 import cv2
 import numpy as np
@@ -81,11 +82,11 @@ class CameraState(str, Enum):
 @dataclass(slots=True)
 class Frame:
     camera_id: str
-    seq: int                      # monotonic per camera (never reset by reconnects)
-    ts: float                     # capture wall-clock time, epoch seconds
-    mono: float                   # time.monotonic() at capture
-    image: np.ndarray             # BGR, after ROI crop and resolution cap
-    motion: Optional[bool] = None  # None: motion gating off
+    seq: int  # monotonic per camera (never reset by reconnects)
+    ts: float  # capture wall-clock time, epoch seconds
+    mono: float  # time.monotonic() at capture
+    image: np.ndarray  # BGR, after ROI crop and resolution cap
+    motion: bool | None = None  # None: motion gating off
     # Mapping back to the camera's full frame: full = image_xy / scale + origin.
     origin: tuple[int, int] = (0, 0)
     scale: float = 1.0
@@ -99,16 +100,18 @@ class Frame:
 # --- metrics (label camera; get-or-create, shared by all supervisors in the process) ---
 M_READ = metrics.counter("capture_frames_read_total", "Frames decoded from the source", ["camera"])
 M_DELIVERED = metrics.counter("capture_frames_delivered_total", "Frames written to the hand-off slot", ["camera"])
-M_DROPPED = metrics.counter("capture_frames_dropped_total", "Frames not handed to the pipeline, by reason",
-                            ["camera", "reason"])
+M_DROPPED = metrics.counter(
+    "capture_frames_dropped_total", "Frames not handed to the pipeline, by reason", ["camera", "reason"]
+)
 M_DECODE_ERR = metrics.counter("capture_decode_errors_total", "Frames/images that could not be decoded", ["camera"])
 M_RECONNECTS = metrics.counter("capture_reconnects_total", "Reconnection attempts", ["camera"])
 M_FPS = metrics.gauge("capture_fps", "Frames delivered per second (recent window)", ["camera"])
-M_LATENCY = metrics.histogram("capture_handoff_latency_seconds",
-                              "Age of a frame (capture -> taken by the pipeline)", ["camera"])
+M_LATENCY = metrics.histogram(
+    "capture_handoff_latency_seconds", "Age of a frame (capture -> taken by the pipeline)", ["camera"]
+)
 M_STATE = metrics.gauge("capture_state", "1 for the camera's current state", ["camera", "state"])
 
-HEALTHY_SESSION_S = 5.0   # a stream that lasted this long resets the reconnect backoff
+HEALTHY_SESSION_S = 5.0  # a stream that lasted this long resets the reconnect backoff
 
 DROP_REASONS = ("skipped_for_fps", "overwritten_unconsumed", "motion_gated", "decode_error")
 
@@ -125,7 +128,7 @@ class CameraStats:
         self.dropped: dict[str, int] = {r: 0 for r in DROP_REASONS}
         self.decode_errors = 0
         self.reconnects = 0
-        self.last_frame_mono: Optional[float] = None  # last successful grab
+        self.last_frame_mono: float | None = None  # last successful grab
         self.last_delivered_seq = -1
         self.source_description = ""
         self._m_read = M_READ.labels(camera_id)
@@ -177,7 +180,8 @@ class CameraStats:
             "decode_errors": self.decode_errors,
             "reconnects": self.reconnects,
             "last_seq": self.last_delivered_seq,
-            "last_frame_age_s": None if self.last_frame_mono is None
+            "last_frame_age_s": None
+            if self.last_frame_mono is None
             else round(time.monotonic() - self.last_frame_mono, 3),
             "source": self.source_description,
         }
@@ -190,8 +194,8 @@ class HandoffSlot:
         self.camera_id = camera_id
         self._cond = cond
         self._stats = stats
-        self._frame: Optional[Frame] = None
-        self._taken_seq = -1   # seq of the last frame a consumer took
+        self._frame: Frame | None = None
+        self._taken_seq = -1  # seq of the last frame a consumer took
 
     def put(self, frame: Frame) -> None:
         with self._cond:
@@ -202,14 +206,14 @@ class HandoffSlot:
             self._cond.notify_all()
 
     # the following are called with the condition held (by the Supervisor) or standalone
-    def peek(self) -> Optional[Frame]:
+    def peek(self) -> Frame | None:
         return self._frame
 
     def has_new(self) -> bool:
         f = self._frame
         return f is not None and f.seq > self._taken_seq
 
-    def take_locked(self) -> Optional[Frame]:
+    def take_locked(self) -> Frame | None:
         """Newest frame not taken yet (caller holds the condition); marks it taken."""
         f = self._frame
         if f is None or f.seq <= self._taken_seq:
@@ -218,7 +222,7 @@ class HandoffSlot:
         self._stats.taken(time.monotonic() - f.mono)
         return f
 
-    def take(self) -> Optional[Frame]:
+    def take(self) -> Frame | None:
         with self._cond:
             return self.take_locked()
 
@@ -237,24 +241,33 @@ class CaptureWorker(threading.Thread):
     ignores calls from a worker it has abandoned (see ``generation``).
     """
 
-    def __init__(self, cfg: CameraConfig, slot: HandoffSlot, stats: CameraStats, on_state: StateCallback,
-                 *, seq_start: int = 0, generation: int = 0, resume_reason: Optional[str] = None):
+    def __init__(
+        self,
+        cfg: CameraConfig,
+        slot: HandoffSlot,
+        stats: CameraStats,
+        on_state: StateCallback,
+        *,
+        seq_start: int = 0,
+        generation: int = 0,
+        resume_reason: str | None = None,
+    ):
         super().__init__(name=f"capture-{cfg.id}-{generation}", daemon=True)
         self.cfg = cfg
         self.slot = slot
         self.stats = stats
         self.generation = generation
-        self.target_fps: Optional[float] = cfg.target_fps
+        self.target_fps: float | None = cfg.target_fps
         self.seq = seq_start
         self._on_state = on_state
         self._stop_evt = threading.Event()
-        self._reconnect_reason: Optional[str] = None
+        self._reconnect_reason: str | None = None
         self._log = get_logger("capture", camera=cfg.id)
         self._rng = random.Random()
         self.motion_gate = MotionGate(cfg.motion) if cfg.motion.enabled else None
-        self.session_start: Optional[float] = None
+        self.session_start: float | None = None
         self.source_period = 0.0
-        self._resume_reason = resume_reason   # set when replacing a stuck worker
+        self._resume_reason = resume_reason  # set when replacing a stuck worker
 
     # -- control (any thread) --
     def stop(self) -> None:
@@ -270,7 +283,7 @@ class CaptureWorker(threading.Thread):
     # -- thread body --
     def run(self) -> None:
         cfg = self.cfg
-        failures = 0          # consecutive attempts that did not lead to a healthy stream
+        failures = 0  # consecutive attempts that did not lead to a healthy stream
         first = self._resume_reason is None
         reason = self._resume_reason or "starting"
         max_retries = cfg.backoff.max_retries
@@ -280,7 +293,7 @@ class CaptureWorker(threading.Thread):
                 self.stats.reconnect()
             first = False
             self._resume_reason = None
-            src: Optional[Source] = None
+            src: Source | None = None
             try:
                 src = open_source(cfg)
             except SourceError as e:
@@ -290,13 +303,16 @@ class CaptureWorker(threading.Thread):
                     self._set_state(CameraState.FAILED, why)
                     return
                 delay = cfg.backoff.delay(failures, self._rng.random())
-                reason = f"{e.reason}; retry {failures}" + (f"/{max_retries}" if max_retries is not None else "") + \
-                    f" in {delay:.1f}s"
+                reason = (
+                    f"{e.reason}; retry {failures}"
+                    + (f"/{max_retries}" if max_retries is not None else "")
+                    + f" in {delay:.1f}s"
+                )
                 self._set_state(CameraState.RECONNECTING, reason)
                 if self._stop_evt.wait(delay):
                     break
                 continue
-            except Exception as e:  # pragma: no cover - defensive
+            except Exception as e:  # pragma: no cover - defensive  # noqa: BLE001 - any failure is reported, the loop goes on
                 failures += 1
                 reason = f"internal error opening source: {type(e).__name__}: {e}"
                 self._log.error(reason, extra={"exc_text": traceback.format_exc()})
@@ -318,7 +334,7 @@ class CaptureWorker(threading.Thread):
                     src.release()
                     self._set_state(CameraState.FAILED, e.reason)
                     return
-            except Exception as e:  # a decoder/OpenCV error must never kill the worker
+            except Exception as e:  # a decoder/OpenCV error must never kill the worker  # noqa: BLE001 - any failure is reported, the loop goes on
                 end = f"capture error: {type(e).__name__}: {e}"
                 self._log.error(end, extra={"exc_text": traceback.format_exc()})
             finally:
@@ -353,10 +369,10 @@ class CaptureWorker(threading.Thread):
         stop = self._stop_evt
         mono = time.monotonic
         period_src = 1.0 / src.native_fps if src.paced and src.native_fps else 0.0
-        self.source_period = period_src   # the watchdog allows for slow paced sources
-        next_due = mono()             # pacing of files/folders
-        next_keep = 0.0               # frame-rate skipping
-        pass_frames = 0               # frames read in this pass over a file (loop detection)
+        self.source_period = period_src  # the watchdog allows for slow paced sources
+        next_due = mono()  # pacing of files/folders
+        next_keep = 0.0  # frame-rate skipping
+        pass_frames = 0  # frames read in this pass over a file (loop detection)
         consecutive_bad = 0
         seen_src_errors = getattr(src, "decode_errors", 0)
         self.session_start = mono()
@@ -375,18 +391,20 @@ class CaptureWorker(threading.Thread):
                     src.rewind()
                     pass_frames = 0
                     continue
-                return (f"stream ended or no data for {cfg.watchdog.read_timeout_s:g}s "
-                        "(server gone, network down or read timeout)")
+                return (
+                    f"stream ended or no data for {cfg.watchdog.read_timeout_s:g}s "
+                    "(server gone, network down or read timeout)"
+                )
             pass_frames += 1
             stats.read(now)
-            src_errors = getattr(src, "decode_errors", 0)   # images a folder source skipped
+            src_errors = getattr(src, "decode_errors", 0)  # images a folder source skipped
             while seen_src_errors < src_errors:
                 seen_src_errors += 1
                 stats.decode_error()
             # pacing at native rate (files and folders behave like a camera)
             if period_src:
                 next_due += period_src
-                if next_due < now - 1.0:          # far behind (slow disk, paused): resync
+                if next_due < now - 1.0:  # far behind (slow disk, paused): resync
                     next_due = now
                 elif next_due > now:
                     if stop.wait(next_due - now):
@@ -431,7 +449,7 @@ class CaptureWorker(threading.Thread):
         roi = cfg.roi_pixels(w, h)
         if roi is not None:
             ox, oy, rw, rh = roi
-            img = img[oy:oy + rh, ox:ox + rw]
+            img = img[oy : oy + rh, ox : ox + rw]
         ih, iw = img.shape[:2]
         scale = 1.0
         if cfg.max_width and iw > cfg.max_width:

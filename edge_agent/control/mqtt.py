@@ -14,6 +14,7 @@ one at a time in arrival order; the handler's return value becomes the ack's
 ``result`` and any exception its ``error``. Nothing a command does can crash
 the agent.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,10 @@ import socket
 import ssl
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from pydantic import Field, SecretStr, model_validator
@@ -36,7 +38,9 @@ from edgesight.metrics import counter, gauge
 from edgesight.wire import AgentStatus, CameraStatus, ControlAck, WireError, decode_command, dumps
 from edgesight.wire.topics import mqtt_topics
 
-COMMANDS = counter("control_commands_total", "Control commands received, by action and outcome", ["agent", "action", "outcome"])
+COMMANDS = counter(
+    "control_commands_total", "Control commands received, by action and outcome", ["agent", "action", "outcome"]
+)
 CONNECTED = gauge("control_connected", "1 while the agent is connected to its MQTT broker", ["agent"])
 
 
@@ -55,7 +59,7 @@ class ControlConfig(StrictModel):
     status_interval_s: float = Field(10.0, gt=0)
 
     @model_validator(mode="after")
-    def _check(self) -> "ControlConfig":
+    def _check(self) -> ControlConfig:
         if self.password is not None and not self.username:
             raise ValueError("password is set but username is missing")
         if self.ca_file is not None and not self.tls:
@@ -84,15 +88,25 @@ class ControlPlane:
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._worker = threading.Thread(target=self._work, name=f"control-{agent_id}", daemon=True)
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                   client_id=f"edgesight-agent-{agent_id}-{uuid.uuid4().hex[:6]}",
-                                   clean_session=True)
+        self._client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"edgesight-agent-{agent_id}-{uuid.uuid4().hex[:6]}",
+            clean_session=True,
+        )
         if config.username:
-            self._client.username_pw_set(config.username, config.password.get_secret_value() if config.password else None)
+            self._client.username_pw_set(
+                config.username, config.password.get_secret_value() if config.password else None
+            )
         if config.tls:
             self._client.tls_set(ca_certs=str(config.ca_file) if config.ca_file else None, cert_reqs=ssl.CERT_REQUIRED)
-        will = {"schema": "edgesight.status/1", "agent_id": agent_id, "state": "offline", "version": __version__,
-                "hostname": socket.gethostname(), "ts": _now().isoformat().replace("+00:00", "Z")}
+        will = {
+            "schema": "edgesight.status/1",
+            "agent_id": agent_id,
+            "state": "offline",
+            "version": __version__,
+            "hostname": socket.gethostname(),
+            "ts": _now().isoformat().replace("+00:00", "Z"),
+        }
         self._client.will_set(self.topics["status"], json.dumps(will), qos=1, retain=True)
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
@@ -107,7 +121,9 @@ class ControlPlane:
             self._client.connect(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
         except OSError as e:
             # The broker may come later: paho keeps retrying in its loop. Say so plainly.
-            self.log.warning(f"MQTT broker {self.config.host}:{self.config.port} unreachable ({e}); retrying in background")
+            self.log.warning(
+                f"MQTT broker {self.config.host}:{self.config.port} unreachable ({e}); retrying in background"
+            )
             self._client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
         self._client.loop_start()
         if wait_s and not self._connected.wait(wait_s):
@@ -152,8 +168,10 @@ class ControlPlane:
         client.subscribe(self.topics["command"], qos=1)
         self._connected.set()
         CONNECTED.labels(self.agent_id).set(1)
-        self.log.info("MQTT connected", extra={"broker": f"{self.config.host}:{self.config.port}",
-                                                "command_topic": self.topics["command"]})
+        self.log.info(
+            "MQTT connected",
+            extra={"broker": f"{self.config.host}:{self.config.port}", "command_topic": self.topics["command"]},
+        )
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
         self._connected.clear()
@@ -185,8 +203,12 @@ class ControlPlane:
             return
         if cmd.agent_id is not None and cmd.agent_id != self.agent_id:
             COMMANDS.labels(self.agent_id, cmd.action, "rejected").inc()
-            self._ack(cmd.command_id, cmd.action, ok=False,
-                      error=f"command addressed to agent {cmd.agent_id!r}, this is {self.agent_id!r}")
+            self._ack(
+                cmd.command_id,
+                cmd.action,
+                ok=False,
+                error=f"command addressed to agent {cmd.agent_id!r}, this is {self.agent_id!r}",
+            )
             return
         try:
             result = self.handler(cmd) or {}
@@ -195,7 +217,7 @@ class ControlPlane:
             self.log.warning(f"command {cmd.action} failed: {e}", extra={"command_id": cmd.command_id})
             self._ack(cmd.command_id, cmd.action, ok=False, error=str(e))
             return
-        except Exception as e:  # noqa: BLE001 - a command must never take the agent down
+        except Exception as e:
             COMMANDS.labels(self.agent_id, cmd.action, "failed").inc()
             self.log.exception(f"command {cmd.action} raised", extra={"command_id": cmd.command_id})
             self._ack(cmd.command_id, cmd.action, ok=False, error=f"internal error: {type(e).__name__}: {e}")
@@ -205,10 +227,18 @@ class ControlPlane:
         self.log.info(f"command {cmd.action} done", extra={"command_id": cmd.command_id, "result": result})
         self._ack(cmd.command_id, cmd.action, ok=True, result=result)
 
-    def _ack(self, command_id: str, action: str | None, *, ok: bool, result: dict | None = None,
-             error: str | None = None) -> None:
-        ack = ControlAck(command_id=command_id, agent_id=self.agent_id, action=action, ok=ok, result=result or {},
-                         error=error, ts=_now())
+    def _ack(
+        self, command_id: str, action: str | None, *, ok: bool, result: dict | None = None, error: str | None = None
+    ) -> None:
+        ack = ControlAck(
+            command_id=command_id,
+            agent_id=self.agent_id,
+            action=action,
+            ok=ok,
+            result=result or {},
+            error=error,
+            ts=_now(),
+        )
         self._client.publish(self.topics["ack"], dumps(ack), qos=1)
 
 

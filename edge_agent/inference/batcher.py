@@ -6,13 +6,15 @@ then keeps collecting until ``max_size`` frames are there or ``max_wait_ms`` hav
 passed since that first frame, runs a single batched inference and resolves
 each frame's future with its own :class:`~edge_agent.detections.Detections`.
 """
+
 from __future__ import annotations
 
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -39,15 +41,15 @@ class Batcher:
         self._q: queue.Queue = queue.Queue()
         self._closed = False
         self.batches_run = 0
-        self.batch_sizes: list[int] = []   # last 1000 sizes, for diagnostics/tests
+        self.batch_sizes: list[int] = []  # last 1000 sizes, for diagnostics/tests
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     @classmethod
-    def from_config(cls, engine, config) -> "Batcher":
+    def from_config(cls, engine, config) -> Batcher:
         return cls(engine, config.batch_max_size, config.batch_max_wait_ms)
 
-    def submit(self, frame: np.ndarray, camera: str | None = None) -> "Future[Detections]":
+    def submit(self, frame: np.ndarray, camera: str | None = None) -> Future[Detections]:
         if self._closed:
             raise RuntimeError("batcher is closed")
         fut: Future = Future()
@@ -104,7 +106,7 @@ class Batcher:
         self._q.put(_STOP)
         self._thread.join(timeout)
 
-    def __enter__(self) -> "Batcher":
+    def __enter__(self) -> Batcher:
         return self
 
     def __exit__(self, *exc) -> None:

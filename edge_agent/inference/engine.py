@@ -6,12 +6,13 @@ availability TensorRT > CUDA > CPU; a requested provider that this onnxruntime
 build lacks (or that fails to initialise) is logged with the reason and CPU is
 used. ``variant: auto`` = fp16 on a GPU provider, int8 on CPU (fp32 if not built).
 """
+
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -30,14 +31,17 @@ log = get_logger("inference")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 PREFERENCE = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
-LATENCY = metrics.histogram("inference_latency_seconds", "Wall time of one model run (pre+infer+post) per batch",
-                            ["model", "variant"])
-BATCH_SIZE = metrics.histogram("inference_batch_size", "Frames per model run", ["model"],
-                               buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64))
+LATENCY = metrics.histogram(
+    "inference_latency_seconds", "Wall time of one model run (pre+infer+post) per batch", ["model", "variant"]
+)
+BATCH_SIZE = metrics.histogram(
+    "inference_batch_size", "Frames per model run", ["model"], buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32, 64)
+)
 FRAMES = metrics.counter("inference_frames_total", "Frames run through the detector", ["model", "variant"])
 
 
 # --- provider selection ---------------------------------------------------------------------------------------------
+
 
 def select_providers(requested: Sequence[str] | None = None, available: Sequence[str] | None = None) -> list[str]:
     """Providers to try, in order. Unavailable requested ones are dropped with a warning; CPU always last."""
@@ -50,9 +54,11 @@ def select_providers(requested: Sequence[str] | None = None, available: Sequence
             if p in available:
                 chosen.append(p)
             else:
-                log.warning(f"{p} requested but not available in this onnxruntime build "
-                            f"(available: {', '.join(available)}); falling back to CPUExecutionProvider",
-                            extra={"requested": p, "available": available})
+                log.warning(
+                    f"{p} requested but not available in this onnxruntime build "
+                    f"(available: {', '.join(available)}); falling back to CPUExecutionProvider",
+                    extra={"requested": p, "available": available},
+                )
     if "CPUExecutionProvider" not in chosen:
         chosen.append("CPUExecutionProvider")
     return chosen
@@ -62,7 +68,7 @@ def choose_variant(variant: str, providers: Sequence[str], model: StoredModel) -
     if variant != "auto":
         return variant
     on_gpu = any(p in GPU_PROVIDERS for p in providers)
-    for v in (("fp16", "fp32") if on_gpu else ("int8", "fp32")):
+    for v in ("fp16", "fp32") if on_gpu else ("int8", "fp32"):
         if model.has(v):
             return v
     raise FileNotFoundError(f"model {model.name} has no usable variant built in {model.root}")
@@ -70,7 +76,7 @@ def choose_variant(variant: str, providers: Sequence[str], model: StoredModel) -
 
 def session_options(intra: int = 0, inter: int = 1, allow_spinning: bool = True) -> ort.SessionOptions:
     so = ort.SessionOptions()
-    if not allow_spinning:   # on a box shared with capture/tracking threads, idle workers should sleep
+    if not allow_spinning:  # on a box shared with capture/tracking threads, idle workers should sleep
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -87,35 +93,63 @@ def provider_options(providers: Sequence[str], variant: str, cache_dir: Path) ->
     for p in providers:
         if p == "TensorrtExecutionProvider":
             cache_dir.mkdir(parents=True, exist_ok=True)
-            out.append((p, {"trt_fp16_enable": variant == "fp16",
-                            "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir),
-                            "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache_dir),
-                            "trt_max_workspace_size": 2 << 30}))
+            out.append(
+                (
+                    p,
+                    {
+                        "trt_fp16_enable": variant == "fp16",
+                        "trt_engine_cache_enable": True,
+                        "trt_engine_cache_path": str(cache_dir),
+                        "trt_timing_cache_enable": True,
+                        "trt_timing_cache_path": str(cache_dir),
+                        "trt_max_workspace_size": 2 << 30,
+                    },
+                )
+            )
         else:
             out.append((p, {}))
     return out
 
 
-def make_session(path: str | Path, providers: Sequence[str], variant: str = "fp32", *, intra: int = 0, inter: int = 1,
-                 cache_dir: Path | None = None, allow_spinning: bool = True) -> ort.InferenceSession:
+def make_session(
+    path: str | Path,
+    providers: Sequence[str],
+    variant: str = "fp32",
+    *,
+    intra: int = 0,
+    inter: int = 1,
+    cache_dir: Path | None = None,
+    allow_spinning: bool = True,
+) -> ort.InferenceSession:
     cache_dir = cache_dir or Path(path).parent / "trt_cache"
-    sess = ort.InferenceSession(str(path), sess_options=session_options(intra, inter, allow_spinning),
-                                providers=provider_options(providers, variant, cache_dir))
+    sess = ort.InferenceSession(
+        str(path),
+        sess_options=session_options(intra, inter, allow_spinning),
+        providers=provider_options(providers, variant, cache_dir),
+    )
     got = sess.get_providers()
     for p in providers:
         if p not in got:
-            log.warning(f"{p} could not be initialised (missing CUDA/TensorRT libraries?); "
-                        f"running on {', '.join(got)}", extra={"requested": p, "active": got})
+            log.warning(
+                f"{p} could not be initialised (missing CUDA/TensorRT libraries?); running on {', '.join(got)}",
+                extra={"requested": p, "active": got},
+            )
     return sess
 
 
 # --- the engine -----------------------------------------------------------------------------------------------------
 
+
 class InferenceEngine:
     """Thread-safe detector over one ONNX Runtime session."""
 
-    def __init__(self, config: InferenceConfig | None = None, *, registry: Registry | None = None,
-                 model_path: str | Path | None = None):
+    def __init__(
+        self,
+        config: InferenceConfig | None = None,
+        *,
+        registry: Registry | None = None,
+        model_path: str | Path | None = None,
+    ):
         self.config = cfg = config or InferenceConfig()
         self.registry = registry or Registry(cfg.model_dir)
         self.model = self.registry.get(cfg.model)
@@ -124,17 +158,35 @@ class InferenceEngine:
         path = Path(model_path) if model_path else self.model.path(self.variant, verify=cfg.verify_sha256)
         self.class_names = self.model.class_names()
         cache = Path(cfg.trt_cache_dir) if cfg.trt_cache_dir else self.model.root / "trt_cache"
-        self.session = make_session(path, self.providers, self.variant, intra=cfg.intra_op_threads,
-                                    inter=cfg.inter_op_threads, cache_dir=cache, allow_spinning=cfg.allow_spinning)
+        self.session = make_session(
+            path,
+            self.providers,
+            self.variant,
+            intra=cfg.intra_op_threads,
+            inter=cfg.inter_op_threads,
+            cache_dir=cache,
+            allow_spinning=cfg.allow_spinning,
+        )
         self.active_providers = self.session.get_providers()
-        if (cfg.variant == "auto" and model_path is None and not any(p in GPU_PROVIDERS for p in self.active_providers)
-                and self.variant != choose_variant("auto", self.active_providers, self.model)):
+        if (
+            cfg.variant == "auto"
+            and model_path is None
+            and not any(p in GPU_PROVIDERS for p in self.active_providers)
+            and self.variant != choose_variant("auto", self.active_providers, self.model)
+        ):
             # a GPU provider was listed but failed to initialise: use the CPU variant instead of fp16-on-CPU
             self.variant = choose_variant("auto", self.active_providers, self.model)
             path = self.model.path(self.variant, verify=cfg.verify_sha256)
             log.warning(f"GPU provider unavailable at run time; using the {self.variant} variant on CPU")
-            self.session = make_session(path, self.active_providers, self.variant, intra=cfg.intra_op_threads,
-                                        inter=cfg.inter_op_threads, cache_dir=cache, allow_spinning=cfg.allow_spinning)
+            self.session = make_session(
+                path,
+                self.active_providers,
+                self.variant,
+                intra=cfg.intra_op_threads,
+                inter=cfg.inter_op_threads,
+                cache_dir=cache,
+                allow_spinning=cfg.allow_spinning,
+            )
         m = self.model.manifest
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
@@ -142,13 +194,22 @@ class InferenceEngine:
         b = inp.shape[0]
         self.max_model_batch = b if isinstance(b, int) and b > 0 else None
         self.layout = m.output.layout
-        self.letterbox = Letterbox(tuple(m.input.size), m.input.pad_value, m.input.color == "RGB", m.input.scale,
-                                   dtype=self.input_dtype)
+        self.letterbox = Letterbox(
+            tuple(m.input.size), m.input.pad_value, m.input.color == "RGB", m.input.scale, dtype=self.input_dtype
+        )
         self.class_filter = self._class_filter(cfg.classes)
         self._lock = threading.Lock()
-        log.info("inference engine ready", extra={
-            "model": m.name, "variant": self.variant, "file": str(path), "providers": self.active_providers,
-            "input": list(m.input.size), "intra_op_threads": cfg.intra_op_threads})
+        log.info(
+            "inference engine ready",
+            extra={
+                "model": m.name,
+                "variant": self.variant,
+                "file": str(path),
+                "providers": self.active_providers,
+                "input": list(m.input.size),
+                "intra_op_threads": cfg.intra_op_threads,
+            },
+        )
 
     def _class_filter(self, classes: list[str | int] | None) -> np.ndarray | None:
         if not classes:
@@ -169,8 +230,11 @@ class InferenceEngine:
 
     def run_raw(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Run the network on a preprocessed (B, 3, H, W) batch; returns (boxes xyxy input px, scores)."""
-        chunks = [batch] if self.max_model_batch is None else [
-            batch[i:i + self.max_model_batch] for i in range(0, len(batch), self.max_model_batch)]
+        chunks = (
+            [batch]
+            if self.max_model_batch is None
+            else [batch[i : i + self.max_model_batch] for i in range(0, len(batch), self.max_model_batch)]
+        )
         boxes, scores = [], []
         for ch in chunks:
             outs = self.session.run(None, {self.input_name: ch.astype(self.input_dtype, copy=False)})
@@ -191,12 +255,19 @@ class InferenceEngine:
         if not frames:
             return []
         t0 = time.perf_counter()
-        with self._lock:   # the letterbox buffer is shared
+        with self._lock:  # the letterbox buffer is shared
             batch, metas = self.letterbox.batch(frames)
             boxes, scores = self.run_raw(batch)
         cfg = self.config
-        dets = postprocess(boxes, scores, metas, conf_threshold=cfg.conf_threshold, iou_threshold=cfg.nms_iou,
-                           class_filter=self.class_filter, max_detections=cfg.max_detections)
+        dets = postprocess(
+            boxes,
+            scores,
+            metas,
+            conf_threshold=cfg.conf_threshold,
+            iou_threshold=cfg.nms_iou,
+            class_filter=self.class_filter,
+            max_detections=cfg.max_detections,
+        )
         LATENCY.labels(self.model.name, self.variant).observe(time.perf_counter() - t0)
         BATCH_SIZE.labels(self.model.name).observe(len(frames))
         FRAMES.labels(self.model.name, self.variant).inc(len(frames))
@@ -204,4 +275,3 @@ class InferenceEngine:
 
     def infer_one(self, frame: np.ndarray) -> Detections:
         return self.infer([frame])[0]
-

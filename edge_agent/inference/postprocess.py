@@ -6,9 +6,11 @@ box keeps its best class (single label per box, as darknet does). NMS is greedy
 and class-aware (boxes of different classes never suppress each other), done in
 numpy with the coordinate-offset trick so all classes go through one pass.
 """
+
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -32,8 +34,13 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, class_ids: np.ndarray | None = None,
-        max_keep: int | None = None) -> np.ndarray:
+def nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    iou_threshold: float,
+    class_ids: np.ndarray | None = None,
+    max_keep: int | None = None,
+) -> np.ndarray:
     """Greedy NMS; indices of kept boxes, highest score first. Class-aware when ``class_ids`` given."""
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     scores = np.asarray(scores, np.float32).reshape(-1)
@@ -61,9 +68,16 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, class_ids: 
     return np.asarray(keep, np.int64)
 
 
-def postprocess(boxes: np.ndarray, scores: np.ndarray, metas: Sequence[FrameMeta | None], *,
-                conf_threshold: float = 0.25, iou_threshold: float = 0.45,
-                class_filter: np.ndarray | Sequence[int] | None = None, max_detections: int = 300) -> list[Detections]:
+def postprocess(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    metas: Sequence[FrameMeta | None],
+    *,
+    conf_threshold: float = 0.25,
+    iou_threshold: float = 0.45,
+    class_filter: np.ndarray | Sequence[int] | None = None,
+    max_detections: int = 300,
+) -> list[Detections]:
     """Turn a batch of raw model outputs into one :class:`Detections` per frame.
 
     ``metas[i].to_original`` maps input-pixel boxes to the original frame (None = leave as is).

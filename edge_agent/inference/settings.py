@@ -1,4 +1,5 @@
 """Configuration of the detector (the ``inference:`` section of the edge agent config)."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -9,8 +10,10 @@ from edgesight.config import StrictModel
 
 Variant = Literal["auto", "fp32", "fp16", "int8"]
 PROVIDER_ALIASES = {
-    "tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider",
-    "cuda": "CUDAExecutionProvider", "gpu": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "gpu": "CUDAExecutionProvider",
     "cpu": "CPUExecutionProvider",
 }
 
@@ -25,7 +28,7 @@ class InferenceConfig(StrictModel):
     """
 
     model: str = "yolov4-tiny"
-    model_dir: str | None = None            # model store; default $EDGESIGHT_MODEL_DIR or ~/.cache/edgesight/models
+    model_dir: str | None = None  # model store; default $EDGESIGHT_MODEL_DIR or ~/.cache/edgesight/models
     variant: Variant = "auto"
     providers: list[str] = Field(default_factory=list)
     intra_op_threads: int = Field(0, ge=0)  # 0 = ONNX Runtime default (all physical cores)
@@ -40,7 +43,7 @@ class InferenceConfig(StrictModel):
     nms_iou: float = Field(0.45, gt=0, le=1)
     classes: list[str | int] | None = None  # class filter by name or id; None = all
     max_detections: int = Field(300, ge=1)
-    trt_cache_dir: str | None = None        # TensorRT engine cache; default <model dir>/trt_cache
+    trt_cache_dir: str | None = None  # TensorRT engine cache; default <model dir>/trt_cache
     verify_sha256: bool = True
 
     @field_validator("providers")
@@ -50,6 +53,8 @@ class InferenceConfig(StrictModel):
         for p in v:
             full = PROVIDER_ALIASES.get(p.lower(), p)
             if not full.endswith("ExecutionProvider"):
-                raise ValueError(f"unknown provider {p!r}; use tensorrt, cuda, cpu or a full ONNX Runtime provider name")
+                raise ValueError(
+                    f"unknown provider {p!r}; use tensorrt, cuda, cpu or a full ONNX Runtime provider name"
+                )
             out.append(full)
         return out

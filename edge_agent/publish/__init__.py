@@ -15,11 +15,26 @@ Public interface for the pipeline::
     pub.publish_status(agent_status)       # heartbeat
     pub.close()
 """
+
 from .keyframes import KeyframeSelector, KeyframeShot, TrackUpdate, encode_jpeg_bounded
 from .producer import EdgePublisher, ensure_topics, producer_config
 from .settings import KeyframePolicy, PublishConfig, SpoolSettings, parse_size
 from .spool import Spool, SpoolError, SpoolRecord, SpoolStats
 
-__all__ = ["EdgePublisher", "ensure_topics", "producer_config", "KeyframeSelector", "KeyframeShot", "TrackUpdate",
-           "encode_jpeg_bounded", "KeyframePolicy", "PublishConfig", "SpoolSettings", "parse_size", "Spool",
-           "SpoolError", "SpoolRecord", "SpoolStats"]
+__all__ = [
+    "EdgePublisher",
+    "ensure_topics",
+    "producer_config",
+    "KeyframeSelector",
+    "KeyframeShot",
+    "TrackUpdate",
+    "encode_jpeg_bounded",
+    "KeyframePolicy",
+    "PublishConfig",
+    "SpoolSettings",
+    "parse_size",
+    "Spool",
+    "SpoolError",
+    "SpoolRecord",
+    "SpoolStats",
+]

@@ -23,14 +23,15 @@ Accounting: bytes and keyframes per camera (total, per reason, and in the hour
 ending at the camera's latest frame time) in :meth:`KeyframeSelector.stats`
 and as Prometheus metrics.
 """
+
 from __future__ import annotations
 
 import math
 import threading
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Iterable
 
 import cv2
 import numpy as np
@@ -45,11 +46,16 @@ log = get_logger("publish.keyframes")
 
 M_KF = metrics.counter("keyframes_total", "keyframes taken", ("agent", "camera", "reason"))
 M_KF_BYTES = metrics.counter("keyframe_bytes_total", "JPEG bytes of keyframes taken", ("agent", "camera"))
-M_KF_HOUR = metrics.gauge("keyframe_bytes_last_hour", "JPEG bytes of keyframes in the last hour (frame time)",
-                          ("agent", "camera"))
+M_KF_HOUR = metrics.gauge(
+    "keyframe_bytes_last_hour", "JPEG bytes of keyframes in the last hour (frame time)", ("agent", "camera")
+)
 
-_PRIORITY = {KeyframeReason.track_start: 0, KeyframeReason.score_improved: 1, KeyframeReason.interval: 2,
-             KeyframeReason.snapshot: 3}
+_PRIORITY = {
+    KeyframeReason.track_start: 0,
+    KeyframeReason.score_improved: 1,
+    KeyframeReason.interval: 2,
+    KeyframeReason.snapshot: 3,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +72,20 @@ class KeyframeShot:
     """The policy's answer for one frame."""
 
     keyframes: list[tuple[KeyframeMeta, bytes]] = field(default_factory=list)
-    ref: KeyframeRef | None = None            # attach to this frame's events (None: no keyframe on this frame)
+    ref: KeyframeRef | None = None  # attach to this frame's events (None: no keyframe on this frame)
 
     def __bool__(self) -> bool:
         return bool(self.keyframes)
 
 
-def encode_jpeg_bounded(frame: np.ndarray, *, quality: int = 85, min_quality: int = 35, max_bytes: int = 300_000,
-                        max_width: int | None = None) -> tuple[bytes, int, int, int]:
+def encode_jpeg_bounded(
+    frame: np.ndarray,
+    *,
+    quality: int = 85,
+    min_quality: int = 35,
+    max_bytes: int = 300_000,
+    max_width: int | None = None,
+) -> tuple[bytes, int, int, int]:
     """JPEG of ``frame`` (BGR) no larger than ``max_bytes``: returns (jpeg, width, height, quality used)."""
     if frame is None or frame.ndim not in (2, 3) or frame.size == 0:
         raise ValueError("expected a non-empty BGR (or grey) image array")
@@ -112,7 +124,7 @@ class _TrackState:
 class _CameraState:
     last_kf_ts: float | None = None
     tracks: dict[int, _TrackState] = field(default_factory=dict)
-    window: deque = field(default_factory=deque)       # (ts, bytes) within the last hour
+    window: deque = field(default_factory=deque)  # (ts, bytes) within the last hour
     window_bytes: int = 0
     bytes_total: int = 0
     count: int = 0
@@ -131,7 +143,7 @@ def _as_dt(ts: datetime | float) -> tuple[datetime, float]:
 class KeyframeSelector:
     """Per-camera keyframe policy + bounded JPEG encoding + byte accounting. Thread-safe."""
 
-    TRACK_TTL_S = 600.0     # forget the state of tracks not seen for this long (frame time)
+    TRACK_TTL_S = 600.0  # forget the state of tracks not seen for this long (frame time)
 
     def __init__(self, policy: KeyframePolicy, agent_id: str):
         self.policy = policy
@@ -139,8 +151,9 @@ class KeyframeSelector:
         self._cams: dict[str, _CameraState] = {}
         self._lock = threading.Lock()
 
-    def process(self, camera_id: str, frame: np.ndarray, ts: datetime | float, seq: int,
-                tracks: Iterable[TrackUpdate] = ()) -> KeyframeShot:
+    def process(
+        self, camera_id: str, frame: np.ndarray, ts: datetime | float, seq: int, tracks: Iterable[TrackUpdate] = ()
+    ) -> KeyframeShot:
         """Decide for one frame; returns the keyframe (0 or 1) and the ref for the frame's events."""
         p = self.policy
         if not p.enabled:
@@ -157,8 +170,11 @@ class KeyframeSelector:
                     st = cam.tracks[u.track_id] = _TrackState(kf_score=u.score)
                     if p.on_track_start:
                         trig = KeyframeReason.track_start
-                elif p.score_margin > 0 and u.score >= st.kf_score + p.score_margin - 1e-9 and (
-                        st.last_kf_ts is None or t - st.last_kf_ts >= p.track_cooldown_s):
+                elif (
+                    p.score_margin > 0
+                    and u.score >= st.kf_score + p.score_margin - 1e-9
+                    and (st.last_kf_ts is None or t - st.last_kf_ts >= p.track_cooldown_s)
+                ):
                     trig = KeyframeReason.score_improved
                 st.last_seen = t
                 if trig is not None:
@@ -184,13 +200,32 @@ class KeyframeSelector:
             cam = self._cams.setdefault(camera_id, _CameraState())
             return self._take(camera_id, cam, frame, dt, t, seq, KeyframeReason.snapshot, None)
 
-    def _take(self, camera_id: str, cam: _CameraState, frame: np.ndarray, dt: datetime, t: float, seq: int,
-              reason: KeyframeReason, track_id: int | None) -> KeyframeShot:
+    def _take(
+        self,
+        camera_id: str,
+        cam: _CameraState,
+        frame: np.ndarray,
+        dt: datetime,
+        t: float,
+        seq: int,
+        reason: KeyframeReason,
+        track_id: int | None,
+    ) -> KeyframeShot:
         p = self.policy
-        jpeg, w, h, q = encode_jpeg_bounded(frame, quality=p.jpeg_quality, min_quality=p.min_jpeg_quality,
-                                            max_bytes=p.max_bytes, max_width=p.max_width)
-        meta = KeyframeMeta.for_jpeg(jpeg, agent_id=self.agent_id, camera_id=camera_id, ts=dt, seq=seq, width=w,
-                                     height=h, reason=reason, track_id=track_id)
+        jpeg, w, h, q = encode_jpeg_bounded(
+            frame, quality=p.jpeg_quality, min_quality=p.min_jpeg_quality, max_bytes=p.max_bytes, max_width=p.max_width
+        )
+        meta = KeyframeMeta.for_jpeg(
+            jpeg,
+            agent_id=self.agent_id,
+            camera_id=camera_id,
+            ts=dt,
+            seq=seq,
+            width=w,
+            height=h,
+            reason=reason,
+            track_id=track_id,
+        )
         ref = KeyframeRef(keyframe_id=meta.keyframe_id, object_key=meta.object_key)
         cam.last_kf_ts = t
         cam.count += 1
@@ -204,8 +239,18 @@ class KeyframeSelector:
         M_KF.labels(self.agent_id, camera_id, reason.value).inc()
         M_KF_BYTES.labels(self.agent_id, camera_id).inc(len(jpeg))
         M_KF_HOUR.labels(self.agent_id, camera_id).set(cam.window_bytes)
-        log.debug("keyframe", extra={"camera": camera_id, "reason": reason.value, "track_id": track_id,
-                                     "bytes": len(jpeg), "quality": q, "width": w, "height": h})
+        log.debug(
+            "keyframe",
+            extra={
+                "camera": camera_id,
+                "reason": reason.value,
+                "track_id": track_id,
+                "bytes": len(jpeg),
+                "quality": q,
+                "width": w,
+                "height": h,
+            },
+        )
         return KeyframeShot([(meta, jpeg)], ref)
 
     def _prune(self, cam: _CameraState, t: float) -> None:
@@ -229,6 +274,13 @@ class KeyframeSelector:
     def stats(self) -> dict[str, dict]:
         """Per camera: keyframes, bytes_total, bytes_last_hour, by_reason, min quality used."""
         with self._lock:
-            return {cid: {"keyframes": c.count, "bytes_total": c.bytes_total, "bytes_last_hour": c.window_bytes,
-                          "by_reason": dict(c.by_reason), "min_quality_used": c.quality_min}
-                    for cid, c in self._cams.items()}
+            return {
+                cid: {
+                    "keyframes": c.count,
+                    "bytes_total": c.bytes_total,
+                    "bytes_last_hour": c.window_bytes,
+                    "by_reason": dict(c.by_reason),
+                    "min_quality_used": c.quality_min,
+                }
+                for cid, c in self._cams.items()
+            }

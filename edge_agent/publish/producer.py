@@ -49,6 +49,7 @@ record arrives after newer ones of its camera: at-least-once wins over order.
 Partitioner: ``murmur2_random``, the Java client's, so keyed records land in
 the same partition as Kafka Streams / Java producers would put them.
 """
+
 from __future__ import annotations
 
 import functools
@@ -60,8 +61,16 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from edgesight import metrics
 from edgesight.log import get_logger
-from edgesight.wire import (AgentStatus, DetectionEvent, KeyframeMeta, SpoolStatus, Topics, encode_event,
-                            encode_keyframe, event_key)
+from edgesight.wire import (
+    AgentStatus,
+    DetectionEvent,
+    KeyframeMeta,
+    SpoolStatus,
+    Topics,
+    encode_event,
+    encode_keyframe,
+    event_key,
+)
 from edgesight.wire.codec import dumps
 
 from .settings import PublishConfig
@@ -73,69 +82,115 @@ _LAB = ("agent", "topic")
 M_ACCEPTED = metrics.counter("publish_records_accepted_total", "records accepted by the publisher (journaled)", _LAB)
 M_SENT = metrics.counter("publish_records_sent_total", "records handed to the Kafka producer (incl. re-sends)", _LAB)
 M_ACKED = metrics.counter("publish_records_acked_total", "records acknowledged by the broker (acks=all)", _LAB)
-M_FAILED = metrics.counter("publish_records_failed_total", "records that failed delivery for good (not retriable)", _LAB)
-M_RETRIED = metrics.counter("publish_records_requeued_total", "records handed out again after a retriable failure", _LAB)
-M_DROPPED = metrics.counter("publish_spool_dropped_total", "records dropped because the spool was full (oldest first)", _LAB)
-M_REPLAYED = metrics.counter("publish_spool_replayed_total", "records sent from the spool (not straight through)", ("agent",))
-M_LATENCY = metrics.histogram("publish_delivery_latency_seconds", "accept -> broker ack", _LAB,
-                              buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0))
-M_SPOOL_BYTES = metrics.gauge("publish_spool_bytes", "unacknowledged bytes in the spool (pending + in flight)", ("agent",))
+M_FAILED = metrics.counter(
+    "publish_records_failed_total", "records that failed delivery for good (not retriable)", _LAB
+)
+M_RETRIED = metrics.counter(
+    "publish_records_requeued_total", "records handed out again after a retriable failure", _LAB
+)
+M_DROPPED = metrics.counter(
+    "publish_spool_dropped_total", "records dropped because the spool was full (oldest first)", _LAB
+)
+M_REPLAYED = metrics.counter(
+    "publish_spool_replayed_total", "records sent from the spool (not straight through)", ("agent",)
+)
+M_LATENCY = metrics.histogram(
+    "publish_delivery_latency_seconds",
+    "accept -> broker ack",
+    _LAB,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0),
+)
+M_SPOOL_BYTES = metrics.gauge(
+    "publish_spool_bytes", "unacknowledged bytes in the spool (pending + in flight)", ("agent",)
+)
 M_SPOOL_RECORDS = metrics.gauge("publish_spool_records", "unacknowledged records in the spool", ("agent",))
-M_SPOOL_PENDING = metrics.gauge("publish_spool_pending_records", "records waiting on disk (not handed to the producer)", ("agent",))
+M_SPOOL_PENDING = metrics.gauge(
+    "publish_spool_pending_records", "records waiting on disk (not handed to the producer)", ("agent",)
+)
 M_CONNECTED = metrics.gauge("publish_broker_connected", "1 when the last broker contact succeeded", ("agent",))
-M_SUSPICIOUS = metrics.counter("publish_broker_suspicious_acks_total",
-                               "acks without a new offset (broker lost state): the record was re-sent", ("agent",))
+M_SUSPICIOUS = metrics.counter(
+    "publish_broker_suspicious_acks_total",
+    "acks without a new offset (broker lost state): the record was re-sent",
+    ("agent",),
+)
 M_TORN = metrics.counter("publish_spool_torn_tail_total", "torn writes truncated at the spool tail on open", ("agent",))
 
 # Errors after which a record can never be delivered (it is released, counted as failed, logged).
-_POISON = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD, KafkaError.RECORD_LIST_TOO_LARGE,
-           KafkaError.TOPIC_EXCEPTION, KafkaError.INVALID_MSG, KafkaError.INVALID_MSG_SIZE, KafkaError._BAD_MSG,
-           KafkaError._INVALID_ARG}
+_POISON = {
+    KafkaError.MSG_SIZE_TOO_LARGE,
+    KafkaError.INVALID_RECORD,
+    KafkaError.RECORD_LIST_TOO_LARGE,
+    KafkaError.TOPIC_EXCEPTION,
+    KafkaError.INVALID_MSG,
+    KafkaError.INVALID_MSG_SIZE,
+    KafkaError._BAD_MSG,
+    KafkaError._INVALID_ARG,
+}
 # Errors after which the same record can simply be sent again by the same producer.
-_RETRIABLE = {KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
-              KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError.NOT_LEADER_FOR_PARTITION,
-              KafkaError.LEADER_NOT_AVAILABLE, KafkaError.REQUEST_TIMED_OUT, KafkaError.NOT_ENOUGH_REPLICAS,
-              KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND, KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC,
-              KafkaError.NETWORK_EXCEPTION, KafkaError._UNKNOWN_PARTITION, KafkaError._QUEUE_FULL}
+_RETRIABLE = {
+    KafkaError._MSG_TIMED_OUT,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._PURGE_QUEUE,
+    KafkaError._PURGE_INFLIGHT,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NOT_ENOUGH_REPLICAS,
+    KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError.NETWORK_EXCEPTION,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError._QUEUE_FULL,
+}
 
 
 def producer_config(cfg: PublishConfig) -> dict[str, Any]:
     """librdkafka settings of the edge producer (TLS/SASL from ``cfg.kafka``)."""
     conf: dict[str, Any] = dict(cfg.kafka.client_config())
-    conf.update({
-        "enable.idempotence": True,          # no duplicates/reordering from librdkafka's own retries
-        "acks": "all",
-        "max.in.flight.requests.per.connection": 5,   # <= 5 keeps order with idempotence
-        "message.timeout.ms": 0,             # never expire: the window is bounded by us, the rest is on disk
-        "retry.backoff.ms": 100,
-        "retry.backoff.max.ms": 2000,
-        "reconnect.backoff.ms": 100,
-        "reconnect.backoff.max.ms": 5000,
-        "compression.type": cfg.compression,
-        "linger.ms": cfg.linger_ms,
-        "batch.size": cfg.batch_bytes,
-        "message.max.bytes": cfg.message_max_bytes + 64 * 1024,
-        "queue.buffering.max.messages": max(cfg.max_inflight_records * 2, 1000),
-        "queue.buffering.max.kbytes": max(cfg.max_inflight_bytes * 2 // 1024, 1024),
-        "partitioner": "murmur2_random",
-        "socket.keepalive.enable": True,
-        "statistics.interval.ms": 0,
-    })
+    conf.update(
+        {
+            "enable.idempotence": True,  # no duplicates/reordering from librdkafka's own retries
+            "acks": "all",
+            "max.in.flight.requests.per.connection": 5,  # <= 5 keeps order with idempotence
+            "message.timeout.ms": 0,  # never expire: the window is bounded by us, the rest is on disk
+            "retry.backoff.ms": 100,
+            "retry.backoff.max.ms": 2000,
+            "reconnect.backoff.ms": 100,
+            "reconnect.backoff.max.ms": 5000,
+            "compression.type": cfg.compression,
+            "linger.ms": cfg.linger_ms,
+            "batch.size": cfg.batch_bytes,
+            "message.max.bytes": cfg.message_max_bytes + 64 * 1024,
+            "queue.buffering.max.messages": max(cfg.max_inflight_records * 2, 1000),
+            "queue.buffering.max.kbytes": max(cfg.max_inflight_bytes * 2 // 1024, 1024),
+            "partitioner": "murmur2_random",
+            "socket.keepalive.enable": True,
+            "statistics.interval.ms": 0,
+        }
+    )
     conf.update(cfg.extra_producer_config)
     return conf
 
 
-def ensure_topics(cfg: PublishConfig, *, partitions: int = 6, replication_factor: int = -1, timeout: float = 15.0) -> list[str]:
+def ensure_topics(
+    cfg: PublishConfig, *, partitions: int = 6, replication_factor: int = -1, timeout: float = 15.0
+) -> list[str]:
     """Create the detections/keyframes/status topics if missing (ops normally does this). Returns those created."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     t = cfg.topics
     admin = AdminClient(cfg.kafka.client_config())
     existing = admin.list_topics(timeout=timeout).topics
-    want = [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
-            for name in (t.detections, t.keyframes, t.status) if name not in existing]
+    want = [
+        NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+        for name in (t.detections, t.keyframes, t.status)
+        if name not in existing
+    ]
     created = []
-    for name, fut in (admin.create_topics(want, request_timeout=timeout).items() if want else ()):
+    for name, fut in admin.create_topics(want, request_timeout=timeout).items() if want else ():
         try:
             fut.result(timeout=timeout)
             created.append(name)
@@ -157,40 +212,56 @@ class EdgePublisher:
         self.config = config
         self.agent_id = agent_id
         self.topics: Topics = config.topics
-        self._topic = {KIND_EVENT: self.topics.detections, KIND_KEYFRAME: self.topics.keyframes,
-                       KIND_STATUS: self.topics.status}
+        self._topic = {
+            KIND_EVENT: self.topics.detections,
+            KIND_KEYFRAME: self.topics.keyframes,
+            KIND_STATUS: self.topics.status,
+        }
         self._poll_interval = poll_interval_s
         self._log = log.bind(agent=agent_id)
         self.spool = Spool(config.spool, on_drop=self._on_drop, name=agent_id)
-        self._feed_lock = threading.Lock()        # hand-out order == produce() order
-        self._cnt_lock = threading.Lock()         # window and counters (callers + delivery reports)
+        self._feed_lock = threading.Lock()  # hand-out order == produce() order
+        self._cnt_lock = threading.Lock()  # window and counters (callers + delivery reports)
         self._producer: Producer | None = None
         self._gen = 0
-        self._rd_records = 0                      # records inside librdkafka (this generation)
+        self._rd_records = 0  # records inside librdkafka (this generation)
         self._rd_bytes = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._fatal = threading.Event()
         self._connected = False
         self._last_error: str | None = None
-        self._last_offset: dict[tuple[str, int], int] = {}   # highest acked offset per partition
+        self._last_offset: dict[tuple[str, int], int] = {}  # highest acked offset per partition
         self._recreations = 0
         self._recreate_backoff = 0.25
         self._recreate_after = 0.0
         self._suspicious = 0
-        self._counts = {k: {"accepted": 0, "sent": 0, "acked": 0, "failed": 0, "requeued": 0, "dropped": 0}
-                        for k in KIND_NAMES.values()}
+        self._counts = {
+            k: {"accepted": 0, "sent": 0, "acked": 0, "failed": 0, "requeued": 0, "dropped": 0}
+            for k in KIND_NAMES.values()
+        }
         self._pushed = {k: dict(v) for k, v in self._counts.items()}
         self._push_lock = threading.Lock()
-        self._lat: list[float] = []               # recent ack latencies (s), bounded, for stats()
-        self._m = {k: {m: metric.labels(agent_id, name) for m, metric in
-                       (("accepted", M_ACCEPTED), ("sent", M_SENT), ("acked", M_ACKED), ("failed", M_FAILED),
-                        ("requeued", M_RETRIED), ("dropped", M_DROPPED), ("latency", M_LATENCY))}
-                   for k, name in KIND_NAMES.items()}
+        self._lat: list[float] = []  # recent ack latencies (s), bounded, for stats()
+        self._m = {
+            k: {
+                m: metric.labels(agent_id, name)
+                for m, metric in (
+                    ("accepted", M_ACCEPTED),
+                    ("sent", M_SENT),
+                    ("acked", M_ACKED),
+                    ("failed", M_FAILED),
+                    ("requeued", M_RETRIED),
+                    ("dropped", M_DROPPED),
+                    ("latency", M_LATENCY),
+                )
+            }
+            for k, name in KIND_NAMES.items()
+        }
         self._started = time.monotonic()
 
     # ---- life cycle -------------------------------------------------------------------
-    def start(self) -> "EdgePublisher":
+    def start(self) -> EdgePublisher:
         self.spool.open()
         st = self.spool.stats()
         if st.torn_tail_truncations:
@@ -199,7 +270,9 @@ class EdgePublisher:
         self._thread = threading.Thread(target=self._run, name=f"publish-{self.agent_id}", daemon=True)
         self._thread.start()
         if st.pending_records:
-            self._log.info("replaying spooled records", extra={"records": st.pending_records, "bytes": st.pending_bytes})
+            self._log.info(
+                "replaying spooled records", extra={"records": st.pending_records, "bytes": st.pending_bytes}
+            )
         return self
 
     def _make_producer(self) -> Producer:
@@ -220,17 +293,17 @@ class EdgePublisher:
             self._thread = None
         p, self._producer = self._producer, None
         if p is not None:
-            self._gen += 1                      # late delivery reports are ignored
+            self._gen += 1  # late delivery reports are ignored
             try:
                 p.purge(in_queue=True, in_flight=True, blocking=False)
                 p.poll(0)
-            except Exception:                   # noqa: BLE001 - shutting down anyway
+            except Exception:  # noqa: BLE001 - shutting down anyway
                 pass
         self.spool.close()
         self._log.info("publisher closed", extra={"all_delivered": done})
         return done
 
-    def __enter__(self) -> "EdgePublisher":
+    def __enter__(self) -> EdgePublisher:
         return self.start() if self._thread is None else self
 
     def __exit__(self, *exc) -> None:
@@ -269,13 +342,12 @@ class EdgePublisher:
         """Hand one record to librdkafka (caller holds the feed lock and took it from the spool).
         False: not handed over (it waits in the spool again); stop feeding for now."""
         p = self._producer
-        if p is None:                           # closing: stays in the spool for the next start
+        if p is None:  # closing: stays in the spool for the next start
             self.spool.requeue([rec.seq])
             return False
         cb = functools.partial(self._on_delivery, self._gen, rec.seq, rec.kind, rec.size, rec.accept_ms)
         try:
-            p.produce(self._topic[rec.kind], value=rec.value, key=rec.key, headers=rec.headers or None,
-                      on_delivery=cb)
+            p.produce(self._topic[rec.kind], value=rec.value, key=rec.key, headers=rec.headers or None, on_delivery=cb)
         except BufferError:
             self.spool.requeue([rec.seq])
             return False
@@ -326,9 +398,16 @@ class EdgePublisher:
                 # reuses offsets and the record is never readable). Send it again: at-least-once, same id.
                 self._suspicious += 1
                 M_SUSPICIOUS.labels(self.agent_id).inc()
-                self._log.error("broker acknowledged without a new offset; record re-sent",
-                                extra={"topic": KIND_NAMES[kind], "partition": part, "offset": off,
-                                       "last_acked_offset": last, "seq": seq})
+                self._log.error(
+                    "broker acknowledged without a new offset; record re-sent",
+                    extra={
+                        "topic": KIND_NAMES[kind],
+                        "partition": part,
+                        "offset": off,
+                        "last_acked_offset": last,
+                        "seq": seq,
+                    },
+                )
                 self.spool.requeue([seq])
                 self._count(kind, "requeued")
                 return
@@ -344,12 +423,14 @@ class EdgePublisher:
             if not self._connected:
                 self._connected = True
                 st = self.spool.stats()
-                self._log.info("broker acknowledges again; draining the spool in order",
-                               extra={"pending_records": st.pending_records, "pending_bytes": st.pending_bytes})
+                self._log.info(
+                    "broker acknowledges again; draining the spool in order",
+                    extra={"pending_records": st.pending_records, "pending_bytes": st.pending_bytes},
+                )
             return
         code = err.code()
         if code in _POISON:
-            self._fail(seq, kind, err)          # this record can never be delivered: release it, counted
+            self._fail(seq, kind, err)  # this record can never be delivered: release it, counted
             return
         # Anything else: the record goes back (in order) and is sent again.
         self.spool.requeue([seq])
@@ -358,8 +439,10 @@ class EdgePublisher:
             # Producer-state errors (fenced, out-of-order sequence, unknown producer id, an unknown broker
             # error...): a new producer (new producer id) re-sends everything unacknowledged, in order.
             if not self._fatal.is_set():
-                self._log.error("delivery failed with a producer-state error; recreating the producer",
-                                extra={"topic": KIND_NAMES[kind], "seq": seq, "error": err.str(), "code": err.name()})
+                self._log.error(
+                    "delivery failed with a producer-state error; recreating the producer",
+                    extra={"topic": KIND_NAMES[kind], "seq": seq, "error": err.str(), "code": err.name()},
+                )
             self._last_error = err.str()
             self._fatal.set()
 
@@ -367,8 +450,10 @@ class EdgePublisher:
         self.spool.resolve(seq)
         self._count(kind, "failed")
         self._last_error = str(err)
-        self._log.error("record failed permanently and was released", extra={
-            "topic": KIND_NAMES[kind], "seq": seq, "error": err.str(), "code": err.name()})
+        self._log.error(
+            "record failed permanently and was released",
+            extra={"topic": KIND_NAMES[kind], "seq": seq, "error": err.str(), "code": err.name()},
+        )
 
     def _on_error(self, err: KafkaError) -> None:
         self._last_error = err.str()
@@ -391,12 +476,12 @@ class EdgePublisher:
         self._recreate_after = now + self._recreate_backoff
         with self._feed_lock:
             old = self._producer
-            self._producer = self._make_producer()          # bumps the generation first
+            self._producer = self._make_producer()  # bumps the generation first
             n = self.spool.requeue_all()
             self._fatal.clear()
         try:
             old.purge(in_queue=True, in_flight=True, blocking=False)
-        except Exception:                                    # noqa: BLE001
+        except Exception:  # noqa: BLE001
             pass
         self._log.warning("producer recreated; unacknowledged records re-sent in order", extra={"records": n})
 
@@ -414,7 +499,7 @@ class EdgePublisher:
                 if now - last_gauges > 0.25:
                     self._gauges()
                     last_gauges = now
-            except Exception:                              # noqa: BLE001 - keep the publisher alive
+            except Exception:  # noqa: BLE001 - keep the publisher alive
                 self._log.exception("publisher loop error")
                 time.sleep(0.2)
         self._gauges()
@@ -461,8 +546,9 @@ class EdgePublisher:
 
     def spool_status(self) -> SpoolStatus:
         s = self.spool.stats()
-        return SpoolStatus(records=s.records, bytes=s.bytes, limit_bytes=self.config.spool.max_bytes,
-                           dropped=s.dropped_total)
+        return SpoolStatus(
+            records=s.records, bytes=s.bytes, limit_bytes=self.config.spool.max_bytes, dropped=s.dropped_total
+        )
 
     @property
     def connected(self) -> bool:
@@ -476,15 +562,29 @@ class EdgePublisher:
         def q(p: float) -> float | None:
             return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else None
 
-        return {"agent_id": self.agent_id, "connected": self._connected, "last_error": self._last_error,
-                "suspicious_acks": self._suspicious, "producer_recreations": self._recreations,
-                "by_topic": {k: dict(v) for k, v in self._counts.items()},
-                "in_producer": {"records": self._rd_records, "bytes": self._rd_bytes},
-                "spool": {"records": s.records, "bytes": s.bytes, "pending_records": s.pending_records,
-                          "pending_bytes": s.pending_bytes, "inflight_records": s.inflight_records,
-                          "dropped": s.dropped_total, "dropped_by_topic": s.dropped_by_kind,
-                          "replayed": s.replayed_total, "torn_tail_truncations": s.torn_tail_truncations,
-                          "corrupt_records": s.corrupt_records, "segments": s.segments, "disk_bytes": s.disk_bytes,
-                          "limit_bytes": self.config.spool.max_bytes},
-                "latency_s": {"p50": q(0.50), "p95": q(0.95), "p99": q(0.99), "samples": len(lat)},
-                "uptime_s": time.monotonic() - self._started}
+        return {
+            "agent_id": self.agent_id,
+            "connected": self._connected,
+            "last_error": self._last_error,
+            "suspicious_acks": self._suspicious,
+            "producer_recreations": self._recreations,
+            "by_topic": {k: dict(v) for k, v in self._counts.items()},
+            "in_producer": {"records": self._rd_records, "bytes": self._rd_bytes},
+            "spool": {
+                "records": s.records,
+                "bytes": s.bytes,
+                "pending_records": s.pending_records,
+                "pending_bytes": s.pending_bytes,
+                "inflight_records": s.inflight_records,
+                "dropped": s.dropped_total,
+                "dropped_by_topic": s.dropped_by_kind,
+                "replayed": s.replayed_total,
+                "torn_tail_truncations": s.torn_tail_truncations,
+                "corrupt_records": s.corrupt_records,
+                "segments": s.segments,
+                "disk_bytes": s.disk_bytes,
+                "limit_bytes": self.config.spool.max_bytes,
+            },
+            "latency_s": {"p50": q(0.50), "p95": q(0.95), "p99": q(0.99), "samples": len(lat)},
+            "uptime_s": time.monotonic() - self._started,
+        }

@@ -31,6 +31,7 @@ roughly halves the bytes again for a metered uplink. Measured here
 stack (5.7k-13k events/s on this noisy 2-core box) did not separate the three
 codecs beyond run-to-run noise, so the uplink bytes decide.
 """
+
 from __future__ import annotations
 
 import re
@@ -44,8 +45,22 @@ from edgesight.config import StrictModel
 from edgesight.wire import Topics
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
-          "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "t": 1000**4, "tb": 1000**4, "tib": 1024**4}
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+}
 
 Compression = Literal["lz4", "zstd", "gzip", "snappy", "none"]
 
@@ -66,7 +81,9 @@ class SpoolSettings(StrictModel):
     """The on-disk journal / store-and-forward spool (see :mod:`edge_agent.publish.spool`)."""
 
     dir: Path = Path("/var/lib/edgesight/spool")
-    max_bytes: int = Field(1024**3, ge=1024**2, description="bound on not-yet-acknowledged data; oldest dropped beyond it")
+    max_bytes: int = Field(
+        1024**3, ge=1024**2, description="bound on not-yet-acknowledged data; oldest dropped beyond it"
+    )
     segment_bytes: int = Field(16 * 1024**2, ge=64 * 1024, le=1024**3, description="size at which a segment file rolls")
     # "interval": write() on accept (survives SIGKILL of the agent), fsync every fsync_interval_ms
     # (bounds the loss window on power failure); "always": fsync before publish() returns; "never": OS decides.
@@ -80,10 +97,12 @@ class SpoolSettings(StrictModel):
         return parse_size(v)
 
     @model_validator(mode="after")
-    def _segments(self) -> "SpoolSettings":
+    def _segments(self) -> SpoolSettings:
         if self.segment_bytes * 4 > self.max_bytes:
-            raise ValueError(f"spool.segment_bytes ({self.segment_bytes}) must be at most a quarter of "
-                             f"spool.max_bytes ({self.max_bytes}) so that dropping the oldest data frees disk")
+            raise ValueError(
+                f"spool.segment_bytes ({self.segment_bytes}) must be at most a quarter of "
+                f"spool.max_bytes ({self.max_bytes}) so that dropping the oldest data frees disk"
+            )
         return self
 
 
@@ -92,9 +111,12 @@ class KeyframePolicy(StrictModel):
 
     enabled: bool = True
     on_track_start: bool = True
-    score_margin: float = Field(0.10, ge=0.0, le=1.0,
-                                description="a track's best score must improve by this much for a new keyframe")
-    track_cooldown_s: float = Field(2.0, ge=0.0, description="at most one score-improvement keyframe per track per this")
+    score_margin: float = Field(
+        0.10, ge=0.0, le=1.0, description="a track's best score must improve by this much for a new keyframe"
+    )
+    track_cooldown_s: float = Field(
+        2.0, ge=0.0, description="at most one score-improvement keyframe per track per this"
+    )
     interval_s: float | None = Field(60.0, gt=0.0, description="periodic keyframe per camera; None = off")
     jpeg_quality: int = Field(85, ge=10, le=100)
     min_jpeg_quality: int = Field(35, ge=5, le=100)
@@ -107,10 +129,12 @@ class KeyframePolicy(StrictModel):
         return parse_size(v)
 
     @model_validator(mode="after")
-    def _quality(self) -> "KeyframePolicy":
+    def _quality(self) -> KeyframePolicy:
         if self.min_jpeg_quality > self.jpeg_quality:
-            raise ValueError(f"keyframes.min_jpeg_quality ({self.min_jpeg_quality}) must be <= "
-                             f"keyframes.jpeg_quality ({self.jpeg_quality})")
+            raise ValueError(
+                f"keyframes.min_jpeg_quality ({self.min_jpeg_quality}) must be <= "
+                f"keyframes.jpeg_quality ({self.jpeg_quality})"
+            )
         return self
 
 
@@ -118,12 +142,18 @@ class PublishConfig(StrictModel):
     """Kafka producer, spool and keyframe policy of one edge agent."""
 
     kafka: KafkaSettings = KafkaSettings(client_id="edgesight-edge")
-    topic_prefix: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,100}$", description="default: kafka.topic_prefix")
+    topic_prefix: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._-]{1,100}$", description="default: kafka.topic_prefix"
+    )
     compression: Compression = "lz4"
     linger_ms: float = Field(20.0, ge=0.0, le=5000.0)
     batch_bytes: int = Field(1024**2, ge=1024, le=64 * 1024**2, description="librdkafka batch.size")
-    message_max_bytes: int = Field(4 * 1024**2, ge=64 * 1024, le=100 * 1024**2,
-                                   description="largest record (keyframes); the broker's limit must allow it")
+    message_max_bytes: int = Field(
+        4 * 1024**2,
+        ge=64 * 1024,
+        le=100 * 1024**2,
+        description="largest record (keyframes); the broker's limit must allow it",
+    )
     # The window of records handed to librdkafka and not yet acknowledged. While the broker is down this
     # window fills and further records wait in the on-disk spool instead of in memory.
     max_inflight_records: int = Field(20_000, ge=10, le=1_000_000)
@@ -131,7 +161,8 @@ class PublishConfig(StrictModel):
     spool: SpoolSettings = SpoolSettings()
     keyframes: KeyframePolicy = KeyframePolicy()
     extra_producer_config: dict[str, str | int | float | bool] = Field(
-        default_factory=dict, description="raw librdkafka settings applied last (expert use)")
+        default_factory=dict, description="raw librdkafka settings applied last (expert use)"
+    )
 
     @field_validator("batch_bytes", "message_max_bytes", "max_inflight_bytes", mode="before")
     @classmethod
@@ -148,16 +179,22 @@ class PublishConfig(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _bounds(self) -> "PublishConfig":
+    def _bounds(self) -> PublishConfig:
         if self.max_inflight_bytes * 4 > self.spool.max_bytes:
-            raise ValueError(f"spool.max_bytes ({self.spool.max_bytes}) must be at least 4x max_inflight_bytes "
-                             f"({self.max_inflight_bytes}): records in flight cannot be dropped")
+            raise ValueError(
+                f"spool.max_bytes ({self.spool.max_bytes}) must be at least 4x max_inflight_bytes "
+                f"({self.max_inflight_bytes}): records in flight cannot be dropped"
+            )
         if self.keyframes.max_bytes + 64 * 1024 > self.message_max_bytes:
-            raise ValueError(f"keyframes.max_bytes ({self.keyframes.max_bytes}) plus 64 KiB of headers must fit "
-                             f"in message_max_bytes ({self.message_max_bytes})")
+            raise ValueError(
+                f"keyframes.max_bytes ({self.keyframes.max_bytes}) plus 64 KiB of headers must fit "
+                f"in message_max_bytes ({self.message_max_bytes})"
+            )
         if self.message_max_bytes > self.max_inflight_bytes:
-            raise ValueError(f"message_max_bytes ({self.message_max_bytes}) must not exceed max_inflight_bytes "
-                             f"({self.max_inflight_bytes})")
+            raise ValueError(
+                f"message_max_bytes ({self.message_max_bytes}) must not exceed max_inflight_bytes "
+                f"({self.max_inflight_bytes})"
+            )
         return self
 
     @property

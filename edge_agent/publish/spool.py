@@ -70,6 +70,7 @@ in-flight window is validated to be at most a quarter of ``max_bytes``.
 Disk use stays below ``max_bytes`` + about two segments + the segments that
 still hold in-flight records.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -81,9 +82,9 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from edgesight.log import get_logger
 
@@ -91,10 +92,10 @@ from .settings import SpoolSettings
 
 log = get_logger("publish.spool")
 
-_HDR = struct.Struct("<IIQ")           # length of payload, crc32(seq + payload), seq
+_HDR = struct.Struct("<IIQ")  # length of payload, crc32(seq + payload), seq
 _SEQ = struct.Struct("<Q")
-_REC = struct.Struct("<BqHH")          # kind, accept_ms, key_len, n_headers
-_HKV = struct.Struct("<HI")            # header key len, header value len
+_REC = struct.Struct("<BqHH")  # kind, accept_ms, key_len, n_headers
+_HKV = struct.Struct("<HI")  # header key len, header value len
 _SEG_RE = re.compile(r"^seg-(\d{20})\.log$")
 MAX_PAYLOAD = 512 * 1024 * 1024
 
@@ -114,8 +115,8 @@ class SpoolRecord:
     value: bytes
     headers: list[tuple[str, bytes]]
     accept_ms: int
-    pos: int = 0          # logical position of the frame
-    size: int = 0         # frame size (header + payload)
+    pos: int = 0  # logical position of the frame
+    size: int = 0  # frame size (header + payload)
 
 
 @dataclass
@@ -143,8 +144,9 @@ class SpoolStats:
         return self.pending_bytes + self.inflight_bytes
 
 
-def encode_payload(kind: int, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes | str]] | None,
-                   accept_ms: int) -> bytes:
+def encode_payload(
+    kind: int, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes | str]] | None, accept_ms: int
+) -> bytes:
     parts = []
     hdrs = headers or ()
     for hk, hv in hdrs:
@@ -162,15 +164,15 @@ def decode_payload(seq: int, payload: bytes | memoryview) -> SpoolRecord:
     off = _REC.size
     key = None
     if klen != 0xFFFF:
-        key = bytes(mv[off:off + klen])
+        key = bytes(mv[off : off + klen])
         off += klen
     headers = []
     for _ in range(nh):
         hk, hv = _HKV.unpack_from(mv, off)
         off += _HKV.size
-        k = bytes(mv[off:off + hk]).decode()
+        k = bytes(mv[off : off + hk]).decode()
         off += hk
-        headers.append((k, bytes(mv[off:off + hv])))
+        headers.append((k, bytes(mv[off : off + hv])))
         off += hv
     return SpoolRecord(seq, kind, key, bytes(mv[off:]), headers, accept_ms)
 
@@ -184,8 +186,8 @@ class _Segment:
     base: int
     path: Path
     size: int = 0
-    fd: int = -1            # read fd (the active segment also has the writer fd)
-    inflight: int = 0       # records of this segment handed out and not resolved
+    fd: int = -1  # read fd (the active segment also has the writer fd)
+    inflight: int = 0  # records of this segment handed out and not resolved
 
     @property
     def end(self) -> int:
@@ -204,23 +206,24 @@ class Spool:
         spool.requeue([r.seq])                                    # on a retriable failure
     """
 
-    def __init__(self, settings: SpoolSettings, *, on_drop: Callable[[int, int], None] | None = None,
-                 name: str = "spool"):
+    def __init__(
+        self, settings: SpoolSettings, *, on_drop: Callable[[int, int], None] | None = None, name: str = "spool"
+    ):
         self.settings = settings
         self.dir = Path(settings.dir)
         self.name = name
-        self._on_drop = on_drop             # (kind, count) per dropped record batch
+        self._on_drop = on_drop  # (kind, count) per dropped record batch
         self._lock = threading.RLock()
         self._segments: list[_Segment] = []
         self._wfd = -1
         self._lockfd = -1
         self._next_seq = 0
-        self._end = 0                        # logical end position
-        self._cursor = 0                     # logical position of the next pending record
-        self._acked_seq = -1                 # checkpointed watermark (all <= resolved)
-        self._skip: list[list[int]] = []     # dropped seq ranges [a, b] above the watermark
-        self._inflight: dict[int, tuple[int, int]] = {}   # seq -> (pos, size)
-        self._retry: list[int] = []          # seqs in flight to be handed out again, sorted
+        self._end = 0  # logical end position
+        self._cursor = 0  # logical position of the next pending record
+        self._acked_seq = -1  # checkpointed watermark (all <= resolved)
+        self._skip: list[list[int]] = []  # dropped seq ranges [a, b] above the watermark
+        self._inflight: dict[int, tuple[int, int]] = {}  # seq -> (pos, size)
+        self._retry: list[int] = []  # seqs in flight to be handed out again, sorted
         self._stats = SpoolStats()
         self._dirty_since_sync = False
         self._last_sync = time.monotonic()
@@ -229,7 +232,7 @@ class Spool:
         self._opened = False
 
     # ---- open / recovery --------------------------------------------------------------
-    def open(self) -> "Spool":
+    def open(self) -> Spool:
         with self._lock:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._lockfd = os.open(self.dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
@@ -252,11 +255,19 @@ class Spool:
             self._opened = True
             self._write_checkpoint()
             s = self._stats
-            log.info("spool opened", extra={"dir": str(self.dir), "pending_records": s.pending_records,
-                                            "pending_bytes": s.pending_bytes, "acked_seq": self._acked_seq,
-                                            "next_seq": self._next_seq, "segments": len(self._segments),
-                                            "torn_tail_truncations": s.torn_tail_truncations,
-                                            "dropped_total": s.dropped_total})
+            log.info(
+                "spool opened",
+                extra={
+                    "dir": str(self.dir),
+                    "pending_records": s.pending_records,
+                    "pending_bytes": s.pending_bytes,
+                    "acked_seq": self._acked_seq,
+                    "next_seq": self._next_seq,
+                    "segments": len(self._segments),
+                    "torn_tail_truncations": s.torn_tail_truncations,
+                    "dropped_total": s.dropped_total,
+                },
+            )
             return self
 
     def _read_checkpoint(self) -> dict:
@@ -281,14 +292,18 @@ class Spool:
             if valid < seg.size:
                 if last:
                     self._stats.torn_tail_truncations += 1
-                    log.warning("torn write at the spool tail truncated (record never acknowledged)",
-                                extra={"segment": path.name, "offset": valid, "bytes": seg.size - valid})
+                    log.warning(
+                        "torn write at the spool tail truncated (record never acknowledged)",
+                        extra={"segment": path.name, "offset": valid, "bytes": seg.size - valid},
+                    )
                     os.ftruncate(fd, valid)
                     os.fsync(fd)
                 else:
                     self._stats.corrupt_records += 1
-                    log.error("corrupt record in spool segment; rest of the segment skipped",
-                              extra={"segment": path.name, "offset": valid})
+                    log.error(
+                        "corrupt record in spool segment; rest of the segment skipped",
+                        extra={"segment": path.name, "offset": valid},
+                    )
                 seg.size = valid
             if seg.size == 0 and not last:
                 os.close(fd)
@@ -340,12 +355,12 @@ class Spool:
     def _start_segment(self) -> None:
         if self._wfd >= 0:
             if self.settings.fsync != "never":
-                os.fdatasync(self._wfd)           # a sealed segment is always on disk
+                os.fdatasync(self._wfd)  # a sealed segment is always on disk
             os.close(self._wfd)
         path = self.dir / f"seg-{self._end:020d}.log"
         wfd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         rfd = os.open(path, os.O_RDONLY)
-        if self._segments and self._segments[-1].base == self._end:      # empty last segment: reuse
+        if self._segments and self._segments[-1].base == self._end:  # empty last segment: reuse
             seg = self._segments[-1]
             os.close(seg.fd)
             seg.fd = rfd
@@ -360,8 +375,14 @@ class Spool:
             pass
 
     # ---- append -----------------------------------------------------------------------
-    def append(self, kind: int, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes | str]] | None = None,
-               accept_ms: int | None = None) -> SpoolRecord:
+    def append(
+        self,
+        kind: int,
+        key: bytes | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes | str]] | None = None,
+        accept_ms: int | None = None,
+    ) -> SpoolRecord:
         """Journal one record (durable against SIGKILL when this returns); drops the oldest if over the bound."""
         accept_ms = int(time.time() * 1000) if accept_ms is None else accept_ms
         payload = encode_payload(kind, key, value, headers, accept_ms)
@@ -396,8 +417,16 @@ class Spool:
             if self.settings.fsync == "always":
                 os.fdatasync(self._wfd)
                 self._dirty_since_sync = False
-            return SpoolRecord(seq, kind, key, value, [(k, v if isinstance(v, bytes) else v.encode()) for k, v in (headers or ())],
-                               accept_ms, pos, len(frame))
+            return SpoolRecord(
+                seq,
+                kind,
+                key,
+                value,
+                [(k, v if isinstance(v, bytes) else v.encode()) for k, v in (headers or ())],
+                accept_ms,
+                pos,
+                len(frame),
+            )
 
     def _make_room(self, need: int) -> None:
         limit = self.settings.max_bytes
@@ -426,9 +455,15 @@ class Spool:
                 if self._on_drop:
                     self._on_drop(k, c)
             self._ckpt_dirty = True
-            log.warning("spool full: oldest records dropped",
-                        extra={"dropped": n, "by_kind": {KIND_NAMES.get(k, str(k)): c for k, c in dropped.items()},
-                               "dropped_total": self._stats.dropped_total, "limit_bytes": limit})
+            log.warning(
+                "spool full: oldest records dropped",
+                extra={
+                    "dropped": n,
+                    "by_kind": {KIND_NAMES.get(k, str(k)): c for k, c in dropped.items()},
+                    "dropped_total": self._stats.dropped_total,
+                    "limit_bytes": limit,
+                },
+            )
             self._gc_segments()
 
     def _seg_index(self, pos: int) -> int:
@@ -608,9 +643,15 @@ class Spool:
         w = self._watermark()
         self._acked_seq = max(self._acked_seq, w)
         self._skip = [r for r in self._skip if r[1] > self._acked_seq]
-        doc = {"acked_seq": self._acked_seq, "skip": self._skip, "next_seq": self._next_seq, "end_pos": self._end,
-               "dropped_total": self._stats.dropped_total, "dropped_by_kind": self._stats.dropped_by_kind,
-               "written_at": time.time()}
+        doc = {
+            "acked_seq": self._acked_seq,
+            "skip": self._skip,
+            "next_seq": self._next_seq,
+            "end_pos": self._end,
+            "dropped_total": self._stats.dropped_total,
+            "dropped_by_kind": self._stats.dropped_by_kind,
+            "written_at": time.time(),
+        }
         tmp = self.dir / "checkpoint.json.tmp"
         with open(tmp, "w") as fh:
             json.dump(doc, fh)
@@ -651,7 +692,7 @@ class Spool:
                 os.close(self._lockfd)
                 self._lockfd = -1
 
-    def __enter__(self) -> "Spool":
+    def __enter__(self) -> Spool:
         return self.open() if not self._opened else self
 
     def __exit__(self, *exc) -> None:

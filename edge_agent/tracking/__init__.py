@@ -6,6 +6,7 @@ Pipeline per frame::
     zr = zones.update(tracked, timestamp)                   # CameraZones: membership, enter/exit, crossings
     records = events.update(tracked, zr, tracker.ended, timestamp)   # EventBuilder -> ObjectUpdate list
 """
+
 from .settings import CameraTrackingConfig, LineConfig, TrackerConfig, ZoneConfig
 
 __all__ = ["CameraTrackingConfig", "LineConfig", "TrackerConfig", "ZoneConfig"]

@@ -16,10 +16,11 @@ lives elsewhere):
 
 :class:`CameraTracking` wires tracker + zones + builder for one camera.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -42,9 +43,9 @@ class ObjectUpdate:
     track_id: int
     label: str
     class_id: int
-    score: float                                   # this frame's detection score (end: last one)
+    score: float  # this frame's detection score (end: last one)
     top_score: float
-    box: tuple[float, float, float, float]         # xyxy pixels (end: last seen box)
+    box: tuple[float, float, float, float]  # xyxy pixels (end: last seen box)
     frame_index: int
     timestamp: float
     first_seen: float
@@ -57,16 +58,28 @@ class ObjectUpdate:
 
 
 class EventBuilder:
-    def __init__(self, camera: str = "-", class_names: Sequence[str] | Mapping[int, str] | None = None,
-                 update_interval_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        camera: str = "-",
+        class_names: Sequence[str] | Mapping[int, str] | None = None,
+        update_interval_s: float = 0.0,
+    ) -> None:
         self.camera = camera
         self.class_names = class_names
         self.update_interval_s = float(update_interval_s)
-        self._last_emit: dict[int, tuple[float, float]] = {}   # track id -> (timestamp, top score) of last record
+        self._last_emit: dict[int, tuple[float, float]] = {}  # track id -> (timestamp, top score) of last record
 
-    def update(self, tracked: Detections, tracks: Mapping[int, TrackInfo], zones: ZoneResult | None,
-               ended: Sequence[TrackInfo], ended_zones: Mapping[int, list[str]] | None = None,
-               *, frame_index: int, timestamp: float) -> list[ObjectUpdate]:
+    def update(
+        self,
+        tracked: Detections,
+        tracks: Mapping[int, TrackInfo],
+        zones: ZoneResult | None,
+        ended: Sequence[TrackInfo],
+        ended_zones: Mapping[int, list[str]] | None = None,
+        *,
+        frame_index: int,
+        timestamp: float,
+    ) -> list[ObjectUpdate]:
         zones = zones or ZoneResult()
         ended_zones = ended_zones or {}
         out: list[ObjectUpdate] = []
@@ -90,32 +103,71 @@ class EventBuilder:
                     if not changed and timestamp - last[0] < self.update_interval_s:
                         continue
             self._last_emit[tid] = (timestamp, info.top_score)
-            out.append(ObjectUpdate(
-                kind, self.camera, tid, label_of(info.class_id, self.class_names), info.class_id,
-                float(tracked.scores[i]), info.top_score, tuple(tracked.xyxy[i].tolist()),
-                frame_index, timestamp, info.first_seen, info.last_seen, info.hits,
-                list(zones.current.get(tid, [])), list(entered), list(exited), list(cross)))
+            out.append(
+                ObjectUpdate(
+                    kind,
+                    self.camera,
+                    tid,
+                    label_of(info.class_id, self.class_names),
+                    info.class_id,
+                    float(tracked.scores[i]),
+                    info.top_score,
+                    tuple(tracked.xyxy[i].tolist()),
+                    frame_index,
+                    timestamp,
+                    info.first_seen,
+                    info.last_seen,
+                    info.hits,
+                    list(zones.current.get(tid, [])),
+                    list(entered),
+                    list(exited),
+                    list(cross),
+                )
+            )
         for info in ended:
             if info.track_id not in self._last_emit:
-                continue                  # never reported (cannot happen with the tracker's own ids)
+                continue  # never reported (cannot happen with the tracker's own ids)
             del self._last_emit[info.track_id]
             was_in = list(ended_zones.get(info.track_id, []))
-            out.append(ObjectUpdate(
-                "end", self.camera, info.track_id, label_of(info.class_id, self.class_names), info.class_id,
-                info.score, info.top_score, info.box, frame_index, timestamp, info.first_seen, info.last_seen,
-                info.hits, [], [], was_in, []))
+            out.append(
+                ObjectUpdate(
+                    "end",
+                    self.camera,
+                    info.track_id,
+                    label_of(info.class_id, self.class_names),
+                    info.class_id,
+                    info.score,
+                    info.top_score,
+                    info.box,
+                    frame_index,
+                    timestamp,
+                    info.first_seen,
+                    info.last_seen,
+                    info.hits,
+                    [],
+                    [],
+                    was_in,
+                    [],
+                )
+            )
         return out
 
 
 class CameraTracking:
     """Tracker + zones + lifecycle records for one camera::
 
-        ct = CameraTracking(cfg, frame_size=(w, h), camera="cam-1", class_names=COCO)
-        tracked, records = ct.process(detections, timestamp)
+    ct = CameraTracking(cfg, frame_size=(w, h), camera="cam-1", class_names=COCO)
+    tracked, records = ct.process(detections, timestamp)
     """
 
-    def __init__(self, config: CameraTrackingConfig, frame_size: tuple[int, int], *, camera: str = "-",
-                 class_names: Sequence[str] | Mapping[int, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: CameraTrackingConfig,
+        frame_size: tuple[int, int],
+        *,
+        camera: str = "-",
+        class_names: Sequence[str] | Mapping[int, str] | None = None,
+    ) -> None:
         self.config = config
         self.camera = camera
         self.tracker = ByteTracker(config.tracker, camera=camera)
@@ -130,14 +182,18 @@ class CameraTracking:
         ended = self.tracker.ended
         ended_zones = self.zones.end_tracks([e.track_id for e in ended]) if ended else {}
         infos = self.tracker.infos(tracked.tracker_ids.tolist())
-        records = self.events.update(tracked, infos, zr, ended, ended_zones,
-                                     frame_index=frame, timestamp=ts)
+        records = self.events.update(tracked, infos, zr, ended, ended_zones, frame_index=frame, timestamp=ts)
         return tracked, records
 
     def close(self, timestamp: float | None = None) -> list[ObjectUpdate]:
         """End every live track (stream stopped/restarted): their ``end`` records."""
         ended = self.tracker.reset()
         ended_zones = self.zones.end_tracks([e.track_id for e in ended])
-        ts = float(timestamp) if timestamp is not None else (self.tracker.frame_index + 1) / self.config.tracker.frame_rate
-        return self.events.update(Detections.empty(), {}, None, ended, ended_zones,
-                                  frame_index=self.tracker.frame_index, timestamp=ts)
+        ts = (
+            float(timestamp)
+            if timestamp is not None
+            else (self.tracker.frame_index + 1) / self.config.tracker.frame_rate
+        )
+        return self.events.update(
+            Detections.empty(), {}, None, ended, ended_zones, frame_index=self.tracker.frame_index, timestamp=ts
+        )

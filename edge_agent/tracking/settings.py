@@ -20,6 +20,7 @@ Example (YAML)::
         labels: [person]
         directions: [in, out]     # in = left-to-right seen from start towards end
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,15 @@ from edgesight.config import StrictModel
 from edgesight.wire.models import ID_PATTERN  # zone/line/direction names travel in events: same rule as ids
 
 Anchor = Literal[
-    "center", "bottom_center", "top_center", "center_left", "center_right",
-    "bottom_left", "bottom_right", "top_left", "top_right",
+    "center",
+    "bottom_center",
+    "top_center",
+    "center_left",
+    "center_right",
+    "bottom_left",
+    "bottom_right",
+    "top_left",
+    "top_right",
 ]
 CoordMode = Literal["auto", "pixels", "normalized"]
 
@@ -41,31 +49,42 @@ CoordMode = Literal["auto", "pixels", "normalized"]
 class TrackerConfig(StrictModel):
     """ByteTrack-style tracker parameters (see :mod:`edge_agent.tracking.tracker`)."""
 
-    track_high_thresh: float = Field(0.5, gt=0.0, le=1.0,
-                                     description="detections at or above this score take part in the first association")
-    track_low_thresh: float = Field(0.1, ge=0.0, le=1.0,
-                                    description="detections between this and track_high_thresh only extend existing tracks")
-    new_track_thresh: float = Field(0.6, gt=0.0, le=1.0,
-                                    description="an unmatched detection starts a (tentative) track at or above this score")
-    match_thresh: float = Field(0.8, gt=0.0, le=1.0,
-                                description="first-stage gate on 1 - IoU (x score when fuse_score): 0.8 = IoU >= 0.2")
-    second_match_thresh: float = Field(0.5, gt=0.0, le=1.0,
-                                       description="second-stage (low-score detections) gate on 1 - IoU")
-    tentative_match_thresh: float = Field(0.7, gt=0.0, le=1.0,
-                                          description="gate on 1 - IoU for tentative tracks")
-    fuse_score: bool = Field(False, description="weigh first-stage IoU by the detection score (ByteTrack's MOT17 "
-                                                "setting; off: measured 18 vs 15 ids on vtest with YOLOv4-tiny)")
-    lost_buffer_s: float = Field(3.0, ge=0.0,
-                                 description="seconds a lost track is kept for re-identification before it ends")
+    track_high_thresh: float = Field(
+        0.5, gt=0.0, le=1.0, description="detections at or above this score take part in the first association"
+    )
+    track_low_thresh: float = Field(
+        0.1, ge=0.0, le=1.0, description="detections between this and track_high_thresh only extend existing tracks"
+    )
+    new_track_thresh: float = Field(
+        0.6, gt=0.0, le=1.0, description="an unmatched detection starts a (tentative) track at or above this score"
+    )
+    match_thresh: float = Field(
+        0.8, gt=0.0, le=1.0, description="first-stage gate on 1 - IoU (x score when fuse_score): 0.8 = IoU >= 0.2"
+    )
+    second_match_thresh: float = Field(
+        0.5, gt=0.0, le=1.0, description="second-stage (low-score detections) gate on 1 - IoU"
+    )
+    tentative_match_thresh: float = Field(0.7, gt=0.0, le=1.0, description="gate on 1 - IoU for tentative tracks")
+    fuse_score: bool = Field(
+        False,
+        description="weigh first-stage IoU by the detection score (ByteTrack's MOT17 "
+        "setting; off: measured 18 vs 15 ids on vtest with YOLOv4-tiny)",
+    )
+    lost_buffer_s: float = Field(
+        3.0, ge=0.0, description="seconds a lost track is kept for re-identification before it ends"
+    )
     min_hits: int = Field(2, ge=1, description="consecutive matched frames before a track gets an id and is reported")
-    frame_rate: float = Field(10.0, gt=0.0, description="frames per second fed to the tracker (after any frame skipping)")
+    frame_rate: float = Field(
+        10.0, gt=0.0, description="frames per second fed to the tracker (after any frame skipping)"
+    )
     class_aware: bool = Field(True, description="a track only ever matches detections of its own class")
 
     @model_validator(mode="after")
-    def _order(self) -> "TrackerConfig":
+    def _order(self) -> TrackerConfig:
         if self.track_low_thresh >= self.track_high_thresh:
-            raise ValueError(f"track_low_thresh ({self.track_low_thresh}) must be below "
-                             f"track_high_thresh ({self.track_high_thresh})")
+            raise ValueError(
+                f"track_low_thresh ({self.track_low_thresh}) must be below track_high_thresh ({self.track_high_thresh})"
+            )
         return self
 
     @property
@@ -127,8 +146,9 @@ class ZoneConfig(StrictModel):
     coords: CoordMode = "auto"
     labels: list[str] | None = Field(None, description="only these labels (None: every label)")
     anchor: Anchor = "bottom_center"
-    inertia: int = Field(3, ge=1, le=100,
-                         description="consecutive frames an object must be in (out) before it enters (exits)")
+    inertia: int = Field(
+        3, ge=1, le=100, description="consecutive frames an object must be in (out) before it enters (exits)"
+    )
 
     @field_validator("polygon", mode="before")
     @classmethod
@@ -137,7 +157,7 @@ class ZoneConfig(StrictModel):
             raise ValueError(f"polygon must be a list of [x, y] points, got {type(v).__name__}")
         pts = [_point(p, f"polygon point {i}") for i, p in enumerate(v)]
         if len(pts) >= 2 and pts[0] == pts[-1]:
-            pts = pts[:-1]               # an explicitly closed ring: drop the repeated point
+            pts = pts[:-1]  # an explicitly closed ring: drop the repeated point
         if len(pts) < 3:
             raise ValueError(f"polygon needs at least 3 distinct points, got {len(pts)}")
         if len(set(pts)) != len(pts):
@@ -146,10 +166,12 @@ class ZoneConfig(StrictModel):
         for i in range(n):
             for j in range(i + 1, n):
                 if j == i + 1 or (i == 0 and j == n - 1):
-                    continue     # adjacent edges share a vertex
+                    continue  # adjacent edges share a vertex
                 if _segments_cross(pts[i], pts[(i + 1) % n], pts[j], pts[(j + 1) % n]):
-                    raise ValueError(f"polygon is self-intersecting: edge {i}-{(i + 1) % n} crosses "
-                                     f"edge {j}-{(j + 1) % n}; list the points in order around the area")
+                    raise ValueError(
+                        f"polygon is self-intersecting: edge {i}-{(i + 1) % n} crosses "
+                        f"edge {j}-{(j + 1) % n}; list the points in order around the area"
+                    )
         area2 = sum(_cross((0.0, 0.0), pts[i], pts[(i + 1) % len(pts)]) for i in range(len(pts)))
         if abs(area2) < 1e-12:
             raise ValueError("polygon has zero area (all points on one line)")
@@ -158,7 +180,7 @@ class ZoneConfig(StrictModel):
     _labels = field_validator("labels")(classmethod(lambda cls, v: _check_labels(v)))
 
     @model_validator(mode="after")
-    def _mode(self) -> "ZoneConfig":
+    def _mode(self) -> ZoneConfig:
         if self.coords == "normalized" and any(x > 1 or y > 1 for x, y in self.polygon):
             raise ValueError("coords is 'normalized' but a polygon point lies outside 0..1")
         return self
@@ -189,8 +211,9 @@ class LineConfig(StrictModel):
     labels: list[str] | None = Field(None, description="only these labels (None: every label)")
     anchor: Anchor = "bottom_center"
     directions: tuple[str, str] = ("in", "out")
-    min_frames: int = Field(2, ge=1, le=100,
-                            description="consecutive frames on the new side before a crossing counts (debounce)")
+    min_frames: int = Field(
+        2, ge=1, le=100, description="consecutive frames on the new side before a crossing counts (debounce)"
+    )
 
     @field_validator("start", "end", mode="before")
     @classmethod
@@ -213,7 +236,7 @@ class LineConfig(StrictModel):
         return a, b
 
     @model_validator(mode="after")
-    def _distinct(self) -> "LineConfig":
+    def _distinct(self) -> LineConfig:
         if self.start == self.end:
             raise ValueError(f"line start and end are the same point {list(self.start)}")
         if self.coords == "normalized" and any(c > 1 for c in (*self.start, *self.end)):
@@ -232,12 +255,15 @@ class CameraTrackingConfig(StrictModel):
     tracker: TrackerConfig = Field(default_factory=TrackerConfig)
     zones: list[ZoneConfig] = Field(default_factory=list)
     lines: list[LineConfig] = Field(default_factory=list)
-    update_interval_s: float = Field(0.0, ge=0.0,
-                                     description="0: an update record every frame per object; >0: only on change "
-                                                 "(zones, crossings, top score) or after this many seconds")
+    update_interval_s: float = Field(
+        0.0,
+        ge=0.0,
+        description="0: an update record every frame per object; >0: only on change "
+        "(zones, crossings, top score) or after this many seconds",
+    )
 
     @model_validator(mode="after")
-    def _unique(self) -> "CameraTrackingConfig":
+    def _unique(self) -> CameraTrackingConfig:
         for kind, items in (("zone", self.zones), ("line", self.lines)):
             seen: set[str] = set()
             for it in items:

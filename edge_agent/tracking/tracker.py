@@ -72,6 +72,7 @@ none. When the caller gives timestamps, a lost track also ends once
 that gets fewer inferred frames than ``frame_rate`` (several cameras sharing a
 CPU) does not keep lost tracks for many seconds longer than configured.
 """
+
 from __future__ import annotations
 
 import time
@@ -92,8 +93,12 @@ __all__ = ["ByteTracker", "TrackInfo", "TrackState", "box_iou"]
 _TRACKS_ACTIVE = metrics.gauge("tracking_active_tracks", "Confirmed tracks currently tracked or lost", ["camera"])
 _TRACKS_STARTED = metrics.counter("tracking_tracks_started_total", "Tracks that received an id", ["camera"])
 _TRACKS_ENDED = metrics.counter("tracking_tracks_ended_total", "Tracks ended after the lost buffer", ["camera"])
-_UPDATE_SECONDS = metrics.histogram("tracking_update_seconds", "Tracker update wall time per frame", ["camera"],
-                                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1))
+_UPDATE_SECONDS = metrics.histogram(
+    "tracking_update_seconds",
+    "Tracker update wall time per frame",
+    ["camera"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1),
+)
 
 
 class TrackState(str, Enum):
@@ -112,13 +117,13 @@ class TrackInfo:
     state: TrackState
     first_seen_frame: int
     last_seen_frame: int
-    first_seen: float          # seconds (caller's timestamps, or frame / frame_rate)
+    first_seen: float  # seconds (caller's timestamps, or frame / frame_rate)
     last_seen: float
-    score: float               # score of the last matched detection
-    top_score: float           # best detection score over the track's life
+    score: float  # score of the last matched detection
+    top_score: float  # best detection score over the track's life
     top_score_box: tuple[float, float, float, float]
-    box: tuple[float, float, float, float]   # last matched detection box, xyxy pixels
-    hits: int                  # matched frames
+    box: tuple[float, float, float, float]  # last matched detection box, xyxy pixels
+    hits: int  # matched frames
 
 
 # --------------------------------------------------------------------------- geometry
@@ -167,7 +172,7 @@ def _kf_initiate(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     std = np.concatenate([2 * _STD_POS * wh, 10 * _STD_VEL * wh], axis=1)
     cov = np.zeros((m, 8, 8))
     idx = np.arange(8)
-    cov[:, idx, idx] = std ** 2
+    cov[:, idx, idx] = std**2
     return mean, cov
 
 
@@ -187,8 +192,8 @@ def _kf_update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> tuple[np.nda
     s = cov[:, :4, :4].copy()
     idx = np.arange(4)
     s[:, idx, idx] += r
-    pht = cov[:, :, :4]                                    # P H^T, (M,8,4)
-    k = np.linalg.solve(s, pht.transpose(0, 2, 1)).transpose(0, 2, 1)   # P H^T S^-1 (S symmetric)
+    pht = cov[:, :, :4]  # P H^T, (M,8,4)
+    k = np.linalg.solve(s, pht.transpose(0, 2, 1)).transpose(0, 2, 1)  # P H^T S^-1 (S symmetric)
     innov = z - mean[:, :4]
     mean = mean + np.einsum("mij,mj->mi", k, innov)
     cov = cov - k @ s @ k.transpose(0, 2, 1)
@@ -199,8 +204,23 @@ def _kf_update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> tuple[np.nda
 
 
 class _Track:
-    __slots__ = ("mean", "cov", "class_id", "state", "track_id", "first_frame", "last_frame", "first_ts",
-                 "last_ts", "score", "top_score", "top_box", "box", "hits", "streak")
+    __slots__ = (
+        "mean",
+        "cov",
+        "class_id",
+        "state",
+        "track_id",
+        "first_frame",
+        "last_frame",
+        "first_ts",
+        "last_ts",
+        "score",
+        "top_score",
+        "top_box",
+        "box",
+        "hits",
+        "streak",
+    )
 
     def __init__(self, mean, cov, class_id, score, box, frame, ts):
         self.mean, self.cov = mean, cov
@@ -214,8 +234,20 @@ class _Track:
         self.hits = self.streak = 1
 
     def info(self) -> TrackInfo:
-        return TrackInfo(self.track_id, self.class_id, self.state, self.first_frame, self.last_frame,
-                         self.first_ts, self.last_ts, self.score, self.top_score, self.top_box, self.box, self.hits)
+        return TrackInfo(
+            self.track_id,
+            self.class_id,
+            self.state,
+            self.first_frame,
+            self.last_frame,
+            self.first_ts,
+            self.last_ts,
+            self.score,
+            self.top_score,
+            self.top_box,
+            self.box,
+            self.hits,
+        )
 
 
 def _assign(cost: np.ndarray, thresh: float) -> tuple[list[tuple[int, int]], np.ndarray, np.ndarray]:
@@ -249,7 +281,7 @@ class ByteTracker:
         self.camera = camera
         self.log = get_logger("tracking", camera=camera)
         self._tracks: list[_Track] = []
-        self._by_id: dict[int, _Track] = {}          # confirmed live tracks
+        self._by_id: dict[int, _Track] = {}  # confirmed live tracks
         self._next_id = 1
         self.frame_index = -1
         self.ended: list[TrackInfo] = []
@@ -295,7 +327,7 @@ class ByteTracker:
         boxes = np.asarray(detections.xyxy, np.float64)[keep].reshape(-1, 4)
         scores = np.asarray(detections.scores, np.float64)[keep]
         classes = np.asarray(detections.class_ids, np.int64)[keep]
-        det_index = np.flatnonzero(keep)                    # back to the caller's rows
+        det_index = np.flatnonzero(keep)  # back to the caller's rows
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         boxes, scores, classes, det_index = boxes[valid], scores[valid], classes[valid], det_index[valid]
 
@@ -318,7 +350,7 @@ class ByteTracker:
         low = np.flatnonzero(scores < cfg.track_high_thresh)
         confirmed = np.array([i for i, s in enumerate(states) if s in (TrackState.TRACKED, TrackState.LOST)], np.int64)
         tentative = np.array([i for i, s in enumerate(states) if s is TrackState.TENTATIVE], np.int64)
-        matches: list[tuple[int, int]] = []            # (track index, det index)
+        matches: list[tuple[int, int]] = []  # (track index, det index)
 
         def cost_for(ti: np.ndarray, di: np.ndarray, fuse: bool) -> np.ndarray:
             iou = box_iou(pred_boxes[ti], boxes[di])
@@ -383,8 +415,9 @@ class ByteTracker:
                 t.streak = 0
             # Lost past the buffer: in frames, or in the caller's time when it gives timestamps (a camera
             # that gets fewer inferred frames than frame_rate would otherwise keep tracks far longer).
-            if frame - t.last_frame > max_lost or (timestamp is not None and frame > t.last_frame
-                                                   and ts - t.last_ts > cfg.lost_buffer_s):
+            if frame - t.last_frame > max_lost or (
+                timestamp is not None and frame > t.last_frame and ts - t.last_ts > cfg.lost_buffer_s
+            ):
                 t.state = TrackState.ENDED
                 self.ended.append(t.info())
                 self._by_id.pop(t.track_id, None)
@@ -407,8 +440,15 @@ class ByteTracker:
         if self.ended:
             self._m_ended.inc(len(self.ended))
             for e in self.ended:
-                self.log.debug("track ended", extra={"track_id": e.track_id, "class_id": e.class_id,
-                                                     "hits": e.hits, "top_score": round(e.top_score, 3)})
+                self.log.debug(
+                    "track ended",
+                    extra={
+                        "track_id": e.track_id,
+                        "class_id": e.class_id,
+                        "hits": e.hits,
+                        "top_score": round(e.top_score, 3),
+                    },
+                )
         self._m_active.set(len(self._by_id))
 
         order = np.argsort(np.array(out_rows, np.int64), kind="stable")

@@ -17,10 +17,11 @@ per-track debounce state machine is a Python loop over the frame's tracks.
 Lost tracks (not in the frame) keep their state, so a person re-found after an
 occlusion on the other side of a line is still counted.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -29,13 +30,22 @@ from edgesight import metrics
 
 from .settings import Anchor, CameraTrackingConfig, LineConfig, ZoneConfig
 
-__all__ = ["anchor_points", "points_in_polygon", "PolygonZone", "CountingLine", "LineCrossing",
-           "ZoneResult", "CameraZones", "label_of"]
+__all__ = [
+    "anchor_points",
+    "points_in_polygon",
+    "PolygonZone",
+    "CountingLine",
+    "LineCrossing",
+    "ZoneResult",
+    "CameraZones",
+    "label_of",
+]
 
 _ZONE_EVENTS = metrics.counter("tracking_zone_events_total", "Zone enter/exit events", ["camera", "zone", "event"])
 _ZONE_OCCUPANCY = metrics.gauge("tracking_zone_occupancy", "Tracked objects currently in a zone", ["camera", "zone"])
-_LINE_CROSSINGS = metrics.counter("tracking_line_crossings_total", "Counting line crossings",
-                                  ["camera", "line", "direction"])
+_LINE_CROSSINGS = metrics.counter(
+    "tracking_line_crossings_total", "Counting line crossings", ["camera", "line", "direction"]
+)
 
 
 def label_of(class_id: int, class_names: Sequence[str] | Mapping[int, str] | None) -> str:
@@ -54,8 +64,8 @@ def anchor_points(xyxy: np.ndarray, anchor: Anchor = "bottom_center") -> np.ndar
     y = {"top": b[:, 1], "center": cy, "bottom": b[:, 3]}
     if anchor == "center":
         return np.stack([cx, cy], axis=1)
-    v, h = anchor.split("_")   # bottom_center / center_left ...
-    if v in ("center",):       # center_left / center_right
+    v, h = anchor.split("_")  # bottom_center / center_left ...
+    if v in ("center",):  # center_left / center_right
         return np.stack([x[h], cy], axis=1)
     return np.stack([x[h], y[v]], axis=1)
 
@@ -69,7 +79,7 @@ def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     x1, y1 = v[:, 0], v[:, 1]
     x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
     px, py = p[:, 0:1], p[:, 1:2]
-    straddles = (y1 > py) != (y2 > py)                                  # (N,E)
+    straddles = (y1 > py) != (y2 > py)  # (N,E)
     with np.errstate(divide="ignore", invalid="ignore"):
         x_at = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
     hits = straddles & (px < x_at)
@@ -85,8 +95,10 @@ def _side(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
 
 def _crosses_segment(p: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndarray) -> bool:
     """Does the movement p->q pass through segment a-b (ends included)?"""
+
     def cross(o, u, w):
         return (u[0] - o[0]) * (w[1] - o[1]) - (u[1] - o[1]) * (w[0] - o[0])
+
     d1, d2 = cross(a, b, p), cross(a, b, q)
     d3, d4 = cross(p, q, a), cross(p, q, b)
     return (d1 * d2 <= 0) and (d3 * d4 <= 0)
@@ -96,7 +108,7 @@ def _crosses_segment(p: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndarray)
 class LineCrossing:
     line: str
     track_id: int
-    direction: str             # one of the line's two direction names
+    direction: str  # one of the line's two direction names
     label: str
     class_id: int
     frame_index: int
@@ -112,10 +124,12 @@ class PolygonZone:
         self.name = config.name
         self.polygon = np.asarray(config.pixel_polygon(*frame_size), np.float64)
         self.labels = set(config.labels) if config.labels else None
-        self.inside: set[int] = set()                # confirmed members
-        self._pending: dict[int, int] = {}           # track id -> consecutive frames disagreeing with state
+        self.inside: set[int] = set()  # confirmed members
+        self._pending: dict[int, int] = {}  # track id -> consecutive frames disagreeing with state
 
-    def update(self, track_ids: np.ndarray, points: np.ndarray, eligible: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
+    def update(
+        self, track_ids: np.ndarray, points: np.ndarray, eligible: np.ndarray
+    ) -> tuple[np.ndarray, list[int], list[int]]:
         """Returns (raw membership mask per row, ids entered, ids exited) for this frame."""
         raw = points_in_polygon(points, self.polygon) & eligible
         entered, exited = [], []
@@ -160,13 +174,15 @@ class CountingLine:
         self._state: dict[int, list] = {}
         self.counts: dict[str, dict[str, int]] = {config.directions[0]: {}, config.directions[1]: {}}
 
-    def update(self, track_ids: np.ndarray, points: np.ndarray, eligible: np.ndarray) -> list[tuple[int, str, np.ndarray]]:
+    def update(
+        self, track_ids: np.ndarray, points: np.ndarray, eligible: np.ndarray
+    ) -> list[tuple[int, str, np.ndarray]]:
         sides = _side(points, self.start, self.end)
         out: list[tuple[int, str, np.ndarray]] = []
         need = self.config.min_frames
         for tid, side, pt, ok in zip(track_ids.tolist(), sides.tolist(), points, eligible.tolist()):
             if not ok or side == 0:
-                continue                                  # on the line: wait for a side
+                continue  # on the line: wait for a side
             st = self._state.get(tid)
             if st is None:
                 self._state[tid] = [side, pt, 0, 0, None]
@@ -193,7 +209,7 @@ class CountingLine:
 class ZoneResult:
     """What zones and lines saw in one frame, keyed by track id."""
 
-    current: dict[int, list[str]] = field(default_factory=dict)   # confirmed zones of each visible track
+    current: dict[int, list[str]] = field(default_factory=dict)  # confirmed zones of each visible track
     entered: dict[int, list[str]] = field(default_factory=dict)
     exited: dict[int, list[str]] = field(default_factory=dict)
     crossings: list[LineCrossing] = field(default_factory=list)
@@ -202,18 +218,31 @@ class ZoneResult:
 class CameraZones:
     """All zones and lines of one camera. Call :meth:`update` once per frame with the tracker's output."""
 
-    def __init__(self, zones: Sequence[ZoneConfig], lines: Sequence[LineConfig], frame_size: tuple[int, int],
-                 *, class_names: Sequence[str] | Mapping[int, str] | None = None, camera: str = "-") -> None:
+    def __init__(
+        self,
+        zones: Sequence[ZoneConfig],
+        lines: Sequence[LineConfig],
+        frame_size: tuple[int, int],
+        *,
+        class_names: Sequence[str] | Mapping[int, str] | None = None,
+        camera: str = "-",
+    ) -> None:
         self.camera = camera
         self.class_names = class_names
         self.zones = [PolygonZone(z, frame_size) for z in zones]
         self.lines = [CountingLine(ln, frame_size) for ln in lines]
         self.frame_index = -1
-        self._m_zone = {z.name: (_ZONE_EVENTS.labels(camera, z.name, "enter"), _ZONE_EVENTS.labels(camera, z.name, "exit"),
-                                 _ZONE_OCCUPANCY.labels(camera, z.name)) for z in self.zones}
+        self._m_zone = {
+            z.name: (
+                _ZONE_EVENTS.labels(camera, z.name, "enter"),
+                _ZONE_EVENTS.labels(camera, z.name, "exit"),
+                _ZONE_OCCUPANCY.labels(camera, z.name),
+            )
+            for z in self.zones
+        }
 
     @classmethod
-    def from_config(cls, config: CameraTrackingConfig, frame_size: tuple[int, int], **kw) -> "CameraZones":
+    def from_config(cls, config: CameraTrackingConfig, frame_size: tuple[int, int], **kw) -> CameraZones:
         return cls(config.zones, config.lines, frame_size, **kw)
 
     def _eligible(self, labels: list[str], allowed: set[str] | None) -> np.ndarray:
@@ -260,8 +289,18 @@ class CameraZones:
         for ln in self.lines:
             for tid, direction, pt in ln.update(ids, pts(ln.config.anchor), self._eligible(labels, ln.labels)):
                 i = row[tid]
-                res.crossings.append(LineCrossing(ln.name, tid, direction, labels[i], int(class_ids[i]),
-                                                  self.frame_index, ts, (float(pt[0]), float(pt[1]))))
+                res.crossings.append(
+                    LineCrossing(
+                        ln.name,
+                        tid,
+                        direction,
+                        labels[i],
+                        int(class_ids[i]),
+                        self.frame_index,
+                        ts,
+                        (float(pt[0]), float(pt[1])),
+                    )
+                )
                 per_label = ln.counts[direction]
                 per_label[labels[i]] = per_label.get(labels[i], 0) + 1
                 _LINE_CROSSINGS.labels(self.camera, ln.name, direction).inc()

@@ -4,16 +4,30 @@
 names the offending field (dotted path) and whose message says what was
 expected: consumers send the record to a dead-letter topic with that reason.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from .models import (ACTIONS, SCHEMA_ACK, SCHEMA_COMMAND, SCHEMA_DETECTION, SCHEMA_KEYFRAME, SCHEMA_STATUS, AgentStatus,
-                     CameraStatus, ControlAck, ControlCommand, DetectionEvent, KeyframeMeta)
+from .models import (
+    ACTIONS,
+    SCHEMA_ACK,
+    SCHEMA_COMMAND,
+    SCHEMA_DETECTION,
+    SCHEMA_KEYFRAME,
+    SCHEMA_STATUS,
+    AgentStatus,
+    CameraStatus,
+    ControlAck,
+    ControlCommand,
+    DetectionEvent,
+    KeyframeMeta,
+)
 
 _command_adapter: TypeAdapter = TypeAdapter(ControlCommand)
 KNOWN_SCHEMAS = (SCHEMA_DETECTION, SCHEMA_KEYFRAME, SCHEMA_STATUS, SCHEMA_COMMAND, SCHEMA_ACK)
@@ -52,7 +66,10 @@ def _from_validation(kind: str, err: ValidationError) -> WireError:
     elif e["type"] == "missing":
         msg = "required field is missing"
     elif e["type"] == "union_tag_invalid":
-        loc, msg = ["action"], f"unknown action {e.get('input', {}).get('action')!r}; expected one of {e['ctx']['expected_tags']}"
+        loc, msg = (
+            ["action"],
+            f"unknown action {e.get('input', {}).get('action')!r}; expected one of {e['ctx']['expected_tags']}",
+        )
     elif e["type"] == "union_tag_not_found":
         loc, msg = ["action"], "required field is missing"
     more = len(err.errors()) - 1
@@ -87,6 +104,7 @@ def dumps(model: Any) -> bytes:
 
 # ---- detection events ------------------------------------------------------------------
 
+
 def encode_event(ev: DetectionEvent) -> bytes:
     return dumps(ev)
 
@@ -109,6 +127,7 @@ def decode_event(raw: bytes | str | dict) -> DetectionEvent:
 
 # ---- keyframes -------------------------------------------------------------------------
 
+
 def keyframe_headers(meta: KeyframeMeta) -> list[tuple[str, bytes]]:
     doc = json.loads(meta.model_dump_json(by_alias=True, exclude_none=True))
     return [(k, str(v).encode()) for k, v in doc.items()]
@@ -123,7 +142,9 @@ def encode_keyframe(meta: KeyframeMeta, jpeg: bytes) -> tuple[bytes, bytes, list
     return meta.object_key.encode(), jpeg, keyframe_headers(meta)
 
 
-def decode_keyframe(key: bytes | str | None, value: bytes | None, headers: Headers | None) -> tuple[KeyframeMeta, bytes]:
+def decode_keyframe(
+    key: bytes | str | None, value: bytes | None, headers: Headers | None
+) -> tuple[KeyframeMeta, bytes]:
     kind = "keyframe"
     if not value:
         raise WireError(kind, "value", "empty value; expected JPEG bytes")
@@ -151,6 +172,7 @@ def decode_keyframe(key: bytes | str | None, value: bytes | None, headers: Heade
 
 # ---- status, control -------------------------------------------------------------------
 
+
 def decode_status(raw: bytes | str | dict) -> AgentStatus | CameraStatus:
     kind = "status"
     obj = _load_json(kind, raw)
@@ -160,8 +182,6 @@ def decode_status(raw: bytes | str | dict) -> AgentStatus | CameraStatus:
         return model.model_validate(obj)
     except ValidationError as err:
         raise _from_validation(kind, err) from None
-
-
 
 
 def decode_command(raw: bytes | str | dict):

@@ -14,21 +14,41 @@ tool (``cloud-ops dlq show|replay``) reads and replays any dead-letter topic.
 A wire-contract failure adds ``edgesight.errors.field`` and
 ``edgesight.errors.kind`` (the field at fault and the message kind).
 """
+
 from __future__ import annotations
 
 import traceback
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 PREFIX = "__connect.errors."
-CONTEXT_KEYS = ("topic", "partition", "offset", "connector.name", "task.id", "stage", "class.name",
-                "exception.class.name", "exception.message", "exception.stacktrace")
+CONTEXT_KEYS = (
+    "topic",
+    "partition",
+    "offset",
+    "connector.name",
+    "task.id",
+    "stage",
+    "class.name",
+    "exception.class.name",
+    "exception.message",
+    "exception.stacktrace",
+)
 FIELD = "edgesight.errors.field"
 KIND = "edgesight.errors.kind"
 VALUE_DROPPED = "edgesight.errors.value.dropped.bytes"
 # Kafka Connect's stages (org.apache.kafka.connect.runtime.errors.Stage)
-STAGES = ("KEY_CONVERTER", "VALUE_CONVERTER", "HEADER_CONVERTER", "TRANSFORMATION", "TASK_PUT", "TASK_POLL",
-          "KAFKA_PRODUCE", "KAFKA_CONSUME")
+STAGES = (
+    "KEY_CONVERTER",
+    "VALUE_CONVERTER",
+    "HEADER_CONVERTER",
+    "TRANSFORMATION",
+    "TASK_PUT",
+    "TASK_POLL",
+    "KAFKA_PRODUCE",
+    "KAFKA_CONSUME",
+)
 STACKTRACE_MAX = 8000
 
 
@@ -36,8 +56,17 @@ def _b(v: Any) -> bytes:
     return v if isinstance(v, bytes) else str(v).encode()
 
 
-def context_headers(*, topic: str, partition: int, offset: int, connector: str, task_id: int | str, stage: str,
-                    class_name: str, exc: BaseException) -> list[tuple[str, bytes]]:
+def context_headers(
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    connector: str,
+    task_id: int | str,
+    stage: str,
+    class_name: str,
+    exc: BaseException,
+) -> list[tuple[str, bytes]]:
     """Kafka Connect's dead-letter context headers for a record that failed with ``exc``.
 
     ``edgesight.errors.field``/``kind`` are added when ``exc`` carries them (a WireError)."""
@@ -45,10 +74,18 @@ def context_headers(*, topic: str, partition: int, offset: int, connector: str, 
         raise ValueError(f"unknown dead-letter stage {stage!r}; one of {', '.join(STAGES)}")
     cls = type(exc)
     trace = "".join(traceback.format_exception(cls, exc, exc.__traceback__))[-STACKTRACE_MAX:]
-    ctx = {"topic": topic, "partition": partition, "offset": offset, "connector.name": connector,
-           "task.id": task_id, "stage": stage, "class.name": class_name,
-           "exception.class.name": f"{cls.__module__}.{cls.__qualname__}", "exception.message": str(exc),
-           "exception.stacktrace": trace}
+    ctx = {
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "connector.name": connector,
+        "task.id": task_id,
+        "stage": stage,
+        "class.name": class_name,
+        "exception.class.name": f"{cls.__module__}.{cls.__qualname__}",
+        "exception.message": str(exc),
+        "exception.stacktrace": trace,
+    }
     out = [(PREFIX + k, _b(ctx[k])) for k in CONTEXT_KEYS]
     for name, attr in ((FIELD, "field"), (KIND, "kind")):
         v = getattr(exc, attr, None)
@@ -59,8 +96,7 @@ def context_headers(*, topic: str, partition: int, offset: int, connector: str, 
 
 def strip_context(headers: Iterable[tuple[str, bytes]] | None) -> list[tuple[str, bytes]]:
     """The record's own headers: everything but the dead-letter context (for a replay)."""
-    return [(k, v) for k, v in (headers or [])
-            if not k.startswith(PREFIX) and k not in (FIELD, KIND, VALUE_DROPPED)]
+    return [(k, v) for k, v in (headers or []) if not k.startswith(PREFIX) and k not in (FIELD, KIND, VALUE_DROPPED)]
 
 
 @dataclass
@@ -99,9 +135,17 @@ def parse_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> DeadLet
         partition, offset = int(h.get(PREFIX + "partition", "")), int(h.get(PREFIX + "offset", ""))
     except ValueError:
         return None
-    return DeadLetter(topic=h[PREFIX + "topic"], partition=partition, offset=offset,
-                      connector=h.get(PREFIX + "connector.name", ""), task_id=h.get(PREFIX + "task.id", ""),
-                      stage=h.get(PREFIX + "stage", ""), class_name=h.get(PREFIX + "class.name", ""),
-                      exception_class=h.get(PREFIX + "exception.class.name", ""),
-                      message=h.get(PREFIX + "exception.message", ""), field=h.get(FIELD, ""), kind=h.get(KIND, ""),
-                      value_dropped_bytes=int(h.get(VALUE_DROPPED, "0") or 0))
+    return DeadLetter(
+        topic=h[PREFIX + "topic"],
+        partition=partition,
+        offset=offset,
+        connector=h.get(PREFIX + "connector.name", ""),
+        task_id=h.get(PREFIX + "task.id", ""),
+        stage=h.get(PREFIX + "stage", ""),
+        class_name=h.get(PREFIX + "class.name", ""),
+        exception_class=h.get(PREFIX + "exception.class.name", ""),
+        message=h.get(PREFIX + "exception.message", ""),
+        field=h.get(FIELD, ""),
+        kind=h.get(KIND, ""),
+        value_dropped_bytes=int(h.get(VALUE_DROPPED, "0") or 0),
+    )

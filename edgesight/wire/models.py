@@ -9,6 +9,7 @@ before producers (edge) when a minor addition ships.
 The JSON Schema files in ``edgesight/wire/schemas/`` are generated from these
 models (``cloud-ops schemas export``) and a test keeps them in step.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,7 +55,9 @@ def iso_ms(dt: datetime) -> str:
 
 
 # A timezone-aware timestamp, normalised to UTC at millisecond precision; naive timestamps are rejected.
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc_ms), PlainSerializer(iso_ms, return_type=str, when_used="json")]
+UtcDatetime = Annotated[
+    AwareDatetime, AfterValidator(_utc_ms), PlainSerializer(iso_ms, return_type=str, when_used="json")
+]
 
 
 class Box(WireModel):
@@ -64,7 +67,7 @@ class Box(WireModel):
     y2: float
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Box":
+    def _ordered(self) -> Box:
         if self.x2 < self.x1:
             raise ValueError("x2 must be >= x1")
         if self.y2 < self.y1:
@@ -101,9 +104,9 @@ class KeyframeRef(WireModel):
 
 
 class EventKind(str, Enum):
-    new = "new"        # first sighting of a track
+    new = "new"  # first sighting of a track
     update = "update"  # track moved / changed zones / crossed a line / better score
-    end = "end"        # track lost for longer than the tracker's buffer
+    end = "end"  # track lost for longer than the tracker's buffer
 
 
 class DetectionEvent(WireModel):
@@ -131,9 +134,8 @@ class DetectionEvent(WireModel):
     crossings: list[Crossing] = Field(default_factory=list)
     keyframe: KeyframeRef | None = None
 
-
     @model_validator(mode="after")
-    def _consistent(self) -> "DetectionEvent":
+    def _consistent(self) -> DetectionEvent:
         if self.box.x2 > self.frame.width + 1 or self.box.y2 > self.frame.height + 1:
             raise ValueError("box lies outside the frame (box.x2/box.y2 exceed frame.width/height)")
         return self
@@ -143,8 +145,9 @@ class DetectionEvent(WireModel):
         return int(self.ts.timestamp() * 1000)
 
 
-def make_event_id(agent_id: str, camera_id: str, ts: datetime | float, seq: int,
-                  track_id: int | None, kind: str, index: int = 0) -> str:
+def make_event_id(
+    agent_id: str, camera_id: str, ts: datetime | float, seq: int, track_id: int | None, kind: str, index: int = 0
+) -> str:
     """Deterministic event id: identical inputs (a re-send) give an identical id."""
     t = ts.timestamp() if isinstance(ts, datetime) else float(ts)
     name = f"{agent_id}/{camera_id}/{int(round(t * 1000))}/{seq}/{track_id if track_id is not None else f'd{index}'}/{kind}"
@@ -177,7 +180,6 @@ class KeyframeMeta(WireModel):
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     object_key: Annotated[str, Field(min_length=1, max_length=1024)]
 
-
     @staticmethod
     def make_object_key(agent_id: str, camera_id: str, ts: datetime, keyframe_id: str) -> str:
         """Stable S3 key: ``keyframes/<agent>/<camera>/YYYY/MM/DD/HH/<keyframe_id>.jpg`` (UTC)."""
@@ -185,13 +187,36 @@ class KeyframeMeta(WireModel):
         return f"keyframes/{agent_id}/{camera_id}/{t:%Y/%m/%d/%H}/{keyframe_id}.jpg"
 
     @classmethod
-    def for_jpeg(cls, jpeg: bytes, *, agent_id: str, camera_id: str, ts: datetime, seq: int,
-                 width: int, height: int, reason: KeyframeReason | str, track_id: int | None = None) -> "KeyframeMeta":
-        kid = uuid.uuid5(EDGESIGHT_NS, f"kf/{agent_id}/{camera_id}/{int(round(ts.timestamp() * 1000))}/{seq}/{reason}/{track_id}").hex
-        return cls(keyframe_id=kid, agent_id=agent_id, camera_id=camera_id, ts=ts, seq=seq, width=width,
-                   height=height, reason=reason, track_id=track_id, size=len(jpeg),
-                   sha256=hashlib.sha256(jpeg).hexdigest(),
-                   object_key=cls.make_object_key(agent_id, camera_id, ts, kid))
+    def for_jpeg(
+        cls,
+        jpeg: bytes,
+        *,
+        agent_id: str,
+        camera_id: str,
+        ts: datetime,
+        seq: int,
+        width: int,
+        height: int,
+        reason: KeyframeReason | str,
+        track_id: int | None = None,
+    ) -> KeyframeMeta:
+        kid = uuid.uuid5(
+            EDGESIGHT_NS, f"kf/{agent_id}/{camera_id}/{int(round(ts.timestamp() * 1000))}/{seq}/{reason}/{track_id}"
+        ).hex
+        return cls(
+            keyframe_id=kid,
+            agent_id=agent_id,
+            camera_id=camera_id,
+            ts=ts,
+            seq=seq,
+            width=width,
+            height=height,
+            reason=reason,
+            track_id=track_id,
+            size=len(jpeg),
+            sha256=hashlib.sha256(jpeg).hexdigest(),
+            object_key=cls.make_object_key(agent_id, camera_id, ts, kid),
+        )
 
 
 CameraState = Literal["starting", "streaming", "reconnecting", "failed", "stopped", "disabled"]
@@ -211,7 +236,6 @@ class CameraStatus(WireModel):
     frames: int = Field(0, ge=0)
     dropped: int = Field(0, ge=0)
     reconnects: int = Field(0, ge=0)
-
 
 
 class SpoolStatus(WireModel):
@@ -235,8 +259,8 @@ class AgentStatus(WireModel):
     spool: SpoolStatus | None = None
 
 
-
 # ---- control plane (MQTT) -------------------------------------------------------------
+
 
 class _Command(WireModel):
     schema_: Literal["edgesight.command/1"] = Field(SCHEMA_COMMAND, alias="schema")
@@ -293,10 +317,20 @@ class Snapshot(_CameraCommand):
     action: Literal["snapshot"]
 
 
-COMMAND_TYPES = (AddCamera, RemoveCamera, StartCamera, StopCamera, RestartCamera, SetFps, SetModelVariant,
-                 SetZones, SetLines, Snapshot)
+COMMAND_TYPES = (
+    AddCamera,
+    RemoveCamera,
+    StartCamera,
+    StopCamera,
+    RestartCamera,
+    SetFps,
+    SetModelVariant,
+    SetZones,
+    SetLines,
+    Snapshot,
+)
 ACTIONS = tuple(m.model_fields["action"].annotation.__args__[0] for m in COMMAND_TYPES)
-ControlCommand = Annotated[Union[COMMAND_TYPES], Field(discriminator="action")]
+ControlCommand = Annotated[Union[COMMAND_TYPES], Field(discriminator="action")]  # noqa: UP007 - a tuple of types
 
 
 class ControlAck(WireModel):
@@ -308,4 +342,3 @@ class ControlAck(WireModel):
     result: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     ts: UtcDatetime
-

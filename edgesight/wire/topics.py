@@ -1,4 +1,5 @@
 """Topic names (Kafka) and MQTT topic layout, in one place."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,6 +33,6 @@ def mqtt_topics(agent_id: str, root: str = "edgesight") -> dict[str, str]:
     return {
         "command": f"{base}/cmd",
         "ack": f"{base}/ack",
-        "status": f"{base}/status",           # retained; last-will sets state=offline
+        "status": f"{base}/status",  # retained; last-will sets state=offline
         "camera_status": f"{base}/camera/{{camera_id}}/status",  # retained
     }

@@ -18,6 +18,7 @@ end.
 process that ships frames back through a pipe, for vtest and a 1080p H.264 clip made
 with ffmpeg; the figures back the thread choice in ``edge_agent.capture.worker``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,7 +59,7 @@ def run_n(n: int, seconds: float, delay_s: float, window: float, source: str = V
 
     cams = [CameraConfig(id=f"cam{i}", url=source, loop=True) for i in range(n)]
     sup = Supervisor(cams)
-    ages: list[tuple[float, float]] = []   # (time since start, age)
+    ages: list[tuple[float, float]] = []  # (time since start, age)
     taken = {c.id: 0 for c in cams}
     stop = threading.Event()
 
@@ -73,7 +74,7 @@ def run_n(n: int, seconds: float, delay_s: float, window: float, source: str = V
                 time.sleep(delay_s)
 
     sup.start()
-    time.sleep(2.0)   # warm-up: open files, first allocations
+    time.sleep(2.0)  # warm-up: open files, first allocations
     rss0 = rss_mb()
     cpu0 = cpu_s()
     t_start = time.monotonic()
@@ -81,7 +82,7 @@ def run_n(n: int, seconds: float, delay_s: float, window: float, source: str = V
     th.start()
     d0 = {cid: st.counters["frames_delivered"] for cid, st in sup.status().items()}
     time.sleep(min(window, seconds))
-    rss_w = rss_mb()                 # after the first window: growth past warm-up = a leak
+    rss_w = rss_mb()  # after the first window: growth past warm-up = a leak
     time.sleep(max(0.0, seconds - window))
     wall = time.monotonic() - t_start
     cpu = cpu_s() - cpu0
@@ -102,8 +103,11 @@ def run_n(n: int, seconds: float, delay_s: float, window: float, source: str = V
         "delivered_fps_per_camera": round(float(np.mean(delivered)) / wall, 2),
         "taken_per_camera": round(float(np.mean(list(taken.values()))), 1),
         "overwritten_per_camera": round(float(np.mean(overwritten)), 1),
-        "age_ms": {"p50": round(pct(all_ages, 50) * 1e3, 1), "p95": round(pct(all_ages, 95) * 1e3, 1),
-                   "max": round(max(all_ages) * 1e3, 1) if all_ages else None},
+        "age_ms": {
+            "p50": round(pct(all_ages, 50) * 1e3, 1),
+            "p95": round(pct(all_ages, 95) * 1e3, 1),
+            "max": round(max(all_ages) * 1e3, 1) if all_ages else None,
+        },
         "age_first_window_ms": {"p50": round(pct(first, 50) * 1e3, 1), "p95": round(pct(first, 95) * 1e3, 1)},
         "age_last_window_ms": {"p50": round(pct(last, 50) * 1e3, 1), "p95": round(pct(last, 95) * 1e3, 1)},
         "window_s": window,
@@ -120,6 +124,7 @@ def run_n(n: int, seconds: float, delay_s: float, window: float, source: str = V
 # ---------------------------------------------------------------- decode cost (thread vs process)
 def _decode_all(path: str, limit: int) -> tuple[int, float]:
     import cv2
+
     cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     n = 0
     while n < limit:
@@ -133,25 +138,27 @@ def _decode_all(path: str, limit: int) -> tuple[int, float]:
 
 def _child(path: str, limit: int, conn) -> None:
     import cv2
+
     cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     t = os.times()
     c0 = t.user + t.system
-    conn.send_bytes(b"ready")            # start-up (imports, open) is not counted
+    conn.send_bytes(b"ready")  # start-up (imports, open) is not counted
     n = 0
     while n < limit:
         ok, img = cap.read()
         if not ok:
             break
-        conn.send_bytes(img.tobytes())   # what a process worker must do: ship the pixels back
+        conn.send_bytes(img.tobytes())  # what a process worker must do: ship the pixels back
         n += 1
     conn.send_bytes(b"")
     t = os.times()
-    conn.send((t.user + t.system - c0))
+    conn.send(t.user + t.system - c0)
     conn.close()
 
 
 def decode_cost(path: str, frames: int, label: str) -> dict:
     import cv2
+
     cap = cv2.VideoCapture(path)
     ok, img = cap.read()
     cap.release()
@@ -201,9 +208,29 @@ def make_1080p(tmpdir: str, frames: int) -> str:
     dst = os.path.join(tmpdir, "vtest1080.mp4")
     if not shutil.which("ffmpeg"):
         raise SystemExit("ffmpeg is needed to make the 1080p clip")
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", VTEST, "-frames:v", str(frames),
-                    "-vf", "scale=1920:1080", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-                    dst], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            VTEST,
+            "-frames:v",
+            str(frames),
+            "-vf",
+            "scale=1920:1080",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-pix_fmt",
+            "yuv420p",
+            dst,
+        ],
+        check=True,
+    )
     return dst
 
 
@@ -224,15 +251,20 @@ def main(argv=None) -> int:
             clips = [(VTEST, "vtest"), (make_1080p(d, args.frames), "1080p h264")]
             for path, label in clips:
                 r = decode_cost(path, args.frames, label)
-                print(json.dumps(r) if args.json else
-                      f"{r['clip']:>11} {r['size']:>9}: thread {r['thread_ms_per_frame']:6.2f} ms/frame "
-                      f"(cpu {r['thread_cpu_ms_per_frame']:.2f}), 2 threads {r['two_threads_fps_total']:.0f} fps "
-                      f"vs 1 thread {r['one_thread_fps']:.0f} fps; process+pipe {r['process_ms_per_frame']:6.2f} "
-                      f"ms/frame (cpu {r['process_cpu_ms_per_frame']:.2f}, of which parent "
-                      f"{r['process_parent_cpu_ms_per_frame']:.2f}), frame {r['frame_mb']} MB", flush=True)
+                print(
+                    json.dumps(r)
+                    if args.json
+                    else f"{r['clip']:>11} {r['size']:>9}: thread {r['thread_ms_per_frame']:6.2f} ms/frame "
+                    f"(cpu {r['thread_cpu_ms_per_frame']:.2f}), 2 threads {r['two_threads_fps_total']:.0f} fps "
+                    f"vs 1 thread {r['one_thread_fps']:.0f} fps; process+pipe {r['process_ms_per_frame']:6.2f} "
+                    f"ms/frame (cpu {r['process_cpu_ms_per_frame']:.2f}, of which parent "
+                    f"{r['process_parent_cpu_ms_per_frame']:.2f}), frame {r['frame_mb']} MB",
+                    flush=True,
+                )
         return 0
 
     from edgesight.log import setup_logging
+
     setup_logging("WARNING")
     for n in [int(x) for x in args.cameras.split(",") if x.strip()]:
         window = args.window or min(60.0, args.seconds / 3.0)
@@ -241,14 +273,17 @@ def main(argv=None) -> int:
             print(json.dumps(r), flush=True)
             continue
         a, f, l = r["age_ms"], r["age_first_window_ms"], r["age_last_window_ms"]
-        print(f"N={n:<2} {r['seconds']:.0f}s  delivered/cam {r['delivered_per_camera']:.0f} "
-              f"({r['delivered_fps_per_camera']:.2f} fps)  taken/cam {r['taken_per_camera']:.0f}  "
-              f"overwritten/cam {r['overwritten_per_camera']:.0f}\n"
-              f"      age ms p50 {a['p50']} p95 {a['p95']} max {a['max']}  |  first {window:.0f}s p50 {f['p50']} "
-              f"p95 {f['p95']}  last {window:.0f}s p50 {l['p50']} p95 {l['p95']}\n"
-              f"      cpu/camera {r['cpu_pct_per_camera']:.1f}%  rss {r['rss_mb_start']:.0f} -> "
-              f"{r['rss_mb_end']:.0f} MB ({r['rss_growth_mb']:+.1f}; {r['rss_growth_after_first_window_mb']:+.1f} "
-              f"after the first {window:.0f}s)  states {r['states']}", flush=True)
+        print(
+            f"N={n:<2} {r['seconds']:.0f}s  delivered/cam {r['delivered_per_camera']:.0f} "
+            f"({r['delivered_fps_per_camera']:.2f} fps)  taken/cam {r['taken_per_camera']:.0f}  "
+            f"overwritten/cam {r['overwritten_per_camera']:.0f}\n"
+            f"      age ms p50 {a['p50']} p95 {a['p95']} max {a['max']}  |  first {window:.0f}s p50 {f['p50']} "
+            f"p95 {f['p95']}  last {window:.0f}s p50 {l['p50']} p95 {l['p95']}\n"
+            f"      cpu/camera {r['cpu_pct_per_camera']:.1f}%  rss {r['rss_mb_start']:.0f} -> "
+            f"{r['rss_mb_end']:.0f} MB ({r['rss_growth_mb']:+.1f}; {r['rss_growth_after_first_window_mb']:+.1f} "
+            f"after the first {window:.0f}s)  states {r['states']}",
+            flush=True,
+        )
     return 0
 
 

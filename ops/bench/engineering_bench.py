@@ -14,6 +14,7 @@ excluded):
 
 Figures are for one noisy 2-core box: orders of magnitude, never thresholds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,8 +70,7 @@ def main(argv=None) -> dict:
 
     st = None
     if args.bootstrap and args.mongo:
-        cfg = CloudConfig.model_validate({"kafka": {"bootstrap_servers": args.bootstrap},
-                                          "mongo": {"uri": args.mongo}})
+        cfg = CloudConfig.model_validate({"kafka": {"bootstrap_servers": args.bootstrap}, "mongo": {"uri": args.mongo}})
     else:
         from ops.stack import Stack, private_settings
 
@@ -79,8 +79,12 @@ def main(argv=None) -> dict:
         st.up()
         cfg = st.config
     tag = f"bench{int(time.time())}"
-    cfg = cfg.model_copy(update={"kafka": cfg.kafka.model_copy(update={"topic_prefix": tag, "session_timeout_ms": 6000}),
-                                 "mongo": cfg.mongo.model_copy(update={"analytics_db": f"an_{tag}"})})
+    cfg = cfg.model_copy(
+        update={
+            "kafka": cfg.kafka.model_copy(update={"topic_prefix": tag, "session_timeout_ms": 6000}),
+            "mongo": cfg.mongo.model_copy(update={"analytics_db": f"an_{tag}"}),
+        }
+    )
     topics = Topics(tag)
     kconf = cfg.kafka.client_config()
     try:
@@ -103,11 +107,19 @@ def main(argv=None) -> dict:
         getattr(p, "close", lambda: None)()
 
         raw_s, raw_n = _consume_timed({**kconf, "group.id": f"{tag}-raw"}, topics.detections, n, batch=args.batch_size)
-        dec_s, dec_n = _consume_timed({**kconf, "group.id": f"{tag}-decode"}, topics.detections, n, decode_record,
-                                      batch=args.batch_size)
+        dec_s, dec_n = _consume_timed(
+            {**kconf, "group.id": f"{tag}-decode"}, topics.detections, n, decode_record, batch=args.batch_size
+        )
 
-        bc = build_engineering(cfg, EngineeringSettings(group_id=f"{tag}-eng", batch_size=args.batch_size,
-                                                        session_timeout_ms=6000, write_concern=args.write_concern))
+        bc = build_engineering(
+            cfg,
+            EngineeringSettings(
+                group_id=f"{tag}-eng",
+                batch_size=args.batch_size,
+                session_timeout_ms=6000,
+                write_concern=args.write_concern,
+            ),
+        )
         inner, span = bc.handler.handle, {}
 
         def timed(msgs):
@@ -122,26 +134,42 @@ def main(argv=None) -> dict:
         eng_s = span["last"] - span["first"]  # includes the commits of all but the last batch
         write_s = WRITE_SECONDS._sum.get() - w0
         db = cfg.mongo.client()[cfg.mongo.analytics_db]
-        docs = {"facts": count_facts(db), **{c: db[c].count_documents({}) for c in (
-            "counts_minute", "line_crossings_minute", "tracks", "dwell")}}
-        res = {"events": n, "avg_event_bytes": round(avg), "partitions": args.partitions, "batch_size": args.batch_size,
-               "broker_storage": args.storage if st else "external", "write_concern": bc.handler.store.wc.document,
-               "produce_eps": round(n / produce_s),
-               "raw_consume_eps": round(raw_n / raw_s) if raw_s else None,
-               "consume_decode_eps": round(dec_n / dec_s) if dec_s else None,
-               "engineering_eps": round(stats.records / eng_s) if eng_s else None,
-               "engineering_records": stats.records, "engineering_batches": stats.batches,
-               "store_share": round(write_s / eng_s, 3) if eng_s else None, "docs": docs}
+        docs = {
+            "facts": count_facts(db),
+            **{c: db[c].count_documents({}) for c in ("counts_minute", "line_crossings_minute", "tracks", "dwell")},
+        }
+        res = {
+            "events": n,
+            "avg_event_bytes": round(avg),
+            "partitions": args.partitions,
+            "batch_size": args.batch_size,
+            "broker_storage": args.storage if st else "external",
+            "write_concern": bc.handler.store.wc.document,
+            "produce_eps": round(n / produce_s),
+            "raw_consume_eps": round(raw_n / raw_s) if raw_s else None,
+            "consume_decode_eps": round(dec_n / dec_s) if dec_s else None,
+            "engineering_eps": round(stats.records / eng_s) if eng_s else None,
+            "engineering_records": stats.records,
+            "engineering_batches": stats.batches,
+            "store_share": round(write_s / eng_s, 3) if eng_s else None,
+            "docs": docs,
+        }
         res["engineering_vs_raw_ratio"] = round(res["engineering_eps"] / res["raw_consume_eps"], 4)
         res["decode_vs_raw_ratio"] = round(res["consume_decode_eps"] / res["raw_consume_eps"], 4)
         assert stats.records == n and docs["facts"] == n, (stats.records, docs)
-        print(f"events={n} ({res['avg_event_bytes']} B avg), {args.partitions} partitions, batch {args.batch_size}, "
-              f"broker storage {res['broker_storage']}, write concern {res['write_concern']}")
+        print(
+            f"events={n} ({res['avg_event_bytes']} B avg), {args.partitions} partitions, batch {args.batch_size}, "
+            f"broker storage {res['broker_storage']}, write concern {res['write_concern']}"
+        )
         print(f"  produce (acks=all)          {res['produce_eps']:>9,} ev/s")
         print(f"  raw consume (ceiling)       {res['raw_consume_eps']:>9,} ev/s")
-        print(f"  consume + decode            {res['consume_decode_eps']:>9,} ev/s   ({res['decode_vs_raw_ratio']:.1%} of raw)")
-        print(f"  engineering (per process)   {res['engineering_eps']:>9,} ev/s   ({res['engineering_vs_raw_ratio']:.1%} of raw); "
-              f"store (ledger + recompute + writes) {res['store_share']:.0%} of its time")
+        print(
+            f"  consume + decode            {res['consume_decode_eps']:>9,} ev/s   ({res['decode_vs_raw_ratio']:.1%} of raw)"
+        )
+        print(
+            f"  engineering (per process)   {res['engineering_eps']:>9,} ev/s   ({res['engineering_vs_raw_ratio']:.1%} of raw); "
+            f"store (ledger + recompute + writes) {res['store_share']:.0%} of its time"
+        )
         print(f"  documents: {docs}")
         print(json.dumps(res))
         return res

@@ -16,6 +16,7 @@ For each camera count N, measured in the same run on the same machine:
   tracker gives up on it, so they are left out of the latency).
 The embedded stack is started privately on free ports and stopped at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,18 +85,29 @@ def run_pipeline(n_cams: int, seconds: float, stack, base: dict, tmp: Path, engi
     from edge_agent.agent import Agent
     from edge_agent.config import AgentConfig
 
-    cfg = AgentConfig.model_validate({
-        **base, "agent_id": f"bench{n_cams}",
-        "cameras": [{"id": f"cam{i}", "url": VTEST, "loop": True, "source_fps": source_fps} for i in range(n_cams)],
-        "publish": {"kafka": {"bootstrap_servers": stack.bootstrap, "topic_prefix": f"bench{n_cams}"},
-                    "spool": {"dir": str(tmp / f"spool{n_cams}"), "max_bytes": "512MiB"}},
-        "control": {"enabled": False}, "metrics": {"enabled": False}})
+    cfg = AgentConfig.model_validate(
+        {
+            **base,
+            "agent_id": f"bench{n_cams}",
+            "cameras": [{"id": f"cam{i}", "url": VTEST, "loop": True, "source_fps": source_fps} for i in range(n_cams)],
+            "publish": {
+                "kafka": {"bootstrap_servers": stack.bootstrap, "topic_prefix": f"bench{n_cams}"},
+                "spool": {"dir": str(tmp / f"spool{n_cams}"), "max_bytes": "512MiB"},
+            },
+            "control": {"enabled": False},
+            "metrics": {"enabled": False},
+        }
+    )
     Pub = make_publisher_class()
     Pub.lat = []
     agent = Agent(cfg, engine=engine, publisher=Pub(cfg.publish, cfg.agent_id)).start()
     try:
         time.sleep(min(8.0, seconds / 3))  # warm-up: streams open, first batches
-        f0, e0, t0 = agent.pipeline.frames_inferred, agent.publisher.stats()["by_topic"]["detections"]["acked"], time.perf_counter()
+        f0, e0, t0 = (
+            agent.pipeline.frames_inferred,
+            agent.publisher.stats()["by_topic"]["detections"]["acked"],
+            time.perf_counter(),
+        )
         lat0 = len(Pub.lat)
         time.sleep(seconds)
         dt = time.perf_counter() - t0
@@ -104,10 +116,16 @@ def run_pipeline(n_cams: int, seconds: float, stack, base: dict, tmp: Path, engi
         drops = {c: s.counters.get("frames_dropped", {}) for c, s in agent.supervisor.status().items()}
     finally:
         agent.stop(timeout=20)
-    q = (lambda p: round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 1) if lat else None)
-    return {"fps": (f1 - f0) / dt, "events_per_s": (e1 - e0) / dt, "lat_p50_ms": q(0.5), "lat_p95_ms": q(0.95),
-            "events_timed": len(lat), "batches": agent.pipeline.batches,
-            "dropped_overwritten": sum(d.get("overwritten_unconsumed", 0) for d in drops.values())}
+    q = lambda p: round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 1) if lat else None  # noqa: E731 - local shorthand
+    return {
+        "fps": (f1 - f0) / dt,
+        "events_per_s": (e1 - e0) / dt,
+        "lat_p50_ms": q(0.5),
+        "lat_p95_ms": q(0.95),
+        "events_timed": len(lat),
+        "batches": agent.pipeline.batches,
+        "dropped_overwritten": sum(d.get("overwritten_unconsumed", 0) for d in drops.values()),
+    }
 
 
 def main() -> None:
@@ -118,9 +136,13 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0 = default)")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--spin", action="store_true", help="ONNX Runtime workers spin while idle (default: sleep)")
-    ap.add_argument("--source-fps", type=float, default=15.0,
-                    help="each file camera is paced like a live camera at this rate (above the detector's ceiling, "
-                         "so the pipeline is inference-bound; frames it cannot take are dropped at capture)")
+    ap.add_argument(
+        "--source-fps",
+        type=float,
+        default=15.0,
+        help="each file camera is paced like a live camera at this rate (above the detector's ceiling, "
+        "so the pipeline is inference-bound; frames it cannot take are dropped at capture)",
+    )
     ap.add_argument("--model-dir", default=os.environ.get("EDGESIGHT_MODEL_DIR"))
     args = ap.parse_args()
 
@@ -129,9 +151,16 @@ def main() -> None:
     from ops.stack import Stack, private_settings
 
     setup_logging("WARNING")
-    inf = {"variant": args.variant, "classes": ["person"], "intra_op_threads": args.threads,
-           "allow_spinning": args.spin,
-           "batch_max_size": args.batch, "batch_max_wait_ms": 5, "model_dir": args.model_dir, "providers": ["cpu"]}
+    inf = {
+        "variant": args.variant,
+        "classes": ["person"],
+        "intra_op_threads": args.threads,
+        "allow_spinning": args.spin,
+        "batch_max_size": args.batch,
+        "batch_max_wait_ms": 5,
+        "model_dir": args.model_dir,
+        "providers": ["cpu"],
+    }
     engine = InferenceEngine(InferenceConfig(**inf))
     frames = vtest_frames(64)
     base = {"inference": inf, "tracking": {"update_interval_s": 1.0}}
@@ -145,10 +174,13 @@ def main() -> None:
             ceil = ceiling(engine, frames, b, args.seconds / 2)
             res = run_pipeline(n, args.seconds, stack, base, tmp, engine, args.source_fps)
             rows.append({"cameras": n, "batch": b, "ceiling_fps": ceil, **res, "ratio": res["fps"] / ceil})
-            print(f"cameras={n} batch={b} ceiling={ceil:.1f} fps pipeline={res['fps']:.1f} fps "
-                  f"ratio={res['fps'] / ceil:.2f} events/s={res['events_per_s']:.1f} "
-                  f"capture->ack p50={res['lat_p50_ms']} ms p95={res['lat_p95_ms']} ms "
-                  f"(frames overwritten at capture: {res['dropped_overwritten']})", flush=True)
+            print(
+                f"cameras={n} batch={b} ceiling={ceil:.1f} fps pipeline={res['fps']:.1f} fps "
+                f"ratio={res['fps'] / ceil:.2f} events/s={res['events_per_s']:.1f} "
+                f"capture->ack p50={res['lat_p50_ms']} ms p95={res['lat_p95_ms']} ms "
+                f"(frames overwritten at capture: {res['dropped_overwritten']})",
+                flush=True,
+            )
     finally:
         stack.down()
     print(json.dumps({"variant": engine.variant, "providers": engine.active_providers, "rows": rows}, indent=1))

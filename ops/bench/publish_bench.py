@@ -14,6 +14,7 @@ Figures:
 
 One noisy 2-core machine: orders of magnitude, not thresholds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,11 +29,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from edge_agent.publish import EdgePublisher, KeyframeSelector, PublishConfig, Spool, SpoolSettings, TrackUpdate, ensure_topics  # noqa: E402
-from edge_agent.publish.spool import KIND_EVENT  # noqa: E402
-from edgesight.log import setup_logging  # noqa: E402
-from edgesight.wire import encode_event  # noqa: E402
-from tests.publish.helpers import T0, event_stream  # noqa: E402
+from edge_agent.publish import (
+    EdgePublisher,
+    KeyframeSelector,
+    PublishConfig,
+    Spool,
+    SpoolSettings,
+    TrackUpdate,
+    ensure_topics,
+)
+from edge_agent.publish.spool import KIND_EVENT
+from edgesight.log import setup_logging
+from edgesight.wire import encode_event
+from tests.publish.helpers import T0, event_stream
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 
@@ -61,7 +70,7 @@ def bench_journal(tmp: Path, n: int) -> dict:
     db.execute("CREATE TABLE q (seq INTEGER PRIMARY KEY, kind INT, key BLOB, value BLOB, accept_ms INT)")
     t = time.perf_counter()
     for i, v in enumerate(vals):
-        db.execute("INSERT INTO q VALUES (?,?,?,?,?)", (i, 0, b"cam-1", v, 0))   # autocommit: one txn each
+        db.execute("INSERT INTO q VALUES (?,?,?,?,?)", (i, 0, b"cam-1", v, 0))  # autocommit: one txn each
     out["sqlite_wal_insert_per_s"] = n / (time.perf_counter() - t)
     t = time.perf_counter()
     cur = db.execute("SELECT seq, value FROM q ORDER BY seq")
@@ -109,11 +118,16 @@ def _keyframes(n: int) -> list:
     return out
 
 
-def bench_publish(bootstrap: str, tmp: Path, n: int, compression: str, kf_every: int, kfs: list,
-                  rate: float = 0.0) -> dict:
+def bench_publish(
+    bootstrap: str, tmp: Path, n: int, compression: str, kf_every: int, kfs: list, rate: float = 0.0
+) -> dict:
     prefix = f"bench{uuid.uuid4().hex[:6]}"
-    cfg = PublishConfig(kafka={"bootstrap_servers": bootstrap, "client_id": "bench"}, topic_prefix=prefix,
-                        compression=compression, spool={"dir": str(tmp / prefix)})
+    cfg = PublishConfig(
+        kafka={"bootstrap_servers": bootstrap, "client_id": "bench"},
+        topic_prefix=prefix,
+        compression=compression,
+        spool={"dir": str(tmp / prefix)},
+    )
     ensure_topics(cfg, partitions=3)
     evs = list(event_stream("bench", 4, n))
     pub = EdgePublisher(cfg, "bench").start()
@@ -135,10 +149,17 @@ def bench_publish(bootstrap: str, tmp: Path, n: int, compression: str, kf_every:
     st = pub.stats()
     pub.close(5)
     shutil.rmtree(tmp / prefix, ignore_errors=True)
-    return {"compression": compression, "keyframe_every": kf_every, "events": n, "flushed": ok,
-            "accept_per_s": n / (t1 - t0), "acked_per_s": n / (t2 - t0),
-            "keyframe_mb_per_s": kbytes / 1e6 / (t2 - t0),
-            "lat_p50_ms": (st["latency_s"]["p50"] or 0) * 1000, "lat_p95_ms": (st["latency_s"]["p95"] or 0) * 1000}
+    return {
+        "compression": compression,
+        "keyframe_every": kf_every,
+        "events": n,
+        "flushed": ok,
+        "accept_per_s": n / (t1 - t0),
+        "acked_per_s": n / (t2 - t0),
+        "keyframe_mb_per_s": kbytes / 1e6 / (t2 - t0),
+        "lat_p50_ms": (st["latency_s"]["p50"] or 0) * 1000,
+        "lat_p95_ms": (st["latency_s"]["p95"] or 0) * 1000,
+    }
 
 
 def bench_outage(stack, tmp: Path, n: int) -> dict:
@@ -147,12 +168,16 @@ def bench_outage(stack, tmp: Path, n: int) -> dict:
 
     ctl = BrokerControl(stack)
     prefix = f"bench{uuid.uuid4().hex[:6]}"
-    cfg = PublishConfig(kafka={"bootstrap_servers": stack.bootstrap, "client_id": "bench"}, topic_prefix=prefix,
-                        spool={"dir": str(tmp / prefix)}, max_inflight_records=1000)
+    cfg = PublishConfig(
+        kafka={"bootstrap_servers": stack.bootstrap, "client_id": "bench"},
+        topic_prefix=prefix,
+        spool={"dir": str(tmp / prefix)},
+        max_inflight_records=1000,
+    )
     ensure_topics(cfg, partitions=3)
     evs = list(event_stream("bench", 4, n))
     pub = EdgePublisher(cfg, "bench").start()
-    ctl.freeze()                     # the uplink is dead: the broker answers nothing
+    ctl.freeze()  # the uplink is dead: the broker answers nothing
     t = time.perf_counter()
     for ev in evs:
         pub.publish_event(ev)
@@ -163,8 +188,13 @@ def bench_outage(stack, tmp: Path, n: int) -> dict:
     r = n / (time.perf_counter() - t)
     st = pub.stats()
     pub.close(5)
-    return {"events": n, "spool_write_per_s_broker_down": w, "replay_acked_per_s": r, "flushed": ok,
-            "replayed": st["spool"]["replayed"]}
+    return {
+        "events": n,
+        "spool_write_per_s_broker_down": w,
+        "replay_acked_per_s": r,
+        "flushed": ok,
+        "replayed": st["spool"]["replayed"],
+    }
 
 
 def main() -> int:
@@ -182,9 +212,12 @@ def main() -> int:
     try:
         results["journal"] = bench_journal(tmp, a.events)
         j = results["journal"]
-        print(f"journal ({j['record_bytes']} B records): segment append {j['segment_append_per_s']:,.0f}/s, "
-              f"replay {j['segment_replay_per_s']:,.0f}/s | sqlite WAL insert {j['sqlite_wal_insert_per_s']:,.0f}/s, "
-              f"read+delete {j['sqlite_read_delete_per_s']:,.0f}/s", flush=True)
+        print(
+            f"journal ({j['record_bytes']} B records): segment append {j['segment_append_per_s']:,.0f}/s, "
+            f"replay {j['segment_replay_per_s']:,.0f}/s | sqlite WAL insert {j['sqlite_wal_insert_per_s']:,.0f}/s, "
+            f"read+delete {j['sqlite_read_delete_per_s']:,.0f}/s",
+            flush=True,
+        )
         c = results["compression"] = compression_ratios()
         print("event batch compression: " + ", ".join(f"{k} {v:.1f}" for k, v in c.items()), flush=True)
         if a.spool_only:
@@ -204,18 +237,26 @@ def main() -> int:
             for kfe in (0, a.kf_every):
                 r = bench_publish(bootstrap, tmp, a.events, comp, kfe, kfs)
                 rows.append(r)
-                print(f"publish {comp:5s} keyframes={'1/' + str(kfe) if kfe else 'no  '}: accept {r['accept_per_s']:8,.0f} ev/s, "
-                      f"accept+ack {r['acked_per_s']:8,.0f} ev/s, kf {r['keyframe_mb_per_s']:5.1f} MB/s, "
-                      f"latency p50 {r['lat_p50_ms']:6.1f} ms p95 {r['lat_p95_ms']:6.1f} ms", flush=True)
+                print(
+                    f"publish {comp:5s} keyframes={'1/' + str(kfe) if kfe else 'no  '}: accept {r['accept_per_s']:8,.0f} ev/s, "
+                    f"accept+ack {r['acked_per_s']:8,.0f} ev/s, kf {r['keyframe_mb_per_s']:5.1f} MB/s, "
+                    f"latency p50 {r['lat_p50_ms']:6.1f} ms p95 {r['lat_p95_ms']:6.1f} ms",
+                    flush=True,
+                )
         results["publish"] = rows
         paced = bench_publish(bootstrap, tmp, min(a.events, 3000), "lz4", 0, kfs, rate=500.0)
         results["paced_500_per_s"] = paced
-        print(f"paced 500 ev/s lz4: latency p50 {paced['lat_p50_ms']:.1f} ms p95 {paced['lat_p95_ms']:.1f} ms", flush=True)
+        print(
+            f"paced 500 ev/s lz4: latency p50 {paced['lat_p50_ms']:.1f} ms p95 {paced['lat_p95_ms']:.1f} ms", flush=True
+        )
         if stack is not None:
             o = bench_outage(stack, tmp, a.events)
             results["outage"] = o
-            print(f"broker down: spool write {o['spool_write_per_s_broker_down']:,.0f} ev/s; broker back: replay+ack "
-                  f"{o['replay_acked_per_s']:,.0f} ev/s ({o['replayed']} from disk)", flush=True)
+            print(
+                f"broker down: spool write {o['spool_write_per_s_broker_down']:,.0f} ev/s; broker back: replay+ack "
+                f"{o['replay_acked_per_s']:,.0f} ev/s ({o['replayed']} from disk)",
+                flush=True,
+            )
         if a.json:
             print(json.dumps(results, indent=2))
         return 0

@@ -10,6 +10,7 @@ CameraTracking.process (tracker + zones + lines + records), and the mean CPU
 time of this thread (stable when other processes share the cores; wall time
 is not).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,13 +78,15 @@ def bench(n: int, frames: int) -> None:
         c_all.append(time.thread_time() - c0)
         n_rec += len(recs)
         n_trk += len(tracked)
-    warm = slice(10, None)           # skip the start-up frames (no tracks yet)
+    warm = slice(10, None)  # skip the start-up frames (no tracks yet)
     a, b = np.array(t_trk[warm]) * 1e3, np.array(t_all[warm]) * 1e3
     ca, cb = np.mean(c_trk[warm]) * 1e3, np.mean(c_all[warm]) * 1e3
-    print(f"{n:4d} det/frame  tracker: wall {a.mean():6.2f} ms (p95 {np.percentile(a, 95):6.2f}) cpu {ca:6.2f} ms | "
-          f"+zones+lines+records: wall {b.mean():6.2f} ms (p95 {np.percentile(b, 95):6.2f}) cpu {cb:6.2f} ms | "
-          f"{n_trk / len(data):.0f} tracked/frame, {n_rec / len(data):.0f} records/frame, "
-          f"{ct.tracker._next_id - 1} ids")
+    print(
+        f"{n:4d} det/frame  tracker: wall {a.mean():6.2f} ms (p95 {np.percentile(a, 95):6.2f}) cpu {ca:6.2f} ms | "
+        f"+zones+lines+records: wall {b.mean():6.2f} ms (p95 {np.percentile(b, 95):6.2f}) cpu {cb:6.2f} ms | "
+        f"{n_trk / len(data):.0f} tracked/frame, {n_rec / len(data):.0f} records/frame, "
+        f"{ct.tracker._next_id - 1} ids"
+    )
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ Also the warehouse IOPS and size-limit probes.
 
 Prints JSON lines and a summary; the ratio sink/raw is the figure to track (target >= 0.7).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,7 @@ def _docs(events, chain):
 def raw_insert(coll, docs, batch: int) -> float:
     t0 = time.perf_counter()
     for i in range(0, len(docs), batch):
-        coll.insert_many(docs[i:i + batch], ordered=False)
+        coll.insert_many(docs[i : i + batch], ordered=False)
     el = time.perf_counter() - t0
     assert coll.count_documents({}) == len(docs)
     return len(docs) / el
@@ -50,13 +51,16 @@ def run(cfg, n: int, batch: int, probes: bool) -> dict:
     from tests.cloud import make_event, produce
 
     prefix = f"bench{uuid.uuid4().hex[:6]}"
-    cfg = cfg.model_copy(update={"kafka": cfg.kafka.model_copy(update={"topic_prefix": prefix, "session_timeout_ms": 6000})})
+    cfg = cfg.model_copy(
+        update={"kafka": cfg.kafka.model_copy(update={"topic_prefix": prefix, "session_timeout_ms": 6000})}
+    )
     client = cfg.mongo.client()
     db = client[cfg.mongo.warehouse_db]
     wh = WarehouseConfig(collection_prefix=f"{prefix}_")
     init_warehouse(client, cfg.mongo.warehouse_db, wh)
-    spec = load_connector("mongo-sink-detections", variables(cfg, collection_prefix=wh.collection_prefix,
-                                                               name_prefix=f"{prefix}-"))
+    spec = load_connector(
+        "mongo-sink-detections", variables(cfg, collection_prefix=wh.collection_prefix, name_prefix=f"{prefix}-")
+    )
     spec.config["max.batch.size"] = str(batch)
     chain = build_chain(spec.config)
     events = [make_event(i, camera=f"cam-{i % 16}", zones=["door"] if i % 3 == 0 else []) for i in range(n)]
@@ -66,8 +70,10 @@ def run(cfg, n: int, batch: int, probes: bool) -> dict:
     raw = db[f"{prefix}_raw1"]
     for ix in db[Names(wh.collection_prefix).detections].list_indexes():
         if ix["name"] != "_id_":
-            raw.create_index(list(dict(ix["key"]).items()), **({"expireAfterSeconds": ix["expireAfterSeconds"]}
-                                                               if "expireAfterSeconds" in ix else {}))
+            raw.create_index(
+                list(dict(ix["key"]).items()),
+                **({"expireAfterSeconds": ix["expireAfterSeconds"]} if "expireAfterSeconds" in ix else {}),
+            )
     raw1 = raw_insert(raw, [dict(d) for d in docs], batch)
 
     topics = Topics(prefix)
@@ -97,15 +103,25 @@ def run(cfg, n: int, batch: int, probes: bool) -> dict:
     raw2c = db[f"{prefix}_raw2"]
     for ix in raw.list_indexes():
         if ix["name"] != "_id_":
-            raw2c.create_index(list(dict(ix["key"]).items()), **({"expireAfterSeconds": ix["expireAfterSeconds"]}
-                                                                 if "expireAfterSeconds" in ix else {}))
+            raw2c.create_index(
+                list(dict(ix["key"]).items()),
+                **({"expireAfterSeconds": ix["expireAfterSeconds"]} if "expireAfterSeconds" in ix else {}),
+            )
     raw2 = raw_insert(raw2c, [dict(d) for d in docs], batch)
     baseline = (raw1 + raw2) / 2
-    out = {"docs": n, "batch": batch, "doc_bytes": len(encode_event(events[0])),
-           "produce_msgs_per_s": round(n / produce_s), "raw_insert_many_docs_per_s": [round(raw1), round(raw2)],
-           "sink_runner_docs_per_s": round(sink_rate), "stored": stored,
-           "ratio_sink_over_raw": round(sink_rate / baseline, 3), "commits": st["commits"], "batches": st["batches"],
-           "runner_seconds": {k: round(v, 2) for k, v in runner.tasks[0].timing.items()}}
+    out = {
+        "docs": n,
+        "batch": batch,
+        "doc_bytes": len(encode_event(events[0])),
+        "produce_msgs_per_s": round(n / produce_s),
+        "raw_insert_many_docs_per_s": [round(raw1), round(raw2)],
+        "sink_runner_docs_per_s": round(sink_rate),
+        "stored": stored,
+        "ratio_sink_over_raw": round(sink_rate / baseline, 3),
+        "commits": st["commits"],
+        "batches": st["batches"],
+        "runner_seconds": {k: round(v, 2) for k, v in runner.tasks[0].timing.items()},
+    }
     if probes:
         out["iops"] = iops(client, cfg.mongo.warehouse_db, seconds=3)
         out["limits"] = limits(client, cfg.mongo.warehouse_db)
@@ -138,8 +154,10 @@ def main(argv=None) -> int:
             finally:
                 st.down()
     print(json.dumps(res, indent=2))
-    print(f"\nwarehouse ingest: sink runner {res['sink_runner_docs_per_s']} docs/s vs raw insert_many "
-          f"{res['raw_insert_many_docs_per_s']} docs/s -> ratio {res['ratio_sink_over_raw']} (target >= 0.7)")
+    print(
+        f"\nwarehouse ingest: sink runner {res['sink_runner_docs_per_s']} docs/s vs raw insert_many "
+        f"{res['raw_insert_many_docs_per_s']} docs/s -> ratio {res['ratio_sink_over_raw']} (target >= 0.7)"
+    )
     return 0
 
 

@@ -12,6 +12,7 @@ x264 (zerolatency, a key frame every second). So the server behaves like a camer
 it streams at its native rate no matter how fast a client reads, and never "ends".
 Prints ``READY rtsp://127.0.0.1:PORT/PATH`` on stdout once listening.
 """
+
 import argparse
 import signal
 import sys

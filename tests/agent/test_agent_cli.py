@@ -1,4 +1,5 @@
 """edge-agent CLI: validate, install/uninstall (systemd unit + config skeleton), status without an agent."""
+
 from __future__ import annotations
 
 import shutil
@@ -44,16 +45,31 @@ def test_validate_names_file_and_key(tmp_path):
 def test_install_writes_unit_and_skeleton_then_uninstall(tmp_path):
     cfg = tmp_path / "etc" / "agent.yaml"
     units = tmp_path / "units"
-    r = run("install", "-c", str(cfg), "--agent-id", "gate-7", "--unit-dir", str(units), "--memory-max", "3G",
-            "--cpu-quota", "150%")
+    r = run(
+        "install",
+        "-c",
+        str(cfg),
+        "--agent-id",
+        "gate-7",
+        "--unit-dir",
+        str(units),
+        "--memory-max",
+        "3G",
+        "--cpu-quota",
+        "150%",
+    )
     assert r.returncode == 0, r.stderr
     unit = (units / "edgesight-agent.service").read_text()
     assert f"run --config {cfg}" in unit and "Restart=always" in unit
     assert "MemoryMax=3G" in unit and "CPUQuota=150%" in unit and "KillSignal=SIGTERM" in unit
     assert yaml.safe_load(cfg.read_text())["agent_id"] == "gate-7"
-    if shutil.which("systemd-analyze"):   # systemd itself accepts the unit (no unknown or misplaced keys)
-        v = subprocess.run(["systemd-analyze", "verify", str(units / "edgesight-agent.service")],
-                           capture_output=True, text=True, timeout=60)
+    if shutil.which("systemd-analyze"):  # systemd itself accepts the unit (no unknown or misplaced keys)
+        v = subprocess.run(
+            ["systemd-analyze", "verify", str(units / "edgesight-agent.service")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert v.returncode == 0 and "Unknown" not in v.stderr and "bad" not in v.stderr, v.stderr
     assert "environment checks" in r.stdout and "onnxruntime providers" in r.stdout
     # A second install keeps the operator's config.

@@ -1,4 +1,5 @@
 """Every control action against a running agent (in-process; MQTT transport is covered in test_agent_e2e)."""
+
 from __future__ import annotations
 
 import time
@@ -29,13 +30,19 @@ def wait(pred, timeout=60):
 
 @pytest.fixture
 def agent(stack, model_dir, tmp_path):
-    cfg = AgentConfig.model_validate({
-        "agent_id": f"cmd-{uuid.uuid4().hex[:6]}",
-        "cameras": [{"id": "cam-a", "url": VTEST, "loop": True, "target_fps": 4}],
-        "inference": {"model_dir": str(model_dir), "variant": "int8", "classes": ["person"], "intra_op_threads": 1},
-        "publish": {"kafka": {"bootstrap_servers": stack.bootstrap, "topic_prefix": f"t{uuid.uuid4().hex[:8]}"},
-                    "spool": {"dir": str(tmp_path / "spool"), "max_bytes": "256MiB"}},
-        "control": {"enabled": False}, "metrics": {"enabled": False}})
+    cfg = AgentConfig.model_validate(
+        {
+            "agent_id": f"cmd-{uuid.uuid4().hex[:6]}",
+            "cameras": [{"id": "cam-a", "url": VTEST, "loop": True, "target_fps": 4}],
+            "inference": {"model_dir": str(model_dir), "variant": "int8", "classes": ["person"], "intra_op_threads": 1},
+            "publish": {
+                "kafka": {"bootstrap_servers": stack.bootstrap, "topic_prefix": f"t{uuid.uuid4().hex[:8]}"},
+                "spool": {"dir": str(tmp_path / "spool"), "max_bytes": "256MiB"},
+            },
+            "control": {"enabled": False},
+            "metrics": {"enabled": False},
+        }
+    )
     a = Agent(cfg).start()
     assert wait(lambda: a.pipeline.frames_inferred > 0)
     yield a
@@ -48,7 +55,11 @@ def test_every_action(agent):
     with pytest.raises(CommandError, match=r"target_fps"):
         a.handle_command(cmd(action="add_camera", camera={"id": "cam-b", "url": VTEST, "target_fps": -1}))
     with pytest.raises(CommandError, match=r"zones\[0\]\.polygon"):
-        a.handle_command(cmd(action="add_camera", camera={"id": "cam-b", "url": VTEST, "zones": [{"name": "z", "polygon": [[0, 0]]}]}))
+        a.handle_command(
+            cmd(
+                action="add_camera", camera={"id": "cam-b", "url": VTEST, "zones": [{"name": "z", "polygon": [[0, 0]]}]}
+            )
+        )
     r = a.handle_command(cmd(action="add_camera", camera={"id": "cam-b", "url": VTEST, "loop": True, "target_fps": 4}))
     assert r["camera_id"] == "cam-b"
     with pytest.raises(CommandError, match="already exists"):
@@ -59,11 +70,20 @@ def test_every_action(agent):
         a.handle_command(cmd(action="stop_camera", camera_id="nope"))
     # Zones and lines: validated, applied (tracking rebuilt on the next frame).
     with pytest.raises(CommandError, match=r"invalid zones"):
-        a.handle_command(cmd(action="set_zones", camera_id="cam-a", zones=[{"name": "bad name!", "polygon": [[0, 0], [1, 0], [1, 1]]}]))
-    r = a.handle_command(cmd(action="set_zones", camera_id="cam-a",
-                             zones=[{"name": "all", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]))
+        a.handle_command(
+            cmd(
+                action="set_zones",
+                camera_id="cam-a",
+                zones=[{"name": "bad name!", "polygon": [[0, 0], [1, 0], [1, 1]]}],
+            )
+        )
+    r = a.handle_command(
+        cmd(action="set_zones", camera_id="cam-a", zones=[{"name": "all", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}])
+    )
     assert r["zones"] == ["all"]
-    r = a.handle_command(cmd(action="set_lines", camera_id="cam-a", lines=[{"name": "mid", "start": [0, 0.5], "end": [1, 0.5]}]))
+    r = a.handle_command(
+        cmd(action="set_lines", camera_id="cam-a", lines=[{"name": "mid", "start": [0, 0.5], "end": [1, 0.5]}])
+    )
     assert r["lines"] == ["mid"]
     assert a._tracking_config("cam-a").zones[0].name == "all"
     n0 = a.pipeline.events_published

@@ -2,6 +2,7 @@
 
 The agent runs as its own process (``edge-agent run``), exactly as systemd runs it.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,20 +32,41 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def agent_yaml(tmp: Path, stack, *, agent_id: str, prefix: str, cameras: list[dict], bootstrap: str | None = None,
-               metrics_port: int, spool: Path) -> Path:
+def agent_yaml(
+    tmp: Path,
+    stack,
+    *,
+    agent_id: str,
+    prefix: str,
+    cameras: list[dict],
+    bootstrap: str | None = None,
+    metrics_port: int,
+    spool: Path,
+) -> Path:
     mq = stack.config.mqtt
     cfg = {
         "agent_id": agent_id,
         "cameras": cameras,
-        "inference": {"variant": "int8", "classes": ["person"], "batch_max_size": 2, "batch_max_wait_ms": 5,
-                      "intra_op_threads": 1},
+        "inference": {
+            "variant": "int8",
+            "classes": ["person"],
+            "batch_max_size": 2,
+            "batch_max_wait_ms": 5,
+            "intra_op_threads": 1,
+        },
         "tracking": {"update_interval_s": 0.0, "tracker": {"frame_rate": 5}},
-        "publish": {"kafka": {"bootstrap_servers": bootstrap or stack.bootstrap, "topic_prefix": prefix},
-                    "spool": {"dir": str(spool), "max_bytes": "256MiB"},
-                    "keyframes": {"interval_s": 5}},
-        "control": {"host": mq.host, "port": mq.port, "username": mq.username,
-                    "password": "${MQTT_PASSWORD}", "keepalive_s": 5},
+        "publish": {
+            "kafka": {"bootstrap_servers": bootstrap or stack.bootstrap, "topic_prefix": prefix},
+            "spool": {"dir": str(spool), "max_bytes": "256MiB"},
+            "keyframes": {"interval_s": 5},
+        },
+        "control": {
+            "host": mq.host,
+            "port": mq.port,
+            "username": mq.username,
+            "password": "${MQTT_PASSWORD}",
+            "keepalive_s": 5,
+        },
         "metrics": {"port": metrics_port},
         "pipeline": {"heartbeat_interval_s": 2},
     }
@@ -56,11 +78,18 @@ def agent_yaml(tmp: Path, stack, *, agent_id: str, prefix: str, cameras: list[di
 class AgentProc:
     def __init__(self, config: Path, metrics_port: int, stack, model_dir: Path, log: Path):
         self.url = f"http://127.0.0.1:{metrics_port}"
-        env = {**os.environ, "EDGESIGHT_MODEL_DIR": str(model_dir),
-               "MQTT_PASSWORD": stack.config.mqtt.password.get_secret_value()}
+        env = {
+            **os.environ,
+            "EDGESIGHT_MODEL_DIR": str(model_dir),
+            "MQTT_PASSWORD": stack.config.mqtt.password.get_secret_value(),
+        }
         self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "run", "-c", str(config)], env=env,
-                                     stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent.cli", "run", "-c", str(config)],
+            env=env,
+            stdout=open(log, "ab"),
+            stderr=subprocess.STDOUT,
+        )
 
     def status(self) -> dict | None:
         try:
@@ -100,9 +129,17 @@ def read_topic(bootstrap: str, topic: str, *, min_count: int = 1, timeout_s: flo
     """All records of a topic via kafka-python (an independent client implementation)."""
     from kafka import KafkaConsumer
 
-    c = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
-                      group_id=f"check-{uuid.uuid4().hex[:8]}", consumer_timeout_ms=4000, session_timeout_ms=6000,
-                      heartbeat_interval_ms=1000, fetch_max_bytes=64 * 1024 * 1024)
+    c = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=f"check-{uuid.uuid4().hex[:8]}",
+        consumer_timeout_ms=4000,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
     out: list = []
     deadline = time.monotonic() + timeout_s
     try:
@@ -121,9 +158,24 @@ class MqttWatch:
 
     def __init__(self, stack, topic: str):
         mq = stack.config.mqtt
-        self.proc = subprocess.Popen(["mosquitto_sub", "-h", mq.host, "-p", str(mq.port), "-u", mq.username, "-P",
-                                      mq.password.get_secret_value(), "-t", topic, "-v"],
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [
+                "mosquitto_sub",
+                "-h",
+                mq.host,
+                "-p",
+                str(mq.port),
+                "-u",
+                mq.username,
+                "-P",
+                mq.password.get_secret_value(),
+                "-t",
+                topic,
+                "-v",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[tuple[str, str]] = []
         import threading
 
@@ -153,8 +205,27 @@ class MqttWatch:
 
 def mqtt_pub(stack, topic: str, payload: str) -> None:
     mq = stack.config.mqtt
-    subprocess.run(["mosquitto_pub", "-h", mq.host, "-p", str(mq.port), "-u", mq.username, "-P",
-                    mq.password.get_secret_value(), "-t", topic, "-m", payload, "-q", "1"], check=True, timeout=10)
+    subprocess.run(
+        [
+            "mosquitto_pub",
+            "-h",
+            mq.host,
+            "-p",
+            str(mq.port),
+            "-u",
+            mq.username,
+            "-P",
+            mq.password.get_secret_value(),
+            "-t",
+            topic,
+            "-m",
+            payload,
+            "-q",
+            "1",
+        ],
+        check=True,
+        timeout=10,
+    )
 
 
 @pytest.fixture
@@ -168,49 +239,94 @@ def test_two_cameras_to_kafka_with_mqtt_control(tmp_path, stack, model_dir, rtsp
     agent_id = f"e2e-{uuid.uuid4().hex[:6]}"
     prefix = f"t{uuid.uuid4().hex[:8]}"
     port = free_port()
-    cfg = agent_yaml(tmp_path, stack, agent_id=agent_id, prefix=prefix, metrics_port=port, spool=tmp_path / "spool",
-                     cameras=[{"id": "rtsp-cam", "url": rtsp.url.replace("rtsp://", "rtsp://viewer:s3cretpw@"),
-                               "transport": "tcp", "target_fps": 5},
-                              {"id": "file-cam", "url": VTEST, "loop": True, "target_fps": 5,
-                               "lines": [{"name": "mid", "start": [550, 110], "end": [550, 470]}],
-                               "zones": [{"name": "left", "polygon": [[0, 0], [384, 0], [384, 576], [0, 576]]}]}])
+    cfg = agent_yaml(
+        tmp_path,
+        stack,
+        agent_id=agent_id,
+        prefix=prefix,
+        metrics_port=port,
+        spool=tmp_path / "spool",
+        cameras=[
+            {
+                "id": "rtsp-cam",
+                "url": rtsp.url.replace("rtsp://", "rtsp://viewer:s3cretpw@"),
+                "transport": "tcp",
+                "target_fps": 5,
+            },
+            {
+                "id": "file-cam",
+                "url": VTEST,
+                "loop": True,
+                "target_fps": 5,
+                "lines": [{"name": "mid", "start": [550, 110], "end": [550, 470]}],
+                "zones": [{"name": "left", "polygon": [[0, 0], [384, 0], [384, 576], [0, 576]]}],
+            },
+        ],
+    )
     watch = MqttWatch(stack, f"edgesight/{agent_id}/#")
     agent = AgentProc(cfg, port, stack, model_dir, tmp_path / "agent.log")
     try:
-        agent.wait(lambda s: all(c["state"] == "streaming" for c in s["cameras"]) and len(s["cameras"]) == 2
-                   and s["pipeline"]["events_published"] >= 10, 120, "both cameras streaming and events flowing")
+        agent.wait(
+            lambda s: (
+                all(c["state"] == "streaming" for c in s["cameras"])
+                and len(s["cameras"]) == 2
+                and s["pipeline"]["events_published"] >= 10
+            ),
+            120,
+            "both cameras streaming and events flowing",
+        )
         # Camera credentials never reach status output or logs.
         assert "s3cretpw" not in json.dumps(agent.status()) and "s3cretpw" not in agent.log.read_text()
         cmd = f"edgesight/{agent_id}/cmd"
         # Stop the RTSP camera: ack with our correlation id, retained camera status goes to stopped.
         mqtt_pub(stack, cmd, json.dumps({"command_id": "stop-1", "action": "stop_camera", "camera_id": "rtsp-cam"}))
-        _, ack = watch.wait_for(lambda t, p: t.endswith("/ack") and decode_ack(p).command_id == "stop-1", what="stop ack")
+        _, ack = watch.wait_for(
+            lambda t, p: t.endswith("/ack") and decode_ack(p).command_id == "stop-1", what="stop ack"
+        )
         assert decode_ack(ack).ok, ack
-        watch.wait_for(lambda t, p: t.endswith("/camera/rtsp-cam/status") and decode_status(p).state == "stopped",
-                       what="retained stopped status")
+        watch.wait_for(
+            lambda t, p: t.endswith("/camera/rtsp-cam/status") and decode_status(p).state == "stopped",
+            what="retained stopped status",
+        )
         assert cams(agent.status())["rtsp-cam"]["state"] == "stopped"
         # Change fps of the file camera.
-        mqtt_pub(stack, cmd, json.dumps({"command_id": "fps-1", "action": "set_fps", "camera_id": "file-cam", "fps": 2}))
+        mqtt_pub(
+            stack, cmd, json.dumps({"command_id": "fps-1", "action": "set_fps", "camera_id": "file-cam", "fps": 2})
+        )
         _, ack = watch.wait_for(lambda t, p: t.endswith("/ack") and decode_ack(p).command_id == "fps-1", what="fps ack")
         assert decode_ack(ack).ok and decode_ack(ack).result["target_fps"] == 2
         # A malformed command gets an error reply naming the field; the agent keeps running.
-        mqtt_pub(stack, cmd, json.dumps({"command_id": "bad-1", "action": "set_fps", "camera_id": "file-cam", "fps": "fast"}))
-        _, ack = watch.wait_for(lambda t, p: t.endswith("/ack") and decode_ack(p).command_id == "bad-1", what="error ack")
+        mqtt_pub(
+            stack, cmd, json.dumps({"command_id": "bad-1", "action": "set_fps", "camera_id": "file-cam", "fps": "fast"})
+        )
+        _, ack = watch.wait_for(
+            lambda t, p: t.endswith("/ack") and decode_ack(p).command_id == "bad-1", what="error ack"
+        )
         assert not decode_ack(ack).ok and "'fps'" in decode_ack(ack).error
         mqtt_pub(stack, cmd, "][ not json")
-        watch.wait_for(lambda t, p: t.endswith("/ack") and decode_ack(p).command_id == "unknown"
-                       and "not valid JSON" in decode_ack(p).error, what="error ack for garbage")
+        watch.wait_for(
+            lambda t, p: (
+                t.endswith("/ack") and decode_ack(p).command_id == "unknown" and "not valid JSON" in decode_ack(p).error
+            ),
+            what="error ack for garbage",
+        )
         # Start it again: streaming, retained status follows.
         mqtt_pub(stack, cmd, json.dumps({"command_id": "start-1", "action": "start_camera", "camera_id": "rtsp-cam"}))
-        watch.wait_for(lambda t, p: t.endswith("/ack") and decode_ack(p).command_id == "start-1" and decode_ack(p).ok,
-                       what="start ack")
+        watch.wait_for(
+            lambda t, p: t.endswith("/ack") and decode_ack(p).command_id == "start-1" and decode_ack(p).ok,
+            what="start ack",
+        )
         st = agent.wait(lambda s: cams(s)["rtsp-cam"]["state"] == "streaming", 60, "rtsp camera streaming again")
         assert cams(st)["file-cam"]["target_fps"] == 2
-        watch.wait_for(lambda t, p: t.endswith(f"/{agent_id}/status") and decode_status(p).state in ("running", "degraded"),
-                       what="retained agent heartbeat")
+        watch.wait_for(
+            lambda t, p: t.endswith(f"/{agent_id}/status") and decode_status(p).state in ("running", "degraded"),
+            what="retained agent heartbeat",
+        )
         # Snapshot on demand.
         mqtt_pub(stack, cmd, json.dumps({"command_id": "snap-1", "action": "snapshot", "camera_id": "file-cam"}))
-        _, ack = watch.wait_for(lambda t, p: t.endswith("/ack") and decode_ack(p).command_id == "snap-1", what="snapshot ack")
+        _, ack = watch.wait_for(
+            lambda t, p: t.endswith("/ack") and decode_ack(p).command_id == "snap-1", what="snapshot ack"
+        )
         snap_key = decode_ack(ack).result["object_key"]
         time.sleep(3)
         assert agent.terminate() == 0, agent.tail()
@@ -252,25 +368,36 @@ def test_sigkill_then_restart_replays_the_spool(tmp_path, stack, model_dir):
     dead = f"127.0.0.1:{free_port()}"  # nothing listens there: the uplink is down
     port = free_port()
     cam = {"id": "file-cam", "url": VTEST, "loop": True, "target_fps": 5}
-    cfg = agent_yaml(tmp_path, stack, agent_id=agent_id, prefix=prefix, metrics_port=port, spool=spool,
-                     cameras=[cam], bootstrap=dead)
+    cfg = agent_yaml(
+        tmp_path, stack, agent_id=agent_id, prefix=prefix, metrics_port=port, spool=spool, cameras=[cam], bootstrap=dead
+    )
     agent = AgentProc(cfg, port, stack, model_dir, tmp_path / "agent1.log")
     try:
         agent.wait(lambda s: s["pipeline"]["events_published"] >= 15, 120, "events accepted while offline")
-        mqtt_pub(stack, f"edgesight/{agent_id}/cmd",
-                 json.dumps({"command_id": "s", "action": "stop_camera", "camera_id": "file-cam"}))
+        mqtt_pub(
+            stack,
+            f"edgesight/{agent_id}/cmd",
+            json.dumps({"command_id": "s", "action": "stop_camera", "camera_id": "file-cam"}),
+        )
         st = agent.wait(lambda s: cams(s)["file-cam"]["state"] == "stopped", 30, "camera stopped")
         time.sleep(2)  # the end events of the stopped camera are accepted too
         st = agent.status()
         accepted_events = st["publisher"]["by_topic"]["detections"]["accepted"]
         assert st["spool"]["records"] > 0
-        agent.kill()   # SIGKILL: no flush, no goodbye
+        agent.kill()  # SIGKILL: no flush, no goodbye
     finally:
         if agent.proc.poll() is None:
             agent.kill()
     # Restart with the broker reachable and the camera disabled: only the spool is sent.
-    cfg2 = agent_yaml(tmp_path, stack, agent_id=agent_id, prefix=prefix, metrics_port=port, spool=spool,
-                      cameras=[{**cam, "enabled": False}])
+    cfg2 = agent_yaml(
+        tmp_path,
+        stack,
+        agent_id=agent_id,
+        prefix=prefix,
+        metrics_port=port,
+        spool=spool,
+        cameras=[{**cam, "enabled": False}],
+    )
     agent2 = AgentProc(cfg2, port, stack, model_dir, tmp_path / "agent2.log")
     try:
         agent2.wait(lambda s: s["spool"]["records"] == 0, 90, "spool drained")

@@ -8,6 +8,7 @@
 
 Both can be killed and brought back on the same port (``down()`` / ``up()``).
 """
+
 from __future__ import annotations
 
 import os
@@ -53,14 +54,16 @@ class RtspServer:
         self.proc: subprocess.Popen | None = None
         self.log = HERE.parent.parent / ".pytest_cache" / f"rtsp-{self.port}.log"
 
-    def up(self, timeout: float = 15.0) -> "RtspServer":
+    def up(self, timeout: float = 15.0) -> RtspServer:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.log.parent.mkdir(parents=True, exist_ok=True)
         err = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--port", str(self.port), "--path", self.path,
-             "--file", self.file],
-            stdout=subprocess.PIPE, stderr=err, text=True)
+            [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--port", str(self.port), "--path", self.path, "--file", self.file],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
         err.close()
         deadline = time.monotonic() + timeout
         line = ""
@@ -76,7 +79,7 @@ class RtspServer:
     def down(self) -> None:
         p, self.proc = self.proc, None
         if p is not None and p.poll() is None:
-            p.kill()   # like a camera losing power: no RTSP TEARDOWN
+            p.kill()  # like a camera losing power: no RTSP TEARDOWN
             p.wait(10)
 
     @property
@@ -98,9 +101,29 @@ class MjpegServer:
     def _spawn(self) -> subprocess.Popen:
         self.starts += 1
         return subprocess.Popen(
-            ["ffmpeg", "-nostdin", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", self.file,
-             "-c:v", "mjpeg", "-q:v", "6", "-f", "mpjpeg", "-listen", "1", self.url],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-re",
+                "-stream_loop",
+                "-1",
+                "-i",
+                self.file,
+                "-c:v",
+                "mjpeg",
+                "-q:v",
+                "6",
+                "-f",
+                "mpjpeg",
+                "-listen",
+                "1",
+                self.url,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def _keep(self) -> None:
         while True:
@@ -111,7 +134,7 @@ class MjpegServer:
                     self._proc = self._spawn()
             time.sleep(0.05)
 
-    def up(self) -> "MjpegServer":
+    def up(self) -> MjpegServer:
         with self._lock:
             self._want_up = True
             self._proc = self._spawn()
@@ -164,26 +187,60 @@ def media_dir(tmp_path_factory, vtest) -> Path:
     (d / "truncated.avi").write_bytes(data[: int(len(data) * 0.35)])
     # corrupted: 8 chunks of 4 KiB of noise in the middle of the frame data
     import random
+
     rng = random.Random(1234)
     buf = bytearray(data)
     for i in range(8):
         off = int(len(buf) * (0.2 + 0.07 * i))
-        buf[off: off + 4096] = bytes(rng.getrandbits(8) for _ in range(4096))
+        buf[off : off + 4096] = bytes(rng.getrandbits(8) for _ in range(4096))
     (d / "corrupt.avi").write_bytes(bytes(buf))
     # garbage with a video extension
     (d / "garbage.mp4").write_bytes(bytes(rng.getrandbits(8) for _ in range(200_000)))
     # a real AVI header followed by garbage: the container opens, no frame decodes
-    (d / "header_only.avi").write_bytes(data[:data.find(b"movi") + 4] + bytes(rng.getrandbits(8) for _ in range(50_000)))
+    (d / "header_only.avi").write_bytes(
+        data[: data.find(b"movi") + 4] + bytes(rng.getrandbits(8) for _ in range(50_000))
+    )
     # a valid file with no video stream (audio only)
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    "sine=frequency=440:duration=2", str(d / "audio_only.wav")], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=2",
+            str(d / "audio_only.wav"),
+        ],
+        check=True,
+    )
     # a short clip (non-looping end-of-file)
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", vtest, "-frames:v", "20",
-                    "-c:v", "mjpeg", "-q:v", "5", str(d / "short.avi")], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            vtest,
+            "-frames:v",
+            "20",
+            "-c:v",
+            "mjpeg",
+            "-q:v",
+            "5",
+            str(d / "short.avi"),
+        ],
+        check=True,
+    )
     # a static scene: 40 copies of one frame, as an image folder
     static = d / "static"
     static.mkdir()
     import cv2
+
     cap = cv2.VideoCapture(vtest)
     ok, img = cap.read()
     cap.release()

@@ -1,4 +1,5 @@
 """Small helpers shared by the capture tests (real frames, real threads)."""
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """File, folder and runtime-control behaviour of the capture supervisor (real decoding)."""
+
 from __future__ import annotations
 
 import json
@@ -30,9 +31,12 @@ def test_corrupt_and_truncated_files_do_not_crash(media_dir):
     consumer.start()
     try:
         # looping past the truncation point / through the corrupt region several times
-        assert wait_for(lambda: sup.status()["trunc-loop"].counters["frames_read"] > 700, 30), sup.status()["trunc-loop"]
-        assert wait_for(lambda: sup.status()["corrupt-loop"].counters["frames_read"] > 1700, 40), \
-            sup.status()["corrupt-loop"]
+        assert wait_for(lambda: sup.status()["trunc-loop"].counters["frames_read"] > 700, 30), sup.status()[
+            "trunc-loop"
+        ]
+        assert wait_for(lambda: sup.status()["corrupt-loop"].counters["frames_read"] > 1700, 40), sup.status()[
+            "corrupt-loop"
+        ]
         # the non-looping truncated file decodes what is there, then ends cleanly
         assert wait_state(sup, "trunc-once", CameraState.STOPPED, 20)
         st = sup.status()["trunc-once"]
@@ -68,8 +72,12 @@ def test_bad_files_fail_with_readable_reason(media_dir, tmp_path):
             assert wait_state(sup, cid, CameraState.FAILED, 20), sup.status()[cid]
             st = sup.status()[cid]
             # a readable reason naming the problem; no retry for a file that cannot be decoded
-            assert "cannot open" in st.reason or "no frame could be decoded" in st.reason or \
-                "not found" in st.reason or "empty" in st.reason, st.reason
+            assert (
+                "cannot open" in st.reason
+                or "no frame could be decoded" in st.reason
+                or "not found" in st.reason
+                or "empty" in st.reason
+            ), st.reason
             if text:
                 assert text in st.reason
             assert "codec" in st.reason or text, st.reason
@@ -83,11 +91,13 @@ def test_bad_files_fail_with_readable_reason(media_dir, tmp_path):
 
 @pytest.mark.timeout(60)
 def test_native_pacing_fps_cap_roi_and_resolution_cap(vtest):
-    sup = Supervisor([
-        CameraConfig(id="native", url=vtest, loop=True),
-        CameraConfig(id="capped", url=vtest, loop=True, target_fps=4),
-        CameraConfig(id="roi", url=vtest, roi=(0.25, 0.25, 0.5, 0.5), max_width=200),
-    ])
+    sup = Supervisor(
+        [
+            CameraConfig(id="native", url=vtest, loop=True),
+            CameraConfig(id="capped", url=vtest, loop=True, target_fps=4),
+            CameraConfig(id="roi", url=vtest, roi=(0.25, 0.25, 0.5, 0.5), max_width=200),
+        ]
+    )
     consumer = Consumer(sup)
     sup.start()
     consumer.start()
@@ -98,7 +108,7 @@ def test_native_pacing_fps_cap_roi_and_resolution_cap(vtest):
         t1 = time.monotonic()
         native = consumer.fps("native", t0, t1)
         capped = consumer.fps("capped", t0, t1)
-        assert 7.0 <= native <= 13.0, native       # vtest is 10 fps: paced like a camera
+        assert 7.0 <= native <= 13.0, native  # vtest is 10 fps: paced like a camera
         assert 2.5 <= capped <= 5.5, capped
         assert sup.status()["capped"].counters["frames_dropped"]["skipped_for_fps"] > 5
         # live change of the rate
@@ -108,7 +118,7 @@ def test_native_pacing_fps_cap_roi_and_resolution_cap(vtest):
         time.sleep(3.0)
         assert 1.0 <= consumer.fps("capped", t0, time.monotonic()) <= 3.2
         f = sup.latest("roi")
-        assert f.image.shape == (150, 200, 3)          # 384x288 crop capped to 200 wide
+        assert f.image.shape == (150, 200, 3)  # 384x288 crop capped to 200 wide
         assert f.origin == (192, 144) and f.source_size == (768, 576)
         assert abs(f.scale - 200 / 384) < 1e-6
     finally:
@@ -123,10 +133,14 @@ def test_roi_and_cap_pixels_match_independent_crop(vtest, tmp_path):
     assert ok
     folder = tmp_path / "one"
     folder.mkdir()
-    cv2.imwrite(str(folder / "0.png"), first)          # lossless: exact pixels
+    cv2.imwrite(str(folder / "0.png"), first)  # lossless: exact pixels
     expected = cv2.resize(first[144:432, 192:576], (200, 150), interpolation=cv2.INTER_AREA)
-    sup = Supervisor([CameraConfig(id="px", url=str(folder), roi=(192, 144, 384, 288), max_width=200),
-                      CameraConfig(id="norm", url=str(folder), roi=(0.25, 0.25, 0.5, 0.5))])
+    sup = Supervisor(
+        [
+            CameraConfig(id="px", url=str(folder), roi=(192, 144, 384, 288), max_width=200),
+            CameraConfig(id="norm", url=str(folder), roi=(0.25, 0.25, 0.5, 0.5)),
+        ]
+    )
     sup.start()
     try:
         assert wait_state(sup, "px", CameraState.STOPPED, 10) and wait_state(sup, "norm", CameraState.STOPPED, 10)
@@ -143,10 +157,12 @@ def test_roi_and_cap_pixels_match_independent_crop(vtest, tmp_path):
 @pytest.mark.timeout(60)
 def test_motion_gating_skips_static_scene(media_dir, vtest):
     motion = {"enabled": True, "hold_s": 0.0, "heartbeat_s": 1.0}
-    sup = Supervisor([
-        CameraConfig(id="static", url=str(media_dir / "static"), loop=True, source_fps=20, motion=motion),
-        CameraConfig(id="street", url=vtest, loop=True, motion=motion),
-    ])
+    sup = Supervisor(
+        [
+            CameraConfig(id="static", url=str(media_dir / "static"), loop=True, source_fps=20, motion=motion),
+            CameraConfig(id="street", url=vtest, loop=True, motion=motion),
+        ]
+    )
     consumer = Consumer(sup)
     sup.start()
     consumer.start()
@@ -159,7 +175,7 @@ def test_motion_gating_skips_static_scene(media_dir, vtest):
         assert static["frames_dropped"]["motion_gated"] >= static["frames_read"] * 0.7, static
         assert static["motion_skipped"] == static["frames_dropped"]["motion_gated"]
         assert 2 <= static["frames_delivered"] <= 8, static
-        assert static["decode_errors"] >= 1          # the one unreadable image, skipped
+        assert static["decode_errors"] >= 1  # the one unreadable image, skipped
         # pedestrians: most frames pass, flagged as motion
         assert street["frames_delivered"] >= street["frames_read"] * 0.7, street
         f = sup.latest("street")
@@ -180,8 +196,10 @@ def test_runtime_add_remove_restart_without_disturbing_others(vtest, caplog):
             changes.append((cid, old.value, new.value))
 
     caplog.set_level(logging.INFO, logger="edgesight.capture")
-    sup = Supervisor([CameraConfig(id="steady", url=vtest, loop=True),
-                      CameraConfig(id="off", url=vtest, loop=True, enabled=False)], on_state_change=hook)
+    sup = Supervisor(
+        [CameraConfig(id="steady", url=vtest, loop=True), CameraConfig(id="off", url=vtest, loop=True, enabled=False)],
+        on_state_change=hook,
+    )
     consumer = Consumer(sup)
     sup.start()
     consumer.start()
@@ -213,18 +231,22 @@ def test_runtime_add_remove_restart_without_disturbing_others(vtest, caplog):
         assert consumer.fps("steady", t0, t1) >= 6.0
         seqs = consumer.seqs("steady")
         assert all(b > a for a, b in zip(seqs, seqs[1:]))
-        assert ("extra", "streaming", "stopped") in changes      # the restart
+        assert ("extra", "streaming", "stopped") in changes  # the restart
         snap = sup.stats("steady")
         assert snap["state"] == "streaming" and snap["fps"] > 5 and snap["frames_delivered"] > 10
-        json.dumps(snap)   # usable as-is by a status API
+        json.dumps(snap)  # usable as-is by a status API
         # every transition was logged as a structured line: component, camera, states, reason
-        lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records
-                 if r.name == "edgesight.capture" and hasattr(r, "state")]
+        lines = [
+            json.loads(JsonFormatter().format(r))
+            for r in caplog.records
+            if r.name == "edgesight.capture" and hasattr(r, "state")
+        ]
         extra = [d for d in lines if d["camera"] == "extra"]
         assert [d["state"] for d in extra][:2] == ["starting", "streaming"]
         assert all(d["component"] == "capture" and d["reason"] and d["prev_state"] for d in lines)
-        assert any(d["camera"] == "off" and d["state"] == "stopped" and d["reason"] == "stopped by operator"
-                   for d in lines)
+        assert any(
+            d["camera"] == "off" and d["state"] == "stopped" and d["reason"] == "stopped by operator" for d in lines
+        )
     finally:
         consumer.stop()
         sup.stop()

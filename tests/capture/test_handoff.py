@@ -1,4 +1,5 @@
 """Latest-frame-wins: a slow consumer always gets the newest frame, never a stale one."""
+
 from __future__ import annotations
 
 import statistics
@@ -43,9 +44,9 @@ def test_slot_never_hands_out_stale_frames():
     last = slot.take()
     if last is not None:
         taken.append(last.seq)
-    assert slot.take() is None                      # nothing is handed out twice
-    assert taken and taken[-1] == n                 # the newest frame is always reachable
-    assert all(b > a for a, b in zip(taken, taken[1:]))   # strictly newer each time
+    assert slot.take() is None  # nothing is handed out twice
+    assert taken and taken[-1] == n  # the newest frame is always reachable
+    assert all(b > a for a, b in zip(taken, taken[1:]))  # strictly newer each time
     assert newest_at_take and all(s == t_ for s, t_ in zip(taken, newest_at_take))  # the newest one
     # every frame is either taken or counted as overwritten
     assert stats.dropped["overwritten_unconsumed"] + len(taken) == n
@@ -54,9 +55,8 @@ def test_slot_never_hands_out_stale_frames():
 
 @pytest.mark.timeout(60)
 def test_slow_consumer_gets_fresh_frames_without_drift(vtest):
-    sup = Supervisor([CameraConfig(id="slow-a", url=vtest, loop=True),
-                      CameraConfig(id="slow-b", url=vtest, loop=True)])
-    consumer = Consumer(sup, delay=0.35)   # inference much slower than the 10 fps camera
+    sup = Supervisor([CameraConfig(id="slow-a", url=vtest, loop=True), CameraConfig(id="slow-b", url=vtest, loop=True)])
+    consumer = Consumer(sup, delay=0.35)  # inference much slower than the 10 fps camera
     sup.start()
     consumer.start()
     try:
@@ -84,12 +84,15 @@ def test_slow_consumer_gets_fresh_frames_without_drift(vtest):
         # the same figures in Prometheus, labelled by camera
         st = sup.status()[cam].counters
         sample = REGISTRY.get_sample_value
-        assert sample("edgesight_capture_frames_dropped_total",
-                      {"camera": cam, "reason": "overwritten_unconsumed"}) == st["frames_dropped"]["overwritten_unconsumed"]
+        assert (
+            sample("edgesight_capture_frames_dropped_total", {"camera": cam, "reason": "overwritten_unconsumed"})
+            == st["frames_dropped"]["overwritten_unconsumed"]
+        )
         assert sample("edgesight_capture_frames_read_total", {"camera": cam}) == st["frames_read"]
         assert sample("edgesight_capture_handoff_latency_seconds_count", {"camera": cam}) == len(recs)
-        assert sample("edgesight_capture_handoff_latency_seconds_bucket", {"camera": cam, "le": "0.25"}) >= \
-            0.9 * len(recs)
+        assert sample("edgesight_capture_handoff_latency_seconds_bucket", {"camera": cam, "le": "0.25"}) >= 0.9 * len(
+            recs
+        )
 
 
 def test_wait_any_returns_empty_on_timeout_and_after_stop(vtest):

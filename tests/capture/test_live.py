@@ -1,4 +1,5 @@
 """Against real RTSP (GstRtspServer) and HTTP MJPEG (ffmpeg) servers on 127.0.0.1."""
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,11 @@ def live_cam(cam_id: str, url: str, **kw) -> CameraConfig:
 def test_server_loss_isolated_and_recovered_within_backoff(rtsp_server, mjpeg_server, vtest):
     states: list[tuple[str, str, str, str]] = []
     sup = Supervisor(
-        [live_cam("rtsp", rtsp_server.url), live_cam("mjpeg", mjpeg_server.url),
-         CameraConfig(id="file", url=vtest, loop=True)],
+        [
+            live_cam("rtsp", rtsp_server.url),
+            live_cam("mjpeg", mjpeg_server.url),
+            CameraConfig(id="file", url=vtest, loop=True),
+        ],
         on_state_change=lambda cid, old, new, why: states.append((cid, old.value, new.value, why)),
     )
     consumer = Consumer(sup)
@@ -52,12 +56,15 @@ def test_server_loss_isolated_and_recovered_within_backoff(rtsp_server, mjpeg_se
     try:
         for cam in ("rtsp", "mjpeg", "file"):
             assert wait_state(sup, cam, CameraState.STREAMING, 20), sup.status()[cam]
-        assert wait_for(lambda: all(len(consumer.seqs(c)) >= 15 for c in ("rtsp", "mjpeg", "file")), 20), \
-            {c: len(consumer.seqs(c)) for c in ("rtsp", "mjpeg", "file")}
+        assert wait_for(lambda: all(len(consumer.seqs(c)) >= 15 for c in ("rtsp", "mjpeg", "file")), 20), {
+            c: len(consumer.seqs(c)) for c in ("rtsp", "mjpeg", "file")
+        }
 
         bound = sup.config("rtsp").backoff.bound(10) + WATCHDOG["open_timeout_s"] + 6.0
-        for victim, server, others in (("rtsp", rtsp_server, ("mjpeg", "file")),
-                                       ("mjpeg", mjpeg_server, ("rtsp", "file"))):
+        for victim, server, others in (
+            ("rtsp", rtsp_server, ("mjpeg", "file")),
+            ("mjpeg", mjpeg_server, ("rtsp", "file")),
+        ):
             seq_before = sup.status()[victim].counters["last_seq"]
             server.down()
             assert wait_state(sup, victim, CameraState.RECONNECTING, 10), sup.status()[victim]
@@ -76,9 +83,12 @@ def test_server_loss_isolated_and_recovered_within_backoff(rtsp_server, mjpeg_se
 
             t_up = time.monotonic()
             server.up()
-            assert wait_state(sup, victim, CameraState.STREAMING, bound), \
-                (victim, sup.status()[victim], f"not streaming {bound:.1f}s after the server returned")
-            assert wait_for(lambda: max(consumer.seqs(victim), default=-1) > seq_before + 5, 15)
+            assert wait_state(sup, victim, CameraState.STREAMING, bound), (
+                victim,
+                sup.status()[victim],
+                f"not streaming {bound:.1f}s after the server returned",
+            )
+            assert wait_for(lambda: max(consumer.seqs(victim), default=-1) > seq_before + 5, 15)  # noqa: B023 - called in the same iteration
             recovered = time.monotonic() - t_up
             assert recovered < bound + 15
         st = sup.status()
@@ -128,15 +138,19 @@ def test_stalled_stream_reconnects(rtsp_server):
 def test_rtsp_udp_transport(rtsp_server):
     # UDP and TCP clients opened at the same time (the transport is a process-wide FFmpeg
     # option: opens with different options are serialised, not mixed up)
-    sup = Supervisor([CameraConfig(id="udp", url=rtsp_server.url, transport="udp", watchdog=WATCHDOG),
-                      CameraConfig(id="tcp", url=rtsp_server.url, transport="tcp", watchdog=WATCHDOG)])
+    sup = Supervisor(
+        [
+            CameraConfig(id="udp", url=rtsp_server.url, transport="udp", watchdog=WATCHDOG),
+            CameraConfig(id="tcp", url=rtsp_server.url, transport="tcp", watchdog=WATCHDOG),
+        ]
+    )
     consumer = Consumer(sup)
     sup.start()
     consumer.start()
     try:
         for cam in ("udp", "tcp"):
             assert wait_state(sup, cam, CameraState.STREAMING, 20), sup.status()[cam]
-            assert wait_for(lambda: len(consumer.seqs(cam)) >= 20, 15)
+            assert wait_for(lambda: len(consumer.seqs(cam)) >= 20, 15)  # noqa: B023 - called in the same iteration
         t0 = time.monotonic()
         time.sleep(3)
         assert consumer.fps("udp", t0, time.monotonic()) >= 5

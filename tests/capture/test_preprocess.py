@@ -1,4 +1,5 @@
 """Letterbox preprocessing and its inverse transform."""
+
 from __future__ import annotations
 
 import cv2
@@ -31,8 +32,8 @@ def test_inverse_round_trips_boxes(hw):
 def test_letterbox_geometry_and_pixels():
     lb = Letterbox((640, 640))
     img = np.zeros((576, 768, 3), np.uint8)
-    img[:, :, 0] = 255           # pure blue in BGR
-    img[100:200, 300:400] = (0, 0, 255)   # a red square
+    img[:, :, 0] = 255  # pure blue in BGR
+    img[100:200, 300:400] = (0, 0, 255)  # a red square
     t, meta = lb(img)
     assert t.shape == (1, 3, 640, 640) and t.dtype == np.float32
     assert meta.scale == pytest.approx(640 / 768) and meta.pad == (0, 80) and meta.resized == (480, 640)
@@ -54,8 +55,8 @@ def test_letterbox_geometry_and_pixels():
 
 def test_buffers_are_reused_and_padding_survives_geometry_changes():
     lb = Letterbox((320, 320))
-    a = np.full((240, 320, 3), 10, np.uint8)      # landscape: pads top/bottom
-    b = np.full((320, 160, 3), 200, np.uint8)     # portrait: pads left/right
+    a = np.full((240, 320, 3), 10, np.uint8)  # landscape: pads top/bottom
+    b = np.full((320, 160, 3), 200, np.uint8)  # portrait: pads left/right
     t1, _ = lb(a)
     ptr = t1.__array_interface__["data"][0]
     t2, mb = lb(b)
@@ -75,8 +76,10 @@ def test_buffers_are_reused_and_padding_survives_geometry_changes():
 
 
 def test_batch_and_fp16():
-    imgs = [np.random.default_rng(i).integers(0, 255, shape, dtype=np.uint8)
-            for i, shape in enumerate([(576, 768, 3), (1080, 1920, 3), (300, 200, 3)])]
+    imgs = [
+        np.random.default_rng(i).integers(0, 255, shape, dtype=np.uint8)
+        for i, shape in enumerate([(576, 768, 3), (1080, 1920, 3), (300, 200, 3)])
+    ]
     lb = Letterbox((640, 640))
     buf = np.empty((4, 3, 640, 640), np.float32)
     batch, metas = lb.batch(imgs, out=buf)
@@ -104,11 +107,11 @@ def test_to_original_clips_and_no_upscale_option():
 
 def test_bgr_and_custom_scale_options():
     img = np.zeros((64, 64, 3), np.uint8)
-    img[..., 0] = 200                         # blue
+    img[..., 0] = 200  # blue
     for dtype in (np.float32, np.float16):
-        t, meta = Letterbox(64, 0, False, 1.0, dtype=dtype)(img)   # keep BGR, no scaling
+        t, meta = Letterbox(64, 0, False, 1.0, dtype=dtype)(img)  # keep BGR, no scaling
         assert t.dtype == dtype
         assert float(t[0, 0, 5, 5]) == 200.0 and float(t[0, 2, 5, 5]) == 0.0
         assert (meta.pad_x, meta.pad_y, meta.orig_h, meta.orig_w) == (0, 0, 64, 64)
-        t, _ = Letterbox(64, dtype=dtype)(img)                       # default: RGB, /255
+        t, _ = Letterbox(64, dtype=dtype)(img)  # default: RGB, /255
         assert float(t[0, 2, 5, 5]) == pytest.approx(200 / 255, abs=1e-3) and float(t[0, 0, 5, 5]) == 0.0

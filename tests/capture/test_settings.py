@@ -1,4 +1,5 @@
 """Camera configuration validation and readable errors."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,8 +30,9 @@ def test_readable_errors():
     assert "loop only applies to files" in err(id="a", url="rtsp://h/s", loop=True)
     assert "normalised roi must lie inside the frame" in err(id="a", url="rtsp://h/s", roi=[0.5, 0.5, 0.6, 0.1])
     assert "roi width and height must be > 0" in err(id="a", url="rtsp://h/s", roi=[0, 0, 0, 10])
-    assert "backoff.max_s (1.0) must be >= backoff.initial_s (5.0)" in \
-        err(id="a", url="rtsp://h/s", backoff={"initial_s": 5, "max_s": 1})
+    assert "backoff.max_s (1.0) must be >= backoff.initial_s (5.0)" in err(
+        id="a", url="rtsp://h/s", backoff={"initial_s": 5, "max_s": 1}
+    )
     assert "unknown key" in err(id="a", url="rtsp://h/s", fps=5)
     assert "camera id must be" in err(id="bad id!", url="rtsp://h/s")
     assert "target_fps" in err(id="a", url="rtsp://h/s", target_fps=0)
@@ -41,7 +43,7 @@ def test_roi_pixels_and_backoff():
     c = CameraConfig(id="a", url="rtsp://h/s", roi=(0.25, 0.5, 0.5, 0.5))
     assert c.roi_pixels(800, 600) == (200, 300, 400, 300)
     c = CameraConfig(id="a", url="rtsp://h/s", roi=(700, 500, 400, 400))
-    assert c.roi_pixels(800, 600) == (700, 500, 100, 100)     # clipped to the frame
+    assert c.roi_pixels(800, 600) == (700, 500, 100, 100)  # clipped to the frame
     b = CameraConfig(id="a", url="rtsp://h/s", backoff={"initial_s": 1, "max_s": 8, "jitter": 0.25}).backoff
     assert [b.delay(n, 0.5) for n in (1, 2, 3, 4, 5, 9)] == [1, 2, 4, 8, 8, 8]
     assert b.delay(1, 0.0) == 0.75 and b.delay(20, 0.999999) <= b.bound(20) == 10.0

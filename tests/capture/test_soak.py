@@ -2,6 +2,7 @@
 
 ``EDGESIGHT_SOAK_SECONDS`` shortens it for a quick look (default 600).
 """
+
 from __future__ import annotations
 
 import os

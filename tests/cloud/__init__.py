@@ -1,4 +1,5 @@
 """Helpers shared by the connector and warehouse tests (real embedded stack, no mocks)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -23,10 +24,18 @@ T0 = (_now - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
 def cloud_yaml(cfg, path: Path, *, topic_prefix: str, session_timeout_ms: int = 6000) -> Path:
     """Write a cloud config YAML pointing at ``cfg``'s servers (secrets included: a test file)."""
     doc = {
-        "kafka": {"bootstrap_servers": cfg.kafka.bootstrap_servers, "topic_prefix": topic_prefix,
-                  "session_timeout_ms": session_timeout_ms},
-        "s3": {"endpoint_url": cfg.s3.endpoint_url, "region": cfg.s3.region, "access_key": cfg.s3.access_key,
-               "secret_key": cfg.s3.secret_key.get_secret_value(), "keyframe_bucket": cfg.s3.keyframe_bucket},
+        "kafka": {
+            "bootstrap_servers": cfg.kafka.bootstrap_servers,
+            "topic_prefix": topic_prefix,
+            "session_timeout_ms": session_timeout_ms,
+        },
+        "s3": {
+            "endpoint_url": cfg.s3.endpoint_url,
+            "region": cfg.s3.region,
+            "access_key": cfg.s3.access_key,
+            "secret_key": cfg.s3.secret_key.get_secret_value(),
+            "keyframe_bucket": cfg.s3.keyframe_bucket,
+        },
         "mongo": {"uri": cfg.mongo.uri.get_secret_value(), "warehouse_db": cfg.mongo.warehouse_db},
     }
     path.write_text(yaml.safe_dump(doc))
@@ -35,21 +44,43 @@ def cloud_yaml(cfg, path: Path, *, topic_prefix: str, session_timeout_ms: int = 
 
 def cloud_for_test(cfg, topic_prefix: str):
     """``cfg`` with this test's topic prefix and a short session timeout (Tansu joins take ~half of it)."""
-    return cfg.model_copy(update={"kafka": cfg.kafka.model_copy(update={"topic_prefix": topic_prefix,
-                                                                          "session_timeout_ms": 6000})})
+    return cfg.model_copy(
+        update={"kafka": cfg.kafka.model_copy(update={"topic_prefix": topic_prefix, "session_timeout_ms": 6000})}
+    )
 
 
-def make_event(i: int, *, camera: str = "cam-1", agent: str = "agent-1", label: str = "person", zones=None,
-               track: int | None = None, ts: datetime | None = None, keyframe=None):
+def make_event(
+    i: int,
+    *,
+    camera: str = "cam-1",
+    agent: str = "agent-1",
+    label: str = "person",
+    zones=None,
+    track: int | None = None,
+    ts: datetime | None = None,
+    keyframe=None,
+):
     from edgesight.wire import Box, DetectionEvent, FrameSize, ModelRef, NormBox, make_event_id
 
     ts = ts or (T0 + timedelta(milliseconds=100 * i))
     track = i % 7 if track is None else track
-    return DetectionEvent(event_id=make_event_id(agent, camera, ts, i, track, "update"), agent_id=agent, camera_id=camera,
-                          ts=ts, seq=i, model=ModelRef(name="yolov4-tiny", version="1"), label=label, class_id=0,
-                          score=0.5 + (i % 50) / 100, box=Box(x1=10, y1=20, x2=110, y2=220),
-                          box_norm=NormBox(x1=0.01, y1=0.02, x2=0.11, y2=0.22), frame=FrameSize(width=1000, height=1000),
-                          track_id=track, zones=list(zones or []), keyframe=keyframe)
+    return DetectionEvent(
+        event_id=make_event_id(agent, camera, ts, i, track, "update"),
+        agent_id=agent,
+        camera_id=camera,
+        ts=ts,
+        seq=i,
+        model=ModelRef(name="yolov4-tiny", version="1"),
+        label=label,
+        class_id=0,
+        score=0.5 + (i % 50) / 100,
+        box=Box(x1=10, y1=20, x2=110, y2=220),
+        box_norm=NormBox(x1=0.01, y1=0.02, x2=0.11, y2=0.22),
+        frame=FrameSize(width=1000, height=1000),
+        track_id=track,
+        zones=list(zones or []),
+        keyframe=keyframe,
+    )
 
 
 def jpeg_bytes(seed: int) -> bytes:
@@ -59,7 +90,7 @@ def jpeg_bytes(seed: int) -> bytes:
         import numpy as np
 
         img = np.full((48, 64, 3), seed % 255, dtype=np.uint8)
-        img[seed % 40:(seed % 40) + 8, :, 1] = 200
+        img[seed % 40 : (seed % 40) + 8, :, 1] = 200
         ok, buf = cv2.imencode(".jpg", img)
         assert ok
         return buf.tobytes()
@@ -76,8 +107,9 @@ def make_keyframe(i: int, *, camera: str = "cam-1", agent: str = "agent-1", ts: 
 
     jpeg = jpeg_bytes(i)
     ts = ts or (T0 + timedelta(seconds=i))
-    meta = KeyframeMeta.for_jpeg(jpeg, agent_id=agent, camera_id=camera, ts=ts, seq=i, width=64, height=48,
-                                 reason="track_start", track_id=i)
+    meta = KeyframeMeta.for_jpeg(
+        jpeg, agent_id=agent, camera_id=camera, ts=ts, seq=i, width=64, height=48, reason="track_start", track_id=i
+    )
     key, value, headers = encode_keyframe(meta, jpeg)
     return meta, jpeg, key, value, headers
 
@@ -93,14 +125,27 @@ def produce(cfg, topic: str, records, *, timestamp_ms=None) -> None:
     """records: iterable of (key, value, headers|None[, timestamp_ms]); acks=all, waits for every ack."""
     from confluent_kafka import Producer
 
-    p = Producer({**cfg.kafka.client_config(), "acks": "all", "enable.idempotence": True, "linger.ms": 5,
-                  "message.max.bytes": 20 * 1024 * 1024})
+    p = Producer(
+        {
+            **cfg.kafka.client_config(),
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "message.max.bytes": 20 * 1024 * 1024,
+        }
+    )
     errors = []
     for r in records:
         key, value, headers = r[0], r[1], r[2]
         kw = {"timestamp": r[3]} if len(r) > 3 and r[3] is not None else {}
-        p.produce(topic, key=key, value=value, headers=headers or None,
-                  on_delivery=lambda e, m: errors.append(e) if e else None, **kw)
+        p.produce(
+            topic,
+            key=key,
+            value=value,
+            headers=headers or None,
+            on_delivery=lambda e, m: errors.append(e) if e else None,
+            **kw,
+        )
         p.poll(0)
     left = p.flush(60)
     assert not left and not errors, f"produce failed: left={left} errors={errors[:3]}"
@@ -110,8 +155,14 @@ def read_all(cfg, topic: str, *, expect: int, timeout_s: float = 30.0):
     """Read ``topic`` from the start with kafka-python (an independent, pure-Python client)."""
     from kafka import KafkaConsumer
 
-    c = KafkaConsumer(topic, bootstrap_servers=cfg.kafka.bootstrap_servers, auto_offset_reset="earliest",
-                      enable_auto_commit=False, group_id=None, consumer_timeout_ms=2000)
+    c = KafkaConsumer(
+        topic,
+        bootstrap_servers=cfg.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=2000,
+    )
     out = []
     deadline = time.monotonic() + timeout_s
     try:
@@ -128,8 +179,13 @@ def read_all(cfg, topic: str, *, expect: int, timeout_s: float = 30.0):
 def start_runner(config_yaml: Path, *args: str, log_path: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     fh = open(log_path, "ab")
-    return subprocess.Popen([sys.executable, "-m", "ops.cli", "connectors", "run", "--config", str(config_yaml), *args],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=fh, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ops.cli", "connectors", "run", "--config", str(config_yaml), *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=fh,
+        env=env,
+    )
 
 
 def stop_runner(p: subprocess.Popen, timeout: float = 60.0) -> dict:

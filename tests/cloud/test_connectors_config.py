@@ -1,5 +1,6 @@
 """Connector files: documented option names, the runner's refusal of what it does not implement,
 the transforms and the S3 key layout. No servers needed except where noted."""
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cloud.config import CloudConfig
-from connectors.options import (MONGO_SINK, S3_SINK, check_options, documented, unsupported_by_runner)
+from connectors.options import MONGO_SINK, S3_SINK, check_options, documented, unsupported_by_runner
 from connectors.rest import ConnectClient, ConnectError
 from connectors.runner import ConnectorRunner, RunnerConfigError, joda_format
 from connectors.smt import ReplaceField, TimestampConverter, TransformError, build_chain
@@ -39,7 +40,7 @@ def test_required_semantics_are_in_the_files():
     s = _spec("s3-sink-keyframes").config
     assert s["connector.class"] == S3_SINK
     assert s["format.class"].endswith("ByteArrayFormat") and s["flush.size"] == "1"
-    assert s["format.bytearray.separator"] == ""          # the object is exactly the JPEG
+    assert s["format.bytearray.separator"] == ""  # the object is exactly the JPEG
 
 
 def test_topic_specs():
@@ -61,8 +62,9 @@ def test_every_dead_letter_topic_written_has_a_spec():
     names = {t.name for t in load_topics(variables(cfg))}
     topics = Topics(cfg.kafka.topic_prefix)
     written = {topics.dlq(EngineeringSettings().dlq_name), topics.dlq(FleetSettings().dlq_name)}
-    written |= {_spec(n).config["errors.deadletterqueue.topic.name"]
-                for n in ("mongo-sink-detections", "s3-sink-keyframes")}
+    written |= {
+        _spec(n).config["errors.deadletterqueue.topic.name"] for n in ("mongo-sink-detections", "s3-sink-keyframes")
+    }
     assert written <= names, written - names
     dlq_specs = [t for t in load_topics(variables(cfg)) if t.name in written]
     assert all(int(t.config["retention.ms"]) >= 7 * 86400_000 for t in dlq_specs)
@@ -70,32 +72,41 @@ def test_every_dead_letter_topic_written_has_a_spec():
 
 def test_static_check_names_undocumented_options():
     cfg = dict(_spec("mongo-sink-detections").config)
-    cfg["max.batch.sise"] = "10"                                    # typo
-    cfg["transforms.eventIdToId.rename"] = "a:b"                    # SMT option typo
-    cfg["transforms.ghost.type"] = "x"                              # alias not listed
+    cfg["max.batch.sise"] = "10"  # typo
+    cfg["transforms.eventIdToId.rename"] = "a:b"  # SMT option typo
+    cfg["transforms.ghost.type"] = "x"  # alias not listed
     problems = "\n".join(check_options(cfg))
     assert "max.batch.sise" in problems
     assert "transforms.eventIdToId.rename:" in problems
     assert "transforms.ghost.type" in problems
     assert documented(["flush.size", "s3.bucket.name", "rotate.schedule.interval.ms"], S3_SINK) == {
-        "flush.size": True, "s3.bucket.name": True, "rotate.schedule.interval.ms": True}
+        "flush.size": True,
+        "s3.bucket.name": True,
+        "rotate.schedule.interval.ms": True,
+    }
     assert documented(["flush.size"], MONGO_SINK) == {"flush.size": False}
 
 
-@pytest.mark.parametrize("name,key,value", [
-    ("mongo-sink-detections", "rate.limiting.every.n", "10"),                     # documented, not implemented
-    ("mongo-sink-detections", "writemodel.strategy",
-     "com.mongodb.kafka.connect.sink.writemodel.strategy.InsertOneDefaultStrategy"),  # value not implemented
-    ("mongo-sink-detections", "transforms.tsToDate.unix.precision", "seconds"),
-    ("s3-sink-keyframes", "s3.compression.type", "gzip"),
-    ("s3-sink-keyframes", "partitioner.class", "io.confluent.connect.storage.partitioner.FieldPartitioner"),
-    ("s3-sink-keyframes", "timestamp.extractor", "RecordField"),
-])
+@pytest.mark.parametrize(
+    "name,key,value",
+    [
+        ("mongo-sink-detections", "rate.limiting.every.n", "10"),  # documented, not implemented
+        (
+            "mongo-sink-detections",
+            "writemodel.strategy",
+            "com.mongodb.kafka.connect.sink.writemodel.strategy.InsertOneDefaultStrategy",
+        ),  # value not implemented
+        ("mongo-sink-detections", "transforms.tsToDate.unix.precision", "seconds"),
+        ("s3-sink-keyframes", "s3.compression.type", "gzip"),
+        ("s3-sink-keyframes", "partitioner.class", "io.confluent.connect.storage.partitioner.FieldPartitioner"),
+        ("s3-sink-keyframes", "timestamp.extractor", "RecordField"),
+    ],
+)
 def test_runner_rejects_what_it_does_not_implement(name, key, value):
     spec = _spec(name)
     spec.config[key] = value
-    assert check_options(spec.config) == []           # a valid Connect config...
-    with pytest.raises(RunnerConfigError) as ei:       # ...that the runner refuses, naming the option
+    assert check_options(spec.config) == []  # a valid Connect config...
+    with pytest.raises(RunnerConfigError) as ei:  # ...that the runner refuses, naming the option
         ConnectorRunner([spec], CloudConfig())
     assert key in str(ei.value)
 
@@ -123,7 +134,7 @@ def test_cli_run_refuses_unimplemented_option(tmp_path):
     finally:
         from edgesight.log import setup_logging
 
-        setup_logging("INFO")            # the command may have bound logging to the runner's captured stderr
+        setup_logging("INFO")  # the command may have bound logging to the runner's captured stderr
     assert res.exit_code == 2
     assert "s3.sse.kms.key.id" in (res.output + str(res.stderr_bytes or b""))
 
@@ -150,8 +161,10 @@ def test_replace_field_and_timestamp_converter():
     with pytest.raises(TransformError, match="does not match"):
         tc({"ts": "yesterday"})
     chain = build_chain(_spec("mongo-sink-detections").config)
-    assert [c for c, _ in chain] == ["org.apache.kafka.connect.transforms.ReplaceField$Value",
-                                     "org.apache.kafka.connect.transforms.TimestampConverter$Value"]
+    assert [c for c, _ in chain] == [
+        "org.apache.kafka.connect.transforms.ReplaceField$Value",
+        "org.apache.kafka.connect.transforms.TimestampConverter$Value",
+    ]
 
 
 def test_s3_layout_matches_connect_naming():

@@ -1,5 +1,6 @@
 """`cloud-ops connectors run` against the real embedded stack: exactly-once into MongoDB, keyframes
 in S3 with warehouse pointers, DLQ, crash/restart, two runners in one group, the BSON limit."""
+
 from __future__ import annotations
 
 import threading
@@ -13,8 +14,20 @@ from connectors.runner import ConnectorRunner
 from connectors.spec import load_connector, variables
 from edgesight.wire import KeyframeRef, Topics, encode_event
 
-from . import (cloud_yaml, create_topic, log_lines, make_event, make_keyframe, produce, read_all, sha, start_runner,
-               stop_runner, cloud_for_test, wait_for)
+from . import (
+    cloud_for_test,
+    cloud_yaml,
+    create_topic,
+    log_lines,
+    make_event,
+    make_keyframe,
+    produce,
+    read_all,
+    sha,
+    start_runner,
+    stop_runner,
+    wait_for,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -33,8 +46,13 @@ def env(stack, topic_prefix):
 def _runner(cfg, wh, names=("mongo-sink-detections",), **kw) -> ConnectorRunner:
     v = variables(cfg, collection_prefix=wh.collection_prefix, name_prefix=f"{cfg.kafka.topic_prefix}-")
     client = cfg.mongo.client()
-    r = ConnectorRunner([load_connector(n, v) for n in names], cfg, tasks=1,
-                        warehouse=(client, cfg.mongo.warehouse_db, Names(wh.collection_prefix).keyframes), **kw)
+    r = ConnectorRunner(
+        [load_connector(n, v) for n in names],
+        cfg,
+        tasks=1,
+        warehouse=(client, cfg.mongo.warehouse_db, Names(wh.collection_prefix).keyframes),
+        **kw,
+    )
     r.ensure_topics()
     return r
 
@@ -66,7 +84,7 @@ def test_exactly_once_resend_and_dlq(env):
     ids = {d["_id"] for d in w.detections.find({}, {"_id": 1})}
     assert ids == {e.event_id for e in evs}
     doc = w.detections.find_one({"_id": evs[5].event_id})
-    assert doc["ts"] == evs[5].ts and doc["camera_id"] == "cam-1" and "event_id" not in doc   # ts is a BSON date
+    assert doc["ts"] == evs[5].ts and doc["camera_id"] == "cam-1" and "event_id" not in doc  # ts is a BSON date
 
     # the same batch again, twice: still exactly once
     produce(cfg, topics.detections, batch)
@@ -74,7 +92,7 @@ def test_exactly_once_resend_and_dlq(env):
     r = _runner(cfg, wh)
     _run_until(r, lambda: sum(t.stats["records_in"] for t in r.tasks) >= 800, "the re-sent batches")
     assert w.count() == 400
-    assert sum(t.stats["records_out"] for t in r.tasks) == 800     # re-sends were written (replaced), not added
+    assert sum(t.stats["records_out"] for t in r.tasks) == 800  # re-sends were written (replaced), not added
 
     # metrics
     from prometheus_client import REGISTRY
@@ -82,7 +100,9 @@ def test_exactly_once_resend_and_dlq(env):
     name = r.tasks[0].name
     # both runs of this connector in this process: 402 records, then the 800 re-sent
     assert REGISTRY.get_sample_value("edgesight_connector_records_in_total", {"connector": name}) == 402 + 800
-    assert REGISTRY.get_sample_value("edgesight_connector_dlq_total", {"connector": name, "stage": "VALUE_CONVERTER"}) == 1
+    assert (
+        REGISTRY.get_sample_value("edgesight_connector_dlq_total", {"connector": name, "stage": "VALUE_CONVERTER"}) == 1
+    )
     assert REGISTRY.get_sample_value("edgesight_connector_batch_seconds_count", {"connector": name}) >= 1
 
     # dead letters, read back with kafka-python (an independent client)
@@ -97,7 +117,9 @@ def test_exactly_once_resend_and_dlq(env):
     assert b"field 'label'" in h2["__connect.errors.exception.message"] and h2["edgesight.errors.field"] == b"label"
     for h in (h1, h2):
         assert h["__connect.errors.topic"] == topics.detections.encode()
-        assert int(h["__connect.errors.offset"]) >= 0 and h["__connect.errors.connector.name"].endswith(b"mongo-sink-detections")
+        assert int(h["__connect.errors.offset"]) >= 0 and h["__connect.errors.connector.name"].endswith(
+            b"mongo-sink-detections"
+        )
 
 
 def test_keyframes_in_s3_and_warehouse_pointer(env):
@@ -107,7 +129,7 @@ def test_keyframes_in_s3_and_warehouse_pointer(env):
     kfs = [make_keyframe(i) for i in range(6)]
     recs = [(k, v, h, int(m.ts.timestamp() * 1000)) for m, _, k, v, h in kfs]
     m0, j0, k0, v0, h0 = make_keyframe(99)
-    corrupt = (k0, v0[:-4] + b"\x00\x00\xff\xd9", h0)                     # sha256 no longer matches
+    corrupt = (k0, v0[:-4] + b"\x00\x00\xff\xd9", h0)  # sha256 no longer matches
     produce(cfg, topics.keyframes, recs + [corrupt])
     ev = make_event(1, keyframe=KeyframeRef(keyframe_id=kfs[2][0].keyframe_id, object_key=kfs[2][0].object_key))
     produce(cfg, topics.detections, [(ev.event_id.encode(), encode_event(ev), None)])
@@ -119,11 +141,13 @@ def test_keyframes_in_s3_and_warehouse_pointer(env):
         doc = w.keyframe(meta.keyframe_id)
         kp, ko = doc["kafka"]["partition"], doc["kafka"]["offset"]
         # Connect's S3 sink naming, computed independently: <topics.dir>/<topic>/<encodedPartition>/<topic>+<p>+<offset:010>.jpg
-        expected = (f"keyframes/{topics.keyframes}/dt={meta.ts:%Y-%m-%d}/hour={meta.ts:%H}/"
-                    f"{topics.keyframes}+{kp}+{ko:010d}.jpg")
+        expected = (
+            f"keyframes/{topics.keyframes}/dt={meta.ts:%Y-%m-%d}/hour={meta.ts:%H}/"
+            f"{topics.keyframes}+{kp}+{ko:010d}.jpg"
+        )
         assert doc["s3_key"] == expected and doc["object_key"] == meta.object_key and doc["camera_id"] == "cam-1"
         assert s3.get_object(Bucket=cfg.s3.keyframe_bucket, Key=expected)["Body"].read() == jpeg
-        with urllib.request.urlopen(doc["url"], timeout=10) as resp:      # the presigned URL, no credentials
+        with urllib.request.urlopen(doc["url"], timeout=10) as resp:  # the presigned URL, no credentials
             body = resp.read()
         assert body == jpeg and sha(body) == meta.sha256
     # the detection points at its keyframe
@@ -141,20 +165,27 @@ def test_kill_mid_stream_and_restart(env, tmp_path):
     n = 4000
     evs = _events(n)
     yml = cloud_yaml(cfg, tmp_path / "cloud.yaml", topic_prefix=cfg.kafka.topic_prefix)
-    args = ["--tasks", "1", "--collection-prefix", wh.collection_prefix, "--name-prefix", f"{cfg.kafka.topic_prefix}-",
-            "mongo-sink-detections"]
+    args = [
+        "--tasks",
+        "1",
+        "--collection-prefix",
+        wh.collection_prefix,
+        "--name-prefix",
+        f"{cfg.kafka.topic_prefix}-",
+        "mongo-sink-detections",
+    ]
     p = start_runner(yml, *args, log_path=tmp_path / "run1.log")
 
     def feeder():
         for i in range(0, n, 200):
-            produce(cfg, topics.detections, [(e.event_id.encode(), encode_event(e), None) for e in evs[i:i + 200]])
+            produce(cfg, topics.detections, [(e.event_id.encode(), encode_event(e), None) for e in evs[i : i + 200]])
             time.sleep(0.15)
 
     th = threading.Thread(target=feeder)
     th.start()
     try:
         wait_for(lambda: w.count() >= 800, 90, "the first runner to write 800 docs")
-        p.kill()                                           # SIGKILL: no flush, no commit, no leave-group
+        p.kill()  # SIGKILL: no flush, no commit, no leave-group
         p.wait(10)
         killed_at = w.count()
         assert killed_at < n, "the runner finished before it was killed; nothing was tested"
@@ -176,8 +207,15 @@ def test_two_runners_share_partitions(env, tmp_path):
     cfg, wh, w, topics = env
     create_topic(cfg, topics.detections, 4)
     yml = cloud_yaml(cfg, tmp_path / "cloud.yaml", topic_prefix=cfg.kafka.topic_prefix)
-    args = ["--tasks", "1", "--collection-prefix", wh.collection_prefix, "--name-prefix", f"{cfg.kafka.topic_prefix}-",
-            "mongo-sink-detections"]
+    args = [
+        "--tasks",
+        "1",
+        "--collection-prefix",
+        wh.collection_prefix,
+        "--name-prefix",
+        f"{cfg.kafka.topic_prefix}-",
+        "mongo-sink-detections",
+    ]
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     procs = [start_runner(yml, *args, log_path=logs[0])]
     wait_for(lambda: any(l.get("msg") == "partitions assigned" for l in log_lines(logs[0])), 60, "runner A assignment")
@@ -239,16 +277,22 @@ def test_keyframe_indexer_next_to_connect(env):
     indexer = _runner(cfg, wh, names=("s3-sink-keyframes",), index_only=True)
     indexer.start()
     try:
-        time.sleep(4)                                   # the indexer is up and finds no objects yet
+        time.sleep(4)  # the indexer is up and finds no objects yet
         assert w.keyframes.count_documents({}) == 0
         writer = _runner(cfg, wh, names=("s3-sink-keyframes",), index_keyframes=False)
         s3 = cfg.s3.client()
         prefix = f"keyframes/{topics.keyframes}/"
-        _run_until(writer, lambda: s3.list_objects_v2(Bucket=cfg.s3.keyframe_bucket, Prefix=prefix).get("KeyCount", 0) >= 5,
-                   "the writer's 5 objects")
+        _run_until(
+            writer,
+            lambda: s3.list_objects_v2(Bucket=cfg.s3.keyframe_bucket, Prefix=prefix).get("KeyCount", 0) >= 5,
+            "the writer's 5 objects",
+        )
         assert indexer.tasks[0].group_id != writer.tasks[0].group_id
-        wait_for(lambda: w.keyframes.count_documents({}) >= 5 or (indexer.errors() and AssertionError(indexer.errors())),
-                 90, "the indexer's 5 docs")
+        wait_for(
+            lambda: w.keyframes.count_documents({}) >= 5 or (indexer.errors() and AssertionError(indexer.errors())),
+            90,
+            "the indexer's 5 docs",
+        )
     finally:
         assert indexer.stop(60)
     written = {o["Key"] for o in s3.list_objects_v2(Bucket=cfg.s3.keyframe_bucket, Prefix=prefix)["Contents"]}

@@ -1,4 +1,5 @@
 """Dead-letter replay against the real broker: filters, checkpoints, resume after an interruption."""
+
 from __future__ import annotations
 
 import pytest
@@ -22,23 +23,37 @@ def _dead_letters(conf: dict, dlq: str, source: str, n: int) -> list[bytes]:
         stage = "TASK_PUT" if i % 4 == 3 else "VALUE_CONVERTER"
         v = f'{{"n": {i}}}'.encode()
         values.append(v)
-        p.produce(dlq, key=b"agent/cam", value=v, headers=[("trace", b"t%d" % i)] + context_headers(
-            topic=source, partition=0, offset=i, connector="engineering", task_id=0, stage=stage,
-            class_name="edgesight.wire.codec", exc=WireError("detection event", "score", f"bad {i}")))
+        p.produce(
+            dlq,
+            key=b"agent/cam",
+            value=v,
+            headers=[("trace", b"t%d" % i)]
+            + context_headers(
+                topic=source,
+                partition=0,
+                offset=i,
+                connector="engineering",
+                task_id=0,
+                stage=stage,
+                class_name="edgesight.wire.codec",
+                exc=WireError("detection event", "score", f"bad {i}"),
+            ),
+        )
     assert p.flush(30) == 0
     return values
 
 
 def _values(bootstrap: str, topic: str, n: int) -> list:
-    kc = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False,
-                       consumer_timeout_ms=3000)
+    kc = KafkaConsumer(
+        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=3000
+    )
     kc.assign([TopicPartition(topic, 0)])
     kc.seek_to_beginning()
     out = []
     try:
         for m in kc:
             out.append((m.value, dict(m.headers)))
-            if len(out) > n:      # read one past what is expected: a duplicate would show
+            if len(out) > n:  # read one past what is expected: a duplicate would show
                 break
     finally:
         kc.close()
@@ -78,5 +93,5 @@ def test_replay_filters_checkpoints_and_resumes_after_an_interruption(stack, top
     wanted = [v for i, v in enumerate(values) if i % 4 != 3]
     # records 1-4 (3 of them VALUE_CONVERTER) came from the first run, the rest from the second
     assert [v for v, _ in got] == wanted
-    assert all(h == {"trace": h["trace"]} for _, h in got)          # the error context is stripped
-    assert replay(conf, dlq, to=target).read == 0                   # nothing new since
+    assert all(h == {"trace": h["trace"]} for _, h in got)  # the error context is stripped
+    assert replay(conf, dlq, to=target).read == 0  # nothing new since

@@ -1,5 +1,6 @@
 """The warehouse against the real embedded MongoDB wire server and S3: init (indexes, TTL,
 time-series detection), queries, keyframe URLs, delete, export, IOPS and size limits, CLI."""
+
 from __future__ import annotations
 
 import csv
@@ -12,8 +13,16 @@ import yaml
 from typer.testing import CliRunner
 
 from cloud.sinks import Item, MongoSink
-from cloud.warehouse import (Query, RetentionSettings, Warehouse, WarehouseConfig, detect_timeseries,
-                             init_warehouse, set_retention, ttl_index)
+from cloud.warehouse import (
+    Query,
+    RetentionSettings,
+    Warehouse,
+    WarehouseConfig,
+    detect_timeseries,
+    init_warehouse,
+    set_retention,
+    ttl_index,
+)
 from cloud.warehouse.perf import iops, limits
 from connectors.smt import build_chain
 from connectors.spec import load_connector, variables
@@ -26,8 +35,9 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture
 def wh(stack, topic_prefix):
     cfg = stack.config
-    wcfg = WarehouseConfig(collection_prefix=f"{topic_prefix}_", retention=RetentionSettings(detections_days=7,
-                                                                                           keyframes_days=2.5))
+    wcfg = WarehouseConfig(
+        collection_prefix=f"{topic_prefix}_", retention=RetentionSettings(detections_days=7, keyframes_days=2.5)
+    )
     client = cfg.mongo.client()
     rep = init_warehouse(client, cfg.mongo.warehouse_db, wcfg)
     yield cfg, wcfg, Warehouse.from_config(cfg, wcfg), rep
@@ -60,7 +70,13 @@ def test_init_ttl_indexes_and_timeseries_detection(wh):
     assert ttl is not None and ttl["expireAfterSeconds"] == 7 * 86400
     assert ttl_index(w.keyframes)["expireAfterSeconds"] == int(2.5 * 86400)
     keys = [list(dict(ix["key"])) for ix in w.detections.list_indexes()]
-    for needed in (["camera_id", "ts"], ["label", "ts"], ["zones", "ts"], ["camera_id", "track_id", "ts"], ["agent_id", "ts"]):
+    for needed in (
+        ["camera_id", "ts"],
+        ["label", "ts"],
+        ["zones", "ts"],
+        ["camera_id", "track_id", "ts"],
+        ["agent_id", "ts"],
+    ):
         assert needed in keys, (needed, keys)
     # change retention: verified on the server (collMod, or drop+recreate where collMod is ignored)
     r = set_retention(w.detections, 1.5)
@@ -84,20 +100,29 @@ def test_init_ttl_indexes_and_timeseries_detection(wh):
     again = init_warehouse(cfg.mongo.client(), cfg.mongo.warehouse_db, wcfg)
     assert set(again.collections.values()) == {"exists"}
     assert again.ttl[wcfg.collection_prefix + "keyframes"]["action"] == "unchanged"
-    assert ttl_index(w.detections)["expireAfterSeconds"] == 7 * 86400      # back to the configured retention
+    assert ttl_index(w.detections)["expireAfterSeconds"] == 7 * 86400  # back to the configured retention
 
 
 def test_queries(wh):
     cfg, wcfg, w, _ = wh
     evs = []
     for i in range(60):
-        evs.append(make_event(i, camera=f"cam-{i % 3}", agent=f"agent-{i % 2}", label="car" if i % 4 == 0 else "person",
-                              zones=["door"] if i % 5 == 0 else [], track=i % 6, ts=T0 + timedelta(seconds=i)))
+        evs.append(
+            make_event(
+                i,
+                camera=f"cam-{i % 3}",
+                agent=f"agent-{i % 2}",
+                label="car" if i % 4 == 0 else "person",
+                zones=["door"] if i % 5 == 0 else [],
+                track=i % 6,
+                ts=T0 + timedelta(seconds=i),
+            )
+        )
     _load(w, evs)
     assert w.count() == 60
     got = w.find(Query(camera="cam-1"), limit=0)
     assert len(got) == 20 and all(d["camera_id"] == "cam-1" for d in got)
-    assert [d["ts"] for d in got] == sorted((d["ts"] for d in got), reverse=True)          # newest first
+    assert [d["ts"] for d in got] == sorted((d["ts"] for d in got), reverse=True)  # newest first
     assert w.count(Query(label="car")) == 15
     assert w.count(Query(zone="door")) == 12
     assert w.count(Query(agent="agent-0")) == 30
@@ -117,8 +142,16 @@ def test_keyframe_url_delete_and_export(wh, tmp_path):
     for meta, jpeg, *_ in kfs:
         key = f"keyframes/test/{meta.keyframe_id}.jpg"
         s3.put_object(Bucket=cfg.s3.keyframe_bucket, Key=key, Body=jpeg, ContentType="image/jpeg")
-        w.keyframes.insert_one({"_id": meta.keyframe_id, "bucket": cfg.s3.keyframe_bucket, "s3_key": key,
-                                "object_key": meta.object_key, "camera_id": meta.camera_id, "ts": meta.ts})
+        w.keyframes.insert_one(
+            {
+                "_id": meta.keyframe_id,
+                "bucket": cfg.s3.keyframe_bucket,
+                "s3_key": key,
+                "object_key": meta.object_key,
+                "camera_id": meta.camera_id,
+                "ts": meta.ts,
+            }
+        )
     doc = w.keyframe(kfs[1][0].keyframe_id)
     with urllib.request.urlopen(doc["url"], timeout=10) as r:
         assert r.read() == kfs[1][1]
@@ -141,7 +174,10 @@ def test_keyframe_url_delete_and_export(wh, tmp_path):
     assert res == {"detections": 20, "keyframes": 2, "objects": 2}
     assert w.count(Query(camera="cam-1")) == 0 and w.count() == 20
     gone = [m for m, *_ in kfs if m.camera_id == "cam-1"]
-    listed = {o["Key"] for o in s3.list_objects_v2(Bucket=cfg.s3.keyframe_bucket, Prefix="keyframes/test/").get("Contents", [])}
+    listed = {
+        o["Key"]
+        for o in s3.list_objects_v2(Bucket=cfg.s3.keyframe_bucket, Prefix="keyframes/test/").get("Contents", [])
+    }
     assert not any(f"keyframes/test/{m.keyframe_id}.jpg" in listed for m in gone)
     res = w.delete(start=T0, end=T0 + timedelta(seconds=10))
     assert res["detections"] == 5 and w.count() == 15
@@ -155,11 +191,13 @@ def test_iops_and_limits(wh):
     lim = limits(client, cfg.mongo.warehouse_db, batch_docs=3000, big_batch_mb=56, search_steps=2)
     assert lim["server_max_bson_bytes"] >= 16 * 1024 * 1024
     assert lim["largest_document_bytes"] > 8 * 1024 * 1024
-    so = lim["sink_over_limit"]                      # at the limit: clear error, nothing else lost
-    assert so["written"] == 2 and so["others_stored"] == 2 and len(so["failed"]) == 1 and "BSON limit" in so["failed"][0]
+    so = lim["sink_over_limit"]  # at the limit: clear error, nothing else lost
+    assert (
+        so["written"] == 2 and so["others_stored"] == 2 and len(so["failed"]) == 1 and "BSON limit" in so["failed"][0]
+    )
     assert so["checkpoint"] == {"t[0]": 3}
     assert lim["batch_docs"] == {**lim["batch_docs"], "sent": 3000, "stored": 3000}
-    assert lim["batch_bytes"]["stored"] == lim["batch_bytes"]["docs"] == 7   # 56 MB: more than one 48 MB message
+    assert lim["batch_bytes"]["stored"] == lim["batch_bytes"]["docs"] == 7  # 56 MB: more than one 48 MB message
 
 
 def test_cli(wh, tmp_path):

@@ -1,4 +1,5 @@
 """MQTT control plane against the real mosquitto broker, driven by Debian's mosquitto_pub/sub."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,11 @@ class Sub:
     """mosquitto_sub collecting N messages from a topic (retained ones included)."""
 
     def __init__(self, stack, topic: str, count: int, timeout: int = 15):
-        self.proc = subprocess.Popen(["mosquitto_sub", *auth(stack), "-t", topic, "-C", str(count), "-W", str(timeout),
-                                      "-v"], stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            ["mosquitto_sub", *auth(stack), "-t", topic, "-C", str(count), "-W", str(timeout), "-v"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(0.4)
 
     def messages(self) -> list[tuple[str, str]]:
@@ -67,10 +71,14 @@ def test_commands_are_acked_with_their_correlation_id(stack, agent_id):
         pub(stack, base, "{this is not json")
         pub(stack, base, json.dumps({"command_id": "c-4", "action": "stop_camera", "camera_id": "nope"}))
         got = {}
-        for topic, payload in acks.messages():
+        for _topic, payload in acks.messages():
             ack = decode_ack(payload)
             got[ack.command_id] = ack
-        assert got["c-1"].ok and got["c-1"].result == {"camera_id": "cam-1", "fps": 2.5} and got["c-1"].agent_id == agent_id
+        assert (
+            got["c-1"].ok
+            and got["c-1"].result == {"camera_id": "cam-1", "fps": 2.5}
+            and got["c-1"].agent_id == agent_id
+        )
         assert not got["c-2"].ok and "'fps'" in got["c-2"].error and "greater than 0" in got["c-2"].error
         assert not got["unknown"].ok and "not valid JSON" in got["unknown"].error
         assert not got["c-4"].ok and got["c-4"].error == "unknown camera 'nope'"
@@ -89,8 +97,11 @@ def test_handler_crash_is_an_error_ack_not_a_dead_agent(stack, agent_id):
     try:
         acks = Sub(stack, f"edgesight/{agent_id}/ack", 2)
         for i in range(2):
-            pub(stack, f"edgesight/{agent_id}/cmd", json.dumps({"command_id": f"x{i}", "action": "restart_camera",
-                                                                "camera_id": "cam-1"}))
+            pub(
+                stack,
+                f"edgesight/{agent_id}/cmd",
+                json.dumps({"command_id": f"x{i}", "action": "restart_camera", "camera_id": "cam-1"}),
+            )
         msgs = [decode_ack(p) for _, p in acks.messages()]
         assert [m.command_id for m in msgs] == ["x0", "x1"]
         assert all(not m.ok and "ZeroDivisionError" in m.error for m in msgs)
@@ -102,7 +113,8 @@ def test_retained_status_and_last_will(stack, agent_id, tmp_path):
     """A child process runs the control plane and publishes retained status; SIGKILL -> last will says offline."""
     mq = stack.config.mqtt
     script = tmp_path / "agent.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import time, sys
         from datetime import datetime, timezone
         from pydantic import SecretStr
@@ -117,7 +129,8 @@ def test_retained_status_and_last_will(stack, agent_id, tmp_path):
         cp.publish_status(AgentStatus(agent_id={agent_id!r}, ts=now, state="running", version="t"))
         print("ready", flush=True)
         time.sleep(600)
-    """))
+    """)
+    )
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
@@ -133,7 +146,7 @@ def test_retained_status_and_last_will(stack, agent_id, tmp_path):
         deadline = time.monotonic() + 20
         state = None
         while time.monotonic() < deadline and state != "offline":
-            (_, payload), = Sub(stack, f"edgesight/{agent_id}/status", 1, timeout=5).messages() or [("", "{}")]
+            ((_, payload),) = Sub(stack, f"edgesight/{agent_id}/status", 1, timeout=5).messages() or [("", "{}")]
             state = json.loads(payload).get("state")
             time.sleep(0.5)
         assert state == "offline"
@@ -146,7 +159,7 @@ def test_clean_stop_publishes_final_status_not_the_will(stack, agent_id):
     cp.start()
     cp.stop(final_status=AgentStatus(agent_id=agent_id, ts=datetime.now(timezone.utc), state="stopping", version="t"))
     time.sleep(0.5)
-    (_, payload), = Sub(stack, f"edgesight/{agent_id}/status", 1).messages()
+    ((_, payload),) = Sub(stack, f"edgesight/{agent_id}/status", 1).messages()
     assert decode_status(payload).state == "stopping"
 
 

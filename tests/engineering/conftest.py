@@ -1,5 +1,6 @@
 """Helpers for the engineering/fleet tests: a per-test topic prefix + analytics DB on the session stack,
 producing events, and running ``cloud-ops engineering|fleet run`` as a real subprocess."""
+
 from __future__ import annotations
 
 import json
@@ -71,16 +72,31 @@ class Env:
 
     def start(self, what: str, *args: str, name: str = "p") -> Proc:
         log = self.tmp / f"{what}-{name}-{time.monotonic_ns()}.log"
-        cmd = [sys.executable, "-m", "ops.cli", what, "run", "--config", str(self.config_path),
-               "--session-timeout-ms", str(SESSION_MS), *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "ops.cli",
+            what,
+            "run",
+            "--config",
+            str(self.config_path),
+            "--session-timeout-ms",
+            str(SESSION_MS),
+            *args,
+        ]
         p = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=open(log, "w"), text=True)
         self.procs.append(p)
         return Proc(p, log)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "ops.cli", *args, "--config", str(self.config_path)], cwd=REPO,
-                              capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "COLUMNS": "200"})
+        return subprocess.run(
+            [sys.executable, "-m", "ops.cli", *args, "--config", str(self.config_path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "200"},
+        )
 
 
 def wait_for(cond, timeout: float, what: str, interval: float = 0.2):
@@ -96,13 +112,20 @@ def wait_for(cond, timeout: float, what: str, interval: float = 0.2):
 @pytest.fixture
 def env(stack, topic_prefix, tmp_path) -> Env:
     base = stack.config
-    cfg = base.model_copy(update={
-        "kafka": base.kafka.model_copy(update={"topic_prefix": topic_prefix, "session_timeout_ms": SESSION_MS}),
-        "mongo": base.mongo.model_copy(update={"analytics_db": f"an_{topic_prefix}"}),
-    })
-    doc = {"kafka": {"bootstrap_servers": cfg.kafka.bootstrap_servers, "topic_prefix": topic_prefix,
-                     "session_timeout_ms": SESSION_MS},
-           "mongo": {"uri": cfg.mongo.uri.get_secret_value(), "analytics_db": cfg.mongo.analytics_db}}
+    cfg = base.model_copy(
+        update={
+            "kafka": base.kafka.model_copy(update={"topic_prefix": topic_prefix, "session_timeout_ms": SESSION_MS}),
+            "mongo": base.mongo.model_copy(update={"analytics_db": f"an_{topic_prefix}"}),
+        }
+    )
+    doc = {
+        "kafka": {
+            "bootstrap_servers": cfg.kafka.bootstrap_servers,
+            "topic_prefix": topic_prefix,
+            "session_timeout_ms": SESSION_MS,
+        },
+        "mongo": {"uri": cfg.mongo.uri.get_secret_value(), "analytics_db": cfg.mongo.analytics_db},
+    }
     path = tmp_path / "cloud.yaml"
     path.write_text(yaml.safe_dump(doc))
     topics = Topics(topic_prefix)

@@ -4,6 +4,7 @@ Three cameras (agent-a/cam-1, agent-a/cam-2, agent-b/cam-1: same camera id on tw
 and leave zones, cross lines in both directions, straddle minute boundaries (09:59 -> 10:00 -> 10:01), one
 detection without a track, one re-entry (two visits), one track still open.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -11,7 +12,7 @@ from datetime import datetime, timezone
 from cloud.engineering.synthetic import make_event
 
 
-def T(hms: str) -> datetime:
+def T(hms: str) -> datetime:  # noqa: N802 - reads as a timestamp literal
     h, m, s = hms.split(":")
     sec = float(s)
     return datetime(2026, 1, 5, int(h), int(m), int(sec), int(round((sec - int(sec)) * 1e6)), tzinfo=timezone.utc)
@@ -25,18 +26,49 @@ def events():
     # agent-a / cam-1, track 1 (person)
     ev.append(make_event(A, "cam-1", T("10:00:50"), 500, 1, "new", score=0.60))
     ev.append(make_event(A, "cam-1", T("10:00:55"), 550, 1, zones=["door"], entered=["door"], score=0.70))
-    ev.append(make_event(A, "cam-1", T("10:01:05"), 650, 1, zones=["door", "shelf"], entered=["shelf"],
-                         crossings=[("gate", "in")], score=0.90, keyframe="kf-cam1-t1-a"))
-    ev.append(make_event(A, "cam-1", T("10:01:20"), 800, 1, zones=["shelf"], exited=["door"], score=0.80,
-                         keyframe="kf-cam1-t1-b"))
-    ev.append(make_event(A, "cam-1", T("10:01:40"), 1000, 1, zones=[], exited=["shelf"], crossings=[("gate", "out")],
-                         score=0.75))
+    ev.append(
+        make_event(
+            A,
+            "cam-1",
+            T("10:01:05"),
+            650,
+            1,
+            zones=["door", "shelf"],
+            entered=["shelf"],
+            crossings=[("gate", "in")],
+            score=0.90,
+            keyframe="kf-cam1-t1-a",
+        )
+    )
+    ev.append(
+        make_event(
+            A, "cam-1", T("10:01:20"), 800, 1, zones=["shelf"], exited=["door"], score=0.80, keyframe="kf-cam1-t1-b"
+        )
+    )
+    ev.append(
+        make_event(
+            A, "cam-1", T("10:01:40"), 1000, 1, zones=[], exited=["shelf"], crossings=[("gate", "out")], score=0.75
+        )
+    )
     ev.append(make_event(A, "cam-1", T("10:01:50"), 1100, 1, "end", score=0.75))
     # agent-a / cam-1, track 2 (car), never ends
-    ev.append(make_event(A, "cam-1", T("10:00:58"), 580, 2, "new", label="car", zones=["door"], entered=["door"],
-                         score=0.55))
-    ev.append(make_event(A, "cam-1", T("10:01:02"), 620, 2, label="car", zones=["door"], crossings=[("gate", "in")],
-                         score=0.65, keyframe="kf-cam1-t2-a"))
+    ev.append(
+        make_event(A, "cam-1", T("10:00:58"), 580, 2, "new", label="car", zones=["door"], entered=["door"], score=0.55)
+    )
+    ev.append(
+        make_event(
+            A,
+            "cam-1",
+            T("10:01:02"),
+            620,
+            2,
+            label="car",
+            zones=["door"],
+            crossings=[("gate", "in")],
+            score=0.65,
+            keyframe="kf-cam1-t2-a",
+        )
+    )
     # agent-a / cam-1, an untracked person detection
     ev.append(make_event(A, "cam-1", T("10:01:30"), 900, None, zones=["shelf"], score=0.40))
     # agent-a / cam-2, track 1 (person): lobby twice
@@ -47,12 +79,28 @@ def events():
     ev.append(make_event(A, "cam-2", T("10:01:00"), 600, 1, zones=["lobby"], score=0.52))
     ev.append(make_event(A, "cam-2", T("10:01:10"), 700, 1, "end", zones=["lobby"], score=0.52))
     # agent-b / cam-1, track 7 (dog) across 09:59 -> 10:00
-    ev.append(make_event(B, "cam-1", T("09:59:59.5"), 10, 7, "new", label="dog", zones=["yard"], entered=["yard"],
-                         score=0.80))
-    ev.append(make_event(B, "cam-1", T("10:00:00.2"), 17, 7, label="dog", zones=["yard"], crossings=[("fence", "in")],
-                         score=0.85))
-    ev.append(make_event(B, "cam-1", T("10:00:00.9"), 24, 7, label="dog", zones=[], exited=["yard"],
-                         crossings=[("fence", "out")], score=0.70))
+    ev.append(
+        make_event(B, "cam-1", T("09:59:59.5"), 10, 7, "new", label="dog", zones=["yard"], entered=["yard"], score=0.80)
+    )
+    ev.append(
+        make_event(
+            B, "cam-1", T("10:00:00.2"), 17, 7, label="dog", zones=["yard"], crossings=[("fence", "in")], score=0.85
+        )
+    )
+    ev.append(
+        make_event(
+            B,
+            "cam-1",
+            T("10:00:00.9"),
+            24,
+            7,
+            label="dog",
+            zones=[],
+            exited=["yard"],
+            crossings=[("fence", "out")],
+            score=0.70,
+        )
+    )
     return ev
 
 
@@ -90,19 +138,58 @@ CROSSINGS = {
 
 # track -> summary fields
 TRACKS = {
-    "agent-a/cam-1/1": dict(label="person", first_seen=T("10:00:50"), last_seen=T("10:01:40"), ended=True,
-                            ended_at=T("10:01:50"), best_score=0.90, best_keyframe="kf-cam1-t1-a",
-                            zones_visited=["door", "shelf"], events=6, updates=4,
-                            crossings=[("gate", "in"), ("gate", "out")]),
-    "agent-a/cam-1/2": dict(label="car", first_seen=T("10:00:58"), last_seen=T("10:01:02"), ended=False,
-                            ended_at=None, best_score=0.65, best_keyframe="kf-cam1-t2-a", zones_visited=["door"],
-                            events=2, updates=1, crossings=[("gate", "in")]),
-    "agent-a/cam-2/1": dict(label="person", first_seen=T("10:00:10"), last_seen=T("10:01:00"), ended=True,
-                            ended_at=T("10:01:10"), best_score=0.60, best_keyframe=None, zones_visited=["lobby"],
-                            events=6, updates=4, crossings=[("gate", "out")]),
-    "agent-b/cam-1/7": dict(label="dog", first_seen=T("09:59:59.5"), last_seen=T("10:00:00.9"), ended=False,
-                            ended_at=None, best_score=0.85, best_keyframe=None, zones_visited=["yard"], events=3,
-                            updates=2, crossings=[("fence", "in"), ("fence", "out")]),
+    "agent-a/cam-1/1": dict(
+        label="person",
+        first_seen=T("10:00:50"),
+        last_seen=T("10:01:40"),
+        ended=True,
+        ended_at=T("10:01:50"),
+        best_score=0.90,
+        best_keyframe="kf-cam1-t1-a",
+        zones_visited=["door", "shelf"],
+        events=6,
+        updates=4,
+        crossings=[("gate", "in"), ("gate", "out")],
+    ),
+    "agent-a/cam-1/2": dict(
+        label="car",
+        first_seen=T("10:00:58"),
+        last_seen=T("10:01:02"),
+        ended=False,
+        ended_at=None,
+        best_score=0.65,
+        best_keyframe="kf-cam1-t2-a",
+        zones_visited=["door"],
+        events=2,
+        updates=1,
+        crossings=[("gate", "in")],
+    ),
+    "agent-a/cam-2/1": dict(
+        label="person",
+        first_seen=T("10:00:10"),
+        last_seen=T("10:01:00"),
+        ended=True,
+        ended_at=T("10:01:10"),
+        best_score=0.60,
+        best_keyframe=None,
+        zones_visited=["lobby"],
+        events=6,
+        updates=4,
+        crossings=[("gate", "out")],
+    ),
+    "agent-b/cam-1/7": dict(
+        label="dog",
+        first_seen=T("09:59:59.5"),
+        last_seen=T("10:00:00.9"),
+        ended=False,
+        ended_at=None,
+        best_score=0.85,
+        best_keyframe=None,
+        zones_visited=["yard"],
+        events=3,
+        updates=2,
+        crossings=[("fence", "in"), ("fence", "out")],
+    ),
 }
 
 # (track, zone) -> (total_dwell_s, [(enter, exit or None, dwell_s, open)])
@@ -110,8 +197,10 @@ DWELL = {
     ("agent-a/cam-1/1", "door"): (25.0, [(T("10:00:55"), T("10:01:20"), 25.0, False)]),
     ("agent-a/cam-1/1", "shelf"): (35.0, [(T("10:01:05"), T("10:01:40"), 35.0, False)]),
     ("agent-a/cam-1/2", "door"): (4.0, [(T("10:00:58"), None, 4.0, True)]),
-    ("agent-a/cam-2/1", "lobby"): (45.0, [(T("10:00:10"), T("10:00:45"), 35.0, False),
-                                          (T("10:00:50"), T("10:01:00"), 10.0, False)]),
+    ("agent-a/cam-2/1", "lobby"): (
+        45.0,
+        [(T("10:00:10"), T("10:00:45"), 35.0, False), (T("10:00:50"), T("10:01:00"), 10.0, False)],
+    ),
     ("agent-b/cam-1/7", "yard"): (1.4, [(T("09:59:59.5"), T("10:00:00.9"), 1.4, False)]),
 }
 
@@ -132,15 +221,25 @@ def assert_analytics(db) -> None:
 
     got = {}
     for d in db["tracks"].find():
-        got[d["_id"]] = dict(label=d["label"], first_seen=d["first_seen"], last_seen=d["last_seen"], ended=d["ended"],
-                             ended_at=d["ended_at"], best_score=d["best_score"],
-                             best_keyframe=(d["best_keyframe"] or {}).get("keyframe_id"),
-                             zones_visited=d["zones_visited"], events=d["events"], updates=d["updates"],
-                             crossings=[(c["line"], c["direction"]) for c in d["crossings"]])
+        got[d["_id"]] = dict(
+            label=d["label"],
+            first_seen=d["first_seen"],
+            last_seen=d["last_seen"],
+            ended=d["ended"],
+            ended_at=d["ended_at"],
+            best_score=d["best_score"],
+            best_keyframe=(d["best_keyframe"] or {}).get("keyframe_id"),
+            zones_visited=d["zones_visited"],
+            events=d["events"],
+            updates=d["updates"],
+            crossings=[(c["line"], c["direction"]) for c in d["crossings"]],
+        )
     assert got == TRACKS
 
     got = {}
     for d in db["dwell"].find():
-        got[(d["track"], d["zone"])] = (round(d["total_dwell_s"], 3),
-                                        [(v["enter"], v["exit"], round(v["dwell_s"], 3), v["open"]) for v in d["visits"]])
+        got[(d["track"], d["zone"])] = (
+            round(d["total_dwell_s"], 3),
+            [(v["enter"], v["exit"], round(v["dwell_s"], 3), v["open"]) for v in d["visits"]],
+        )
     assert got == DWELL

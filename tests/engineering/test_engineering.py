@@ -1,5 +1,6 @@
 """Engineering consumer against the real embedded stack (Tansu + nx-27017): exact analytics, idempotent
 redelivery, SIGKILL/restart, DLQ, two consumers in one group."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,7 @@ from typer.testing import CliRunner
 
 from cloud.engineering.consumer import ensure_topics
 from cloud.engineering.engineering import build_engineering
-from cloud.engineering.facts import (counts_minute_docs, dwell_docs, event_to_fact, line_crossing_docs,
-                                     track_summary)
+from cloud.engineering.facts import counts_minute_docs, dwell_docs, event_to_fact, line_crossing_docs, track_summary
 from cloud.engineering.settings import EngineeringSettings
 from cloud.engineering.store import STALE, AnalyticsStore, count_facts
 from cloud.engineering.synthetic import load_stream
@@ -35,8 +35,12 @@ def run_inproc(env, group: str, idle_s: float = 2.0, **kw):
 
 def read_partition(env, topic: str, n: int, partition: int = 0) -> list:
     """Up to ``n`` records of one partition from its start, read with kafka-python (an independent client)."""
-    kc = KafkaConsumer(bootstrap_servers=env.cfg.kafka.bootstrap_servers, auto_offset_reset="earliest",
-                       enable_auto_commit=False, consumer_timeout_ms=10000)
+    kc = KafkaConsumer(
+        bootstrap_servers=env.cfg.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=10000,
+    )
     kc.assign([TopicPartition(topic, partition)])
     kc.seek_to_beginning()
     got = []
@@ -61,9 +65,12 @@ def expected_docs(evs) -> dict:
     for f in facts:
         if f["track"]:
             by_track.setdefault(f["track"], []).append(f)
-    return {"counts_minute": counts_minute_docs(facts), "line_crossings_minute": line_crossing_docs(facts),
-            "tracks": sorted((track_summary(t, fs) for t, fs in by_track.items()), key=lambda d: d["_id"]),
-            "dwell": sorted((d for t, fs in by_track.items() for d in dwell_docs(t, fs)), key=lambda d: d["_id"])}
+    return {
+        "counts_minute": counts_minute_docs(facts),
+        "line_crossings_minute": line_crossing_docs(facts),
+        "tracks": sorted((track_summary(t, fs) for t, fs in by_track.items()), key=lambda d: d["_id"]),
+        "dwell": sorted((d for t, fs in by_track.items() for d in dwell_docs(t, fs)), key=lambda d: d["_id"]),
+    }
 
 
 def assert_matches(db, expected: dict) -> None:
@@ -74,6 +81,7 @@ def assert_matches(db, expected: dict) -> None:
 
 
 # ---- pure functions (no I/O) ------------------------------------------------------------
+
 
 def test_facts_are_order_and_duplicate_independent():
     evs = events()
@@ -87,11 +95,12 @@ def test_facts_are_order_and_duplicate_independent():
 
 # ---- against the stack ------------------------------------------------------------------
 
+
 def test_known_stream_exact_counts_and_redelivery_changes_nothing(env):
     evs = events()
     assert len(evs) == N_EVENTS
-    stream = evs + [evs[2], evs[9]]        # two re-sends inside the stream
-    random.Random(1).shuffle(stream)       # arrival order is not event-time order
+    stream = evs + [evs[2], evs[9]]  # two re-sends inside the stream
+    random.Random(1).shuffle(stream)  # arrival order is not event-time order
     env.produce_events(stream)
 
     stats = run_inproc(env, "g-known")
@@ -124,7 +133,13 @@ def test_poison_records_go_to_the_dlq_with_the_reason_and_processing_continues(e
     v2 = json.loads(dumps(good[3]))
     v2["schema"] = "edgesight.detection/2"
     key = b"agent-a/cam-1"
-    poison = [b"{not json", json.dumps(bad_score).encode(), json.dumps(no_camera).encode(), json.dumps(v2).encode(), None]
+    poison = [
+        b"{not json",
+        json.dumps(bad_score).encode(),
+        json.dumps(no_camera).encode(),
+        json.dumps(v2).encode(),
+        None,
+    ]
     records = []
     for i, e in enumerate(good):
         records.append((key, dumps(e)))
@@ -160,7 +175,9 @@ def test_poison_records_go_to_the_dlq_with_the_reason_and_processing_continues(e
     assert all(dict(m.headers)["__connect.errors.topic"] == env.topics.detections.encode() for m in got)
 
     # The operator's view: cloud-ops dlq show lists the same five with the field at fault.
-    r = CliRunner().invoke(cloud_ops, ["dlq", "show", "-c", str(env.config_path), "--consumer", "engineering", "--json"])
+    r = CliRunner().invoke(
+        cloud_ops, ["dlq", "show", "-c", str(env.config_path), "--consumer", "engineering", "--json"]
+    )
     assert r.exit_code == 0, r.output
     shown = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
     assert [x["field"] for x in shown] == [c.field for c in ctx], r.output
@@ -197,8 +214,11 @@ def test_sigkill_mid_stream_then_restart_loses_nothing_and_counts_once(env):
     q = env.start("engineering", "--group", "g-kill", "--batch-size", "200", name="second")
     expected = expected_docs(evs)
     wait_for(lambda: count_facts(db) == len(evs), 120, "all facts after restart")
-    wait_for(lambda: db["tracks"].count_documents({}) == len(expected["tracks"]) and
-             snapshot(db) == expected, 60, "analytics after restart")
+    wait_for(
+        lambda: db["tracks"].count_documents({}) == len(expected["tracks"]) and snapshot(db) == expected,
+        60,
+        "analytics after restart",
+    )
     # SIGTERM: finish the batch, commit, leave the group, exit 0.
     os.kill(q.p.pid, signal.SIGTERM)
     out, _ = q.p.communicate(timeout=60)
@@ -234,13 +254,18 @@ def test_two_consumers_in_one_group_split_partitions_and_process_everything_once
     # Prometheus metrics of member a (port chosen at start, logged).
     port = next(d["port"] for d in a.log_lines() if d.get("msg") == "metrics served")
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
-    ok_a = [ln for ln in text.splitlines()
-            if ln.startswith('edgesight_consumer_records_total{consumer="engineering",result="ok"}')]
+    ok_a = [
+        ln
+        for ln in text.splitlines()
+        if ln.startswith('edgesight_consumer_records_total{consumer="engineering",result="ok"}')
+    ]
     assert ok_a and float(ok_a[0].split()[-1]) > 0
     assert "edgesight_engineering_docs_written_total" in text and "edgesight_consumer_batch_seconds_bucket" in text
     # Any revocation between the split and now means a rebalance happened while processing.
-    rebalanced = any(sum(d.get("msg") == "partitions revoked" for d in p.log_lines()) > revoked_at_split[i]
-                     for i, p in enumerate((a, b)))
+    rebalanced = any(
+        sum(d.get("msg") == "partitions revoked" for d in p.log_lines()) > revoked_at_split[i]
+        for i, p in enumerate((a, b))
+    )
     results = []
     for p in (a, b):
         os.kill(p.p.pid, signal.SIGTERM)
@@ -251,7 +276,7 @@ def test_two_consumers_in_one_group_split_partitions_and_process_everything_once
     assert all(r["records"] > 0 for r in results), results
     if rebalanced:  # a member missed heartbeats on a loaded box: redelivery is allowed, the effect still exact
         assert sum(r["records"] for r in results) >= len(evs), results
-    else:           # a stable group reads each record exactly once
+    else:  # a stable group reads each record exactly once
         assert sum(r["records"] for r in results) == len(evs), results
     assert 0 < float(ok_a[0].split()[-1]) <= results[0]["records"]
     assert_matches(db, expected)
@@ -263,9 +288,9 @@ def test_a_zombie_writer_with_a_stale_view_cannot_overwrite_fresher_documents(en
     db = env.db
     evs = events()
     zombie = AnalyticsStore(db, cache_max_keys=100)
-    zombie.apply([event_to_fact(e) for e in evs[9:11]])   # caches agent-a/cam-2's bucket and track with 2 facts
+    zombie.apply([event_to_fact(e) for e in evs[9:11]])  # caches agent-a/cam-2's bucket and track with 2 facts
     owner = AnalyticsStore(db, cache_max_keys=100)
-    owner.apply([event_to_fact(e) for e in evs])          # the new owner re-read everything
+    owner.apply([event_to_fact(e) for e in evs])  # the new owner re-read everything
     assert_analytics(db)
     stale_before = STALE.labels("tracks")._value.get()
     zombie.apply([event_to_fact(e) for e in evs[11:13]])  # the zombie's in-flight batch: its view has 4 of 6 facts

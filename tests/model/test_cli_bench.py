@@ -1,4 +1,5 @@
 """The model-zoo CLI and the CPU path of the GPU benchmark script."""
+
 import json
 import os
 import subprocess
@@ -32,11 +33,36 @@ def test_list_shows_built_variants(built_model, model_store):
 def test_gpu_bench_script_cpu_path(built_model, model_store, tmp_path):
     np.save(built_model.root / FRAMES_FILE, prepare_frames((640, 640), n=2))
     out = tmp_path / "bench.json"
-    p = subprocess.run([sys.executable, str(ROOT / "model_zoo" / "bench.py"), "gpu", "--model-dir", str(model_store),
-                        "--providers", "cpu", "--variants", "fp32", "int8", "--batches", "1", "2", "--iters", "2",
-                        "--warmup", "1", "--timeout", "120", "--json", str(out)],
-                       capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                       env={**os.environ, "PYTHONPATH": ""})   # bench.py must run without the repo on the path
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "model_zoo" / "bench.py"),
+            "gpu",
+            "--model-dir",
+            str(model_store),
+            "--providers",
+            "cpu",
+            "--variants",
+            "fp32",
+            "int8",
+            "--batches",
+            "1",
+            "2",
+            "--iters",
+            "2",
+            "--warmup",
+            "1",
+            "--timeout",
+            "120",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": ""},
+    )  # bench.py must run without the repo on the path
     assert p.returncode == 0, p.stderr[-2000:]
     rep = json.loads(out.read_text())
     assert "CPUExecutionProvider" in rep["available_providers"]
@@ -51,8 +77,23 @@ def test_gpu_bench_script_cpu_path(built_model, model_store, tmp_path):
 
 def test_cpu_bench_reports_speedup_agreement_and_kernel_ceiling(built_model, model_store, tmp_path):
     out = tmp_path / "bench.json"
-    r = runner.invoke(app, ["bench", "--store", str(model_store), "--batches", "1,2", "--iters", "2",
-                            "--agreement-frames", "2", "--json", str(out)], env={"COLUMNS": "200"})
+    r = runner.invoke(
+        app,
+        [
+            "bench",
+            "--store",
+            str(model_store),
+            "--batches",
+            "1,2",
+            "--iters",
+            "2",
+            "--agreement-frames",
+            "2",
+            "--json",
+            str(out),
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert r.exit_code == 0, r.output
     rep = json.loads(out.read_text())
     assert [x["batch"] for x in rep["results"]["int8"]] == [1, 2]
@@ -72,9 +113,11 @@ def test_cpu_bench_reports_speedup_agreement_and_kernel_ceiling(built_model, mod
 def test_target_verdict():
     from model_zoo.bench import target_verdict
 
-    rep = {"speedup_vs_fp32": {"int8": {"1": 1.8, "2": 1.9, "4": 1.85}},
-           "agreement_vs_fp32": {"int8": {"agreement": 0.95}},
-           "kernel_ceiling": [{"threads": 1, "int8_speedup_min": 1.94}, {"threads": 2, "int8_speedup_min": 1.7}]}
+    rep = {
+        "speedup_vs_fp32": {"int8": {"1": 1.8, "2": 1.9, "4": 1.85}},
+        "agreement_vs_fp32": {"int8": {"agreement": 0.95}},
+        "kernel_ceiling": [{"threads": 1, "int8_speedup_min": 1.94}, {"threads": 2, "int8_speedup_min": 1.7}],
+    }
     v = target_verdict(rep)
     assert (v["best_batch"], v["best_speedup"], v["speedup_met"]) == ("2", 1.9, False)
     assert (v["agreement_met"], v["kernel_ceiling"], v["ceiling_allows_target"]) == (True, 1.94, False)

@@ -1,4 +1,5 @@
 """The darknet importer against OpenCV's independent darknet reader (cv2.dnn.readNetFromDarknet)."""
+
 import cv2
 import numpy as np
 import onnxruntime as ort
@@ -41,7 +42,7 @@ def test_all_weights_consumed_and_layout(converted):
 def test_raw_head_outputs_match_opencv(converted, session, blob, opencv_net):
     outs = session.run(None, {"images": blob})
     opencv_net.setInput(blob)
-    ref = opencv_net.forward(["conv_29", "conv_36"])   # the two 255-channel YOLO head convolutions
+    ref = opencv_net.forward(["conv_29", "conv_36"])  # the two 255-channel YOLO head convolutions
     for mine, theirs in zip(outs[2:], ref):
         assert mine.shape == theirs.shape
         scale = np.abs(theirs).max()
@@ -54,7 +55,7 @@ def test_decoded_boxes_and_scores_match_opencv_yolo_layers(session, blob, opencv
     ref = np.concatenate(opencv_net.forward(opencv_net.getUnconnectedOutLayersNames()), 0)  # (6000, 85), same order
     cxcy, wh = ref[:, :2] * 640, ref[:, 2:4] * 640
     np.testing.assert_allclose(boxes[0], np.concatenate([cxcy - wh / 2, cxcy + wh / 2], 1), atol=0.01)
-    kept = ref[:, 5:] > 0                      # OpenCV zeroes class scores below its own threshold
+    kept = ref[:, 5:] > 0  # OpenCV zeroes class scores below its own threshold
     assert kept.sum() > 20
     np.testing.assert_allclose(scores[0][kept], ref[:, 5:][kept], atol=1e-4)
     assert (scores[0][~kept] < 0.25).all()

@@ -4,6 +4,7 @@ The pinned boxes were measured with this importer + engine (letterbox 640, conf 
 NMS 0.45) after checking the importer against OpenCV's darknet reader; a wrong
 importer (channel order, decode, anchors, letterbox inverse) moves or loses them.
 """
+
 import numpy as np
 import pytest
 
@@ -47,6 +48,9 @@ def test_bus_has_three_confident_people_and_a_bus(fp32_engine, sample_images):
 
 def test_class_filter(built_model, model_store, sample_images):
     from edge_agent.inference import InferenceConfig, InferenceEngine
-    eng = InferenceEngine(InferenceConfig(model_dir=str(model_store), variant="fp32", providers=["cpu"], classes=["bus"]))
+
+    eng = InferenceEngine(
+        InferenceConfig(model_dir=str(model_store), variant="fp32", providers=["cpu"], classes=["bus"])
+    )
     det = eng.infer_one(sample_images["bus.jpg"])
     assert len(det) >= 1 and set(det.class_ids.tolist()) == {5}

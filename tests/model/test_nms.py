@@ -1,8 +1,9 @@
 """NMS and post-processing on constructed boxes (no model needed)."""
+
 import numpy as np
 
-from edge_agent.preprocess import LetterboxMeta
 from edge_agent.inference.postprocess import box_iou, nms, postprocess
+from edge_agent.preprocess import LetterboxMeta
 
 
 def test_box_iou_known_values():
@@ -15,11 +16,11 @@ def test_nms_suppresses_overlaps_keeps_best_first():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [0, 0, 10, 9]], np.float32)
     scores = np.array([0.8, 0.9, 0.7, 0.85], np.float32)
     keep = nms(boxes, scores, 0.5)
-    assert keep.tolist() == [1, 2]          # 1 beats 0 and 3 (IoU > 0.5); 2 is alone
+    assert keep.tolist() == [1, 2]  # 1 beats 0 and 3 (IoU > 0.5); 2 is alone
 
 
 def test_nms_threshold_is_strict_above():
-    boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10]], np.float32)   # IoU = 1/3
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 15, 10]], np.float32)  # IoU = 1/3
     scores = np.array([0.9, 0.8], np.float32)
     assert nms(boxes, scores, 0.34).tolist() == [0, 1]
     assert nms(boxes, scores, 0.33).tolist() == [0]
@@ -43,10 +44,10 @@ def test_postprocess_filters_maps_and_filters_classes():
     # 3 classes, 4 candidate boxes in a 640x640 letterboxed input of a 1280x640 frame (scale 0.5, pad_y 160)
     boxes = np.array([[[100, 200, 200, 300], [102, 202, 202, 302], [300, 300, 400, 400], [0, 0, 10, 10]]], np.float32)
     scores = np.zeros((1, 4, 3), np.float32)
-    scores[0, 0, 0] = 0.9      # class 0, kept
-    scores[0, 1, 0] = 0.8      # duplicate of box 0, suppressed
-    scores[0, 2, 2] = 0.6      # class 2
-    scores[0, 3, 1] = 0.1      # below threshold
+    scores[0, 0, 0] = 0.9  # class 0, kept
+    scores[0, 1, 0] = 0.8  # duplicate of box 0, suppressed
+    scores[0, 2, 2] = 0.6  # class 2
+    scores[0, 3, 1] = 0.1  # below threshold
     meta = LetterboxMeta(orig_size=(640, 1280), input_size=(640, 640), scale=0.5, pad=(0, 160), resized=(320, 640))
     (d,) = postprocess(boxes, scores, [meta], conf_threshold=0.25, iou_threshold=0.45)
     assert d.class_ids.tolist() == [0, 2]

@@ -1,4 +1,5 @@
 """Manifests, the model store and sha256 integrity checks."""
+
 import shutil
 
 import pytest
@@ -36,7 +37,10 @@ def test_tampered_variant_is_rejected(built_model, tmp_path):
     data = bytearray(f.read_bytes())
     data[len(data) // 2] ^= 0xFF
     f.write_bytes(bytes(data))
-    with pytest.raises(ModelIntegrityError, match=r"sha256 mismatch for yolov4-tiny int8 variant .* manifest says [0-9a-f]{64}, file has [0-9a-f]{64}"):
+    with pytest.raises(
+        ModelIntegrityError,
+        match=r"sha256 mismatch for yolov4-tiny int8 variant .* manifest says [0-9a-f]{64}, file has [0-9a-f]{64}",
+    ):
         Registry(copy).get("yolov4-tiny").path("int8")
     with pytest.raises(ModelIntegrityError, match="sha256 mismatch"):
         InferenceEngine(InferenceConfig(model_dir=str(copy), variant="int8", providers=["cpu"]))
@@ -56,8 +60,7 @@ def test_missing_model_message(tmp_path):
 
 def test_register_existing_onnx(built_model, tmp_path, sample_images):
     reg = Registry(tmp_path)
-    sm = reg.register_onnx(built_model.path("fp32"), "my-detector", built_model.root / "coco.names",
-                           licence="test")
+    sm = reg.register_onnx(built_model.path("fp32"), "my-detector", built_model.root / "coco.names", licence="test")
     assert sm.available() == ["fp32"] and sm.manifest.input.size == (640, 640)
     eng = InferenceEngine(InferenceConfig(model="my-detector", model_dir=str(tmp_path), providers=["cpu"]))
     assert eng.variant == "fp32"

@@ -1,5 +1,6 @@
 """Fixtures for the publish tests: a publisher config on the shared stack, and a private
 stack whose broker the outage / SIGKILL tests may stop and restart."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,9 @@ from .helpers import BrokerControl
 
 def publish_config(bootstrap: str, prefix: str, spool_dir, **kw) -> PublishConfig:
     spool = {"dir": str(spool_dir), **kw.pop("spool", {})}
-    return PublishConfig(kafka={"bootstrap_servers": bootstrap, "client_id": "edge-test"}, topic_prefix=prefix,
-                         spool=spool, **kw)
+    return PublishConfig(
+        kafka={"bootstrap_servers": bootstrap, "client_id": "edge-test"}, topic_prefix=prefix, spool=spool, **kw
+    )
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 Nothing here fakes Kafka: records are read back with kafka-python (a pure-Python
 client, independent of librdkafka) from the real embedded broker.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,11 +24,24 @@ def make_event(agent_id: str, camera_id: str, seq: int, *, track_id: int = 1, pa
     ts = T0 + timedelta(milliseconds=100 * seq)
     x = float(seq % 600)
     zones = [f"z{i}" for i in range(pad)]
-    return DetectionEvent(event_id=make_event_id(agent_id, camera_id, ts, seq, track_id, "update"), kind="update",
-                          agent_id=agent_id, camera_id=camera_id, ts=ts, seq=seq, model=MODEL, label="person",
-                          class_id=0, score=0.8, top_score=0.9, box=Box(x1=x, y1=10, x2=x + 50, y2=200),
-                          box_norm=NormBox(x1=x / 768, y1=10 / 576, x2=(x + 50) / 768, y2=200 / 576),
-                          frame=FrameSize(width=768, height=576), track_id=track_id, zones=zones)
+    return DetectionEvent(
+        event_id=make_event_id(agent_id, camera_id, ts, seq, track_id, "update"),
+        kind="update",
+        agent_id=agent_id,
+        camera_id=camera_id,
+        ts=ts,
+        seq=seq,
+        model=MODEL,
+        label="person",
+        class_id=0,
+        score=0.8,
+        top_score=0.9,
+        box=Box(x1=x, y1=10, x2=x + 50, y2=200),
+        box_norm=NormBox(x1=x / 768, y1=10 / 576, x2=(x + 50) / 768, y2=200 / 576),
+        frame=FrameSize(width=768, height=576),
+        track_id=track_id,
+        zones=zones,
+    )
 
 
 def event_stream(agent_id: str, cameras: int, n: int, *, pad: int = 0):
@@ -38,16 +52,22 @@ def event_stream(agent_id: str, cameras: int, n: int, *, pad: int = 0):
         yield make_event(agent_id, cam, i // cameras, pad=pad)
 
 
-def read_topic(bootstrap: str, topic: str, *, expect: int | None = None, idle_s: float = 5.0,
-               max_wait_s: float = 180.0) -> list:
+def read_topic(
+    bootstrap: str, topic: str, *, expect: int | None = None, idle_s: float = 5.0, max_wait_s: float = 180.0
+) -> list:
     """Every record of ``topic`` from the beginning, via kafka-python. With ``expect``: stops once that
     many were read and nothing more arrives for a second (or after ``max_wait_s``); without: after
     ``idle_s`` without records."""
     from kafka import KafkaConsumer, TopicPartition
 
-    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                      consumer_timeout_ms=500, max_partition_fetch_bytes=32 * 1024 * 1024,
-                      fetch_max_bytes=64 * 1024 * 1024)
+    c = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=500,
+        max_partition_fetch_bytes=32 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
     try:
         parts = None
         deadline = time.monotonic() + 30
@@ -127,10 +147,24 @@ class BrokerControl:
         env = dict(os.environ)
         env.update(st._tansu_env())
         with open(svc.log, "ab") as fh:
-            proc = subprocess.Popen(svc.argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    cwd=st.data_dir, env=env, start_new_session=True)
-        state["kafka"] = ServiceState(name="kafka", pid=proc.pid, port=svc.port, argv=svc.argv, log=svc.log,
-                                      started_at=time.time(), extra_ports=svc.extra_ports)
+            proc = subprocess.Popen(
+                svc.argv,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=st.data_dir,
+                env=env,
+                start_new_session=True,
+            )
+        state["kafka"] = ServiceState(
+            name="kafka",
+            pid=proc.pid,
+            port=svc.port,
+            argv=svc.argv,
+            log=svc.log,
+            started_at=time.time(),
+            extra_ports=svc.extra_ports,
+        )
         st._write_state(state)
         deadline = time.monotonic() + 60
         last = None

@@ -5,6 +5,7 @@ each ``publish_event`` returns, the event id is appended to ``--ids-file`` with 
 unbuffered write: every id in that file was accepted (journaled) by the publisher.
 ``drain``: opens the same spool, waits until everything is acknowledged, prints stats.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from edge_agent.publish import EdgePublisher, PublishConfig  # noqa: E402
-from edgesight.log import setup_logging  # noqa: E402
-from tests.publish.helpers import event_stream  # noqa: E402
+from edge_agent.publish import EdgePublisher, PublishConfig
+from edgesight.log import setup_logging
+from tests.publish.helpers import event_stream
 
 
 def main() -> int:
@@ -35,8 +36,11 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=120.0)
     a = ap.parse_args()
     setup_logging("WARNING")
-    cfg = PublishConfig(kafka={"bootstrap_servers": a.bootstrap, "client_id": "edge-killtest"}, topic_prefix=a.prefix,
-                        spool={"dir": a.spool})
+    cfg = PublishConfig(
+        kafka={"bootstrap_servers": a.bootstrap, "client_id": "edge-killtest"},
+        topic_prefix=a.prefix,
+        spool={"dir": a.spool},
+    )
     pub = EdgePublisher(cfg, a.agent).start()
     if a.mode == "drain":
         ok = pub.flush(a.timeout)

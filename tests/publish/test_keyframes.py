@@ -1,4 +1,5 @@
 """Keyframe policy: track start, score improvement margin, per-camera interval, size bound."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -33,7 +34,7 @@ def _reasons(shot) -> list[tuple[str, int | None]]:
 def test_track_start_gives_one_keyframe_per_frame(frames):
     s = _sel()
     shot = s.process("cam", frames[0], T0, 0, [TrackUpdate(1, 0.6, True), TrackUpdate(2, 0.9, True)])
-    assert _reasons(shot) == [("track_start", 2)]              # one JPEG; strongest new track named
+    assert _reasons(shot) == [("track_start", 2)]  # one JPEG; strongest new track named
     meta, jpeg = shot.keyframes[0]
     assert shot.ref.keyframe_id == meta.keyframe_id and shot.ref.object_key == meta.object_key
     assert meta.size == len(jpeg) and jpeg[:3] == b"\xff\xd8\xff"
@@ -41,7 +42,9 @@ def test_track_start_gives_one_keyframe_per_frame(frames):
     # Same tracks next frame, same scores: nothing.
     assert not s.process("cam", frames[1], T0 + timedelta(seconds=0.1), 1, [TrackUpdate(1, 0.6), TrackUpdate(2, 0.9)])
     # A track id never seen counts as a start even without is_new.
-    assert _reasons(s.process("cam", frames[2], T0 + timedelta(seconds=0.2), 2, [TrackUpdate(3, 0.5)])) == [("track_start", 3)]
+    assert _reasons(s.process("cam", frames[2], T0 + timedelta(seconds=0.2), 2, [TrackUpdate(3, 0.5)])) == [
+        ("track_start", 3)
+    ]
     assert not _sel(on_track_start=False).process("cam", frames[0], T0, 0, [TrackUpdate(1, 0.6, True)])
 
 
@@ -49,15 +52,16 @@ def test_score_improvement_margin_and_cooldown(frames):
     s = _sel(score_margin=0.1, track_cooldown_s=1.0)
     t = T0
     s.process("cam", frames[0], t, 0, [TrackUpdate(7, 0.50, True)])
-    assert not s.process("cam", frames[1], t + timedelta(seconds=2), 1, [TrackUpdate(7, 0.59)])   # below margin
+    assert not s.process("cam", frames[1], t + timedelta(seconds=2), 1, [TrackUpdate(7, 0.59)])  # below margin
     shot = s.process("cam", frames[2], t + timedelta(seconds=3), 2, [TrackUpdate(7, 0.61)])
     assert _reasons(shot) == [("score_improved", 7)]
     assert s.track_ref("cam", 7) == shot.ref
     # The reference is now 0.61: 0.65 is not enough, 0.72 is, but only after the cooldown.
     assert not s.process("cam", frames[3], t + timedelta(seconds=3.5), 3, [TrackUpdate(7, 0.65)])
     assert not s.process("cam", frames[3], t + timedelta(seconds=3.8), 3, [TrackUpdate(7, 0.72)])
-    assert _reasons(s.process("cam", frames[4], t + timedelta(seconds=4.2), 4, [TrackUpdate(7, 0.72)])) == \
-        [("score_improved", 7)]
+    assert _reasons(s.process("cam", frames[4], t + timedelta(seconds=4.2), 4, [TrackUpdate(7, 0.72)])) == [
+        ("score_improved", 7)
+    ]
     # A score drop never triggers.
     assert not s.process("cam", frames[4], t + timedelta(seconds=9), 5, [TrackUpdate(7, 0.3)])
 
@@ -65,7 +69,7 @@ def test_score_improvement_margin_and_cooldown(frames):
 def test_interval_per_camera(frames):
     s = _sel(interval_s=10.0, on_track_start=False)
     got = {"a": [], "b": []}
-    for i in range(0, 35):                     # 1 frame/s for 35 s on two cameras
+    for i in range(0, 35):  # 1 frame/s for 35 s on two cameras
         for cam in got:
             if s.process(cam, frames[0], T0 + timedelta(seconds=i), i):
                 got[cam].append(i)
@@ -82,10 +86,12 @@ def test_interval_per_camera(frames):
 
 def test_size_bound_reencodes_smaller(frames):
     big = cv2.resize(frames[0], (1920, 1440))
-    noisy = np.clip(big.astype(np.int16) + np.random.default_rng(0).integers(-40, 40, big.shape), 0, 255).astype(np.uint8)
+    noisy = np.clip(big.astype(np.int16) + np.random.default_rng(0).integers(-40, 40, big.shape), 0, 255).astype(
+        np.uint8
+    )
     jpeg, w, h, q = encode_jpeg_bounded(noisy, quality=95, min_quality=80, max_bytes=60_000, max_width=1280)
     assert len(jpeg) <= 60_000
-    assert w < 1280 and abs(w / h - 4 / 3) < 0.01                 # had to shrink below max_width too
+    assert w < 1280 and abs(w / h - 4 / 3) < 0.01  # had to shrink below max_width too
     assert q == 80
     dec = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert dec.shape[:2] == (h, w)
@@ -102,7 +108,7 @@ def test_size_bound_reencodes_smaller(frames):
 def test_bytes_per_hour_accounting(frames):
     s = _sel(interval_s=600.0, on_track_start=False)
     sizes = []
-    for i in range(0, 3 * 3600, 60):           # 3 hours of frame time, a frame a minute
+    for i in range(0, 3 * 3600, 60):  # 3 hours of frame time, a frame a minute
         shot = s.process("cam", frames[i % 5], T0 + timedelta(seconds=i), i)
         sizes += [(i, len(j)) for _, j in shot.keyframes]
     st = s.stats()["cam"]

@@ -1,4 +1,5 @@
 """Broker outage while publishing: everything accepted arrives, once, in order per camera."""
+
 from __future__ import annotations
 
 import threading
@@ -22,8 +23,9 @@ def _wait(cond, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def run_outage(broker, tmp_path, outage_s: float, rate: float = 300.0, cameras: int = 4, window: int = 500,
-               mode: str = "freeze") -> dict:
+def run_outage(
+    broker, tmp_path, outage_s: float, rate: float = 300.0, cameras: int = 4, window: int = 500, mode: str = "freeze"
+) -> dict:
     """``freeze``: SIGSTOP/SIGCONT the broker (a dead uplink: nothing answers, connections hang).
     ``restart``: SIGKILL the broker and start it again (connections refused, then a new process)."""
     st = broker.stack
@@ -57,7 +59,7 @@ def run_outage(broker, tmp_path, outage_s: float, rate: float = 300.0, cameras: 
         # Publishing went on; what was accepted during the outage waits (in the spool / producer window).
         assert len(accepted) > n_at_stop + rate * outage_s * 0.3
         assert during["spool"]["records"] > 0
-        assert during["spool"]["pending_records"] > 0          # waiting on disk, behind the producer window
+        assert during["spool"]["pending_records"] > 0  # waiting on disk, behind the producer window
         assert during["in_producer"]["records"] <= window
         broker.thaw() if mode == "freeze" else broker.start()
         n_at_start = len(accepted)
@@ -71,16 +73,18 @@ def run_outage(broker, tmp_path, outage_s: float, rate: float = 300.0, cameras: 
         final = pub.stats()
     finally:
         pub.close(2)
-    print(f"accepted {len(accepted)}; spooled on disk during the outage {during['spool']['pending_records']}; "
-          f"drained in {time.monotonic() - t_flush:.1f}s; replayed {final['spool']['replayed']}; "
-          f"suspicious acks {final['suspicious_acks']}; requeued {final['by_topic']['detections']['requeued']}")
+    print(
+        f"accepted {len(accepted)}; spooled on disk during the outage {during['spool']['pending_records']}; "
+        f"drained in {time.monotonic() - t_flush:.1f}s; replayed {final['spool']['replayed']}; "
+        f"suspicious acks {final['suspicious_acks']}; requeued {final['by_topic']['detections']['requeued']}"
+    )
     assert final["by_topic"]["detections"]["acked"] == len(accepted)
     assert final["spool"]["dropped"] == 0
 
     t_read = time.monotonic()
     recs = read_topic(st.bootstrap, cfg.topics.detections, expect=len(accepted))
     print(f"read back {len(recs)} in {time.monotonic() - t_read:.1f}s")
-    first, by_cam, dups = first_occurrences(recs)   # a re-send is byte-identical
+    first, by_cam, dups = first_occurrences(recs)  # a re-send is byte-identical
     missing = [(e.camera_id, e.seq) for e in accepted if e.event_id not in first]
     assert not missing, f"{len(missing)} of {len(accepted)} accepted events never arrived, e.g. {missing[:5]}"
     assert len(first) == len(accepted)
@@ -94,8 +98,10 @@ def run_outage(broker, tmp_path, outage_s: float, rate: float = 300.0, cameras: 
         # The broker misbehaved (Tansu 0.6.0: offsets reused after a SIGKILL; after a freeze longer than
         # request.timeout.ms it answers the retries with UNKNOWN / PRODUCER_FENCED). The publisher re-sent
         # (same bytes, same ids): nothing lost, possibly duplicated or late (checked above: identical bytes).
-        print(f"broker misbehaved: {final['suspicious_acks']} suspicious acks, "
-              f"{final['producer_recreations']} producer recreations, {dups} duplicates")
+        print(
+            f"broker misbehaved: {final['suspicious_acks']} suspicious acks, "
+            f"{final['producer_recreations']} producer recreations, {dups} duplicates"
+        )
     return final
 
 

@@ -1,4 +1,5 @@
 """Events, keyframes and heartbeats published to the real broker, read back with kafka-python."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -54,22 +55,22 @@ def test_events_keyframes_status_round_trip(pub_config, stack, vtest_path):
     parts: dict[str, set[int]] = defaultdict(set)
     ids = []
     for r in recs:
-        ev = decode_event(r.value)                      # schema-valid
-        assert r.key == f"{ev.agent_id}/{ev.camera_id}".encode()   # keyed by camera
+        ev = decode_event(r.value)  # schema-valid
+        assert r.key == f"{ev.agent_id}/{ev.camera_id}".encode()  # keyed by camera
         by_cam[ev.camera_id].append(ev.seq)
         parts[ev.camera_id].add(r.partition)
         ids.append(ev.event_id)
     assert sorted(ids) == sorted(e.event_id for e in sent)
     for cam, seqs in by_cam.items():
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), f"{cam} out of order"
-        assert len(parts[cam]) == 1                      # one camera, one partition
+        assert len(parts[cam]) == 1  # one camera, one partition
     assert len(by_cam) == n_cams
 
     kf = read_topic(stack.bootstrap, topics.keyframes, expect=len(frames))
     assert len(kf) == len(frames)
     got = {}
     for r in kf:
-        meta, jpeg = decode_keyframe(r.key, r.value, r.headers)   # checks key, size, sha256
+        meta, jpeg = decode_keyframe(r.key, r.value, r.headers)  # checks key, size, sha256
         got[meta.keyframe_id] = meta
         assert cv2.imdecode(__import__("numpy").frombuffer(jpeg, "uint8"), cv2.IMREAD_COLOR) is not None
     assert set(got) == {m.keyframe_id for m in kf_sent}

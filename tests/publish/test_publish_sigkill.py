@@ -1,5 +1,6 @@
 """SIGKILL of the publishing process: the spool replays on restart, nothing accepted is lost,
 and the only duplicates are byte-identical re-sends (same event id)."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,21 @@ def _lines(path: Path) -> list[str]:
 
 
 def _start(mode: str, bootstrap: str, prefix: str, spool: Path, ids: Path | None = None, **kw) -> subprocess.Popen:
-    argv = [sys.executable, str(SCRIPT), mode, "--bootstrap", bootstrap, "--prefix", prefix, "--spool", str(spool),
-            "--agent", AGENT, "--cameras", str(CAMERAS)]
+    argv = [
+        sys.executable,
+        str(SCRIPT),
+        mode,
+        "--bootstrap",
+        bootstrap,
+        "--prefix",
+        prefix,
+        "--spool",
+        str(spool),
+        "--agent",
+        AGENT,
+        "--cameras",
+        str(CAMERAS),
+    ]
     if ids:
         argv += ["--ids-file", str(ids)]
     for k, v in kw.items():
@@ -66,7 +80,7 @@ def _check(bootstrap: str, topic: str, written: list[str]) -> dict:
     k = len(first)
     assert len(written) <= k <= len(written) + 1
     stream = [e.event_id for e in event_stream(AGENT, CAMERAS, k)]
-    assert set(first) == set(stream)           # count distinct ids == accepted, and they are the right ones
+    assert set(first) == set(stream)  # count distinct ids == accepted, and they are the right ones
     for cam, seqs in order.items():
         assert seqs == sorted(seqs), f"{cam}: out of order"
     return {"records": len(recs), "distinct": k, "duplicates": dups}
@@ -86,7 +100,7 @@ def test_sigkill_with_broker_down_then_replay(broker, tmp_path):
     res = _drain(st.bootstrap, prefix, spool)
     assert res["stats"]["spool"]["replayed"] >= len(written)
     out = _check(st.bootstrap, f"{prefix}.detections.v1", written)
-    assert out["duplicates"] == 0          # the broker never acknowledged anything: nothing to re-send twice
+    assert out["duplicates"] == 0  # the broker never acknowledged anything: nothing to re-send twice
 
 
 def test_sigkill_while_delivering_then_replay(broker, tmp_path):

@@ -1,4 +1,5 @@
 """The on-disk journal by itself: order, acknowledgement, restart, torn tails, corruption, bounds."""
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,8 @@ def test_replay_in_order_after_restart_only_unacked(tmp_path):
     assert [r.value for r in recs] == [f"v{i}".encode() * 20 for i in range(1000)]
     for r in recs[:600]:
         sp.resolve(r.seq)
-    sp.resolve(recs[700].seq)                 # acked out of order: may be re-sent, never lost
-    sp.close()                                # (no checkpoint call needed: close writes one)
+    sp.resolve(recs[700].seq)  # acked out of order: may be re-sent, never lost
+    sp.close()  # (no checkpoint call needed: close writes one)
 
     sp = Spool(_settings(tmp_path)).open()
     st = sp.stats()
@@ -46,7 +47,7 @@ def test_replay_in_order_after_restart_only_unacked(tmp_path):
 
 def test_acknowledged_segments_are_deleted(tmp_path):
     sp = Spool(_settings(tmp_path)).open()
-    for i in range(3000):
+    for _i in range(3000):
         sp.append(KIND_EVENT, b"k", b"x" * 200)
     assert sp.stats().segments > 5
     for r in _drain(sp):
@@ -68,7 +69,7 @@ def test_torn_tail_is_truncated_and_counted(tmp_path):
     sp.close()
     seg = max(p for p in tmp_path.iterdir() if p.name.startswith("seg-") and p.stat().st_size)
     size = seg.stat().st_size
-    with open(seg, "r+b") as fh:              # a write cut short by SIGKILL / power loss
+    with open(seg, "r+b") as fh:  # a write cut short by SIGKILL / power loss
         fh.truncate(size - 300)
     sp = Spool(_settings(tmp_path)).open()
     st = sp.stats()
@@ -85,7 +86,7 @@ def test_corrupt_record_is_detected_not_sent(tmp_path):
     sp.close()
     seg = max(p for p in tmp_path.iterdir() if p.name.startswith("seg-") and p.stat().st_size)
     data = bytearray(seg.read_bytes())
-    data[-5] ^= 0xFF                          # flip bits in the last record's payload
+    data[-5] ^= 0xFF  # flip bits in the last record's payload
     seg.write_bytes(bytes(data))
     sp = Spool(_settings(tmp_path)).open()
     recs = _drain(sp)
@@ -96,7 +97,7 @@ def test_corrupt_record_is_detected_not_sent(tmp_path):
 
 def test_bound_drops_oldest_pending_exactly(tmp_path):
     sp = Spool(_settings(tmp_path, max_bytes=1024**2, segment_bytes=64 * 1024)).open()
-    for i in range(5):                        # 5 records handed out (in flight): never dropped
+    for _ in range(5):  # 5 records handed out (in flight): never dropped
         sp.append(KIND_EVENT, b"k", b"a" * 1000)
     inflight = _drain(sp)
     n = 3000
@@ -109,12 +110,12 @@ def test_bound_drops_oldest_pending_exactly(tmp_path):
     assert st.records == (1024**2) // frame
     rest = _drain(sp)
     first_kept = int.from_bytes(rest[0].value[:4], "big")
-    assert first_kept == st.dropped_total     # exactly the oldest ones went
+    assert first_kept == st.dropped_total  # exactly the oldest ones went
     assert [int.from_bytes(r.value[:4], "big") for r in rest] == list(range(first_kept, n))
     sp.close()
     sp = Spool(_settings(tmp_path, max_bytes=1024**2, segment_bytes=64 * 1024)).open()
-    assert sp.stats().dropped_total == st.dropped_total        # persisted
-    got = _drain(sp)                                             # dropped ones stay dropped after a restart
+    assert sp.stats().dropped_total == st.dropped_total  # persisted
+    got = _drain(sp)  # dropped ones stay dropped after a restart
     assert len(got) == 5 + len(rest)
     sp.close()
 

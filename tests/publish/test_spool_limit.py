@@ -1,4 +1,5 @@
 """A full spool drops the OLDEST records, and says exactly how many (stats, status, metric, log)."""
+
 from __future__ import annotations
 
 from prometheus_client import REGISTRY
@@ -13,14 +14,22 @@ AGENT = "agent-full"
 
 
 def _dropped_metric() -> float:
-    return REGISTRY.get_sample_value("edgesight_publish_spool_dropped_total", {"agent": AGENT, "topic": "detections"}) or 0.0
+    return (
+        REGISTRY.get_sample_value("edgesight_publish_spool_dropped_total", {"agent": AGENT, "topic": "detections"})
+        or 0.0
+    )
 
 
 def test_full_spool_drops_oldest_and_counts_exactly(stack, pub_config, tmp_path, caplog):
     n = 8000
-    small = dict(spool={"max_bytes": 1024**2, "segment_bytes": 64 * 1024}, max_inflight_records=100,
-                 max_inflight_bytes=256 * 1024, message_max_bytes=256 * 1024, keyframes={"max_bytes": 100_000})
-    dead = f"127.0.0.1:{free_ports(1)[0]}"          # nothing listens: the uplink is down
+    small = dict(
+        spool={"max_bytes": 1024**2, "segment_bytes": 64 * 1024},
+        max_inflight_records=100,
+        max_inflight_bytes=256 * 1024,
+        message_max_bytes=256 * 1024,
+        keyframes={"max_bytes": 100_000},
+    )
+    dead = f"127.0.0.1:{free_ports(1)[0]}"  # nothing listens: the uplink is down
     cfg_down = publish_config(dead, pub_config.topics.prefix, tmp_path / "spool", **small)
     sent = [ev for ev in event_stream(AGENT, 2, n)]
     m0 = _dropped_metric()
@@ -33,7 +42,7 @@ def test_full_spool_drops_oldest_and_counts_exactly(stack, pub_config, tmp_path,
 
     dropped = st["spool"]["dropped"]
     assert dropped > 0
-    assert dropped + st["spool"]["records"] == n                  # every record is either kept or counted as dropped
+    assert dropped + st["spool"]["records"] == n  # every record is either kept or counted as dropped
     assert st["spool"]["bytes"] <= cfg_down.spool.max_bytes
     assert st["by_topic"]["detections"]["dropped"] == dropped
     assert status.dropped == dropped and status.limit_bytes == cfg_down.spool.max_bytes
@@ -51,7 +60,8 @@ def test_full_spool_drops_oldest_and_counts_exactly(stack, pub_config, tmp_path,
     recs = read_topic(stack.bootstrap, cfg_up.topics.detections, expect=n - dropped)
     got = {r.value for r in recs}
     from edgesight.wire import decode_event
+
     got_ids = {decode_event(v).event_id for v in got}
     assert len(recs) == n - dropped
-    kept = [e.event_id for e in sent[:inflight]] + [e.event_id for e in sent[inflight + dropped:]]
+    kept = [e.event_id for e in sent[:inflight]] + [e.event_id for e in sent[inflight + dropped :]]
     assert got_ids == set(kept)

@@ -12,6 +12,7 @@ engine (``edge_agent/inference``) is ready, replace its body with the engine
 call; its contract is ``list[np.ndarray BGR frame] -> list[Detections]`` with
 boxes in original-frame pixels.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -24,11 +25,11 @@ import pytest
 from edge_agent.detections import Detections
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
-PERSON = 0                     # COCO class id of "person"
-SEGMENT = (0, 200)             # frames [start, stop) of vtest.avi used by the clip tests
+PERSON = 0  # COCO class id of "person"
+SEGMENT = (0, 200)  # frames [start, stop) of vtest.avi used by the clip tests
 
-_INPUT = 416                   # network input side (the cfg's width/height)
-_MIN_SCORE = 0.10              # keep low-score boxes: the tracker's second association stage uses them
+_INPUT = 416  # network input side (the cfg's width/height)
+_MIN_SCORE = 0.10  # keep low-score boxes: the tracker's second association stage uses them
 _NMS_IOU = 0.45
 
 
@@ -54,7 +55,7 @@ class _DarknetDetector:
         blob = cv2.dnn.blobFromImage(frame, 1 / 255.0, (_INPUT, _INPUT), swapRB=True, crop=False)
         self.net.setInput(blob)
         rows = np.concatenate([o.reshape(-1, o.shape[-1]) for o in self.net.forward(self.outs)], axis=0)
-        cls_scores = rows[:, 5:] * rows[:, 4:5]          # objectness x class probability
+        cls_scores = rows[:, 5:] * rows[:, 4:5]  # objectness x class probability
         class_ids = cls_scores.argmax(axis=1)
         scores = cls_scores[np.arange(len(rows)), class_ids]
         keep = scores >= _MIN_SCORE

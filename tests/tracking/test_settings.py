@@ -1,10 +1,11 @@
 """Validation of tracking/zone/line configuration: bad input gives a clear message naming the key."""
+
 from __future__ import annotations
 
 import pytest
 
-from edgesight.config import ConfigError, parse_config
 from edge_agent.tracking import CameraTrackingConfig, LineConfig, TrackerConfig, ZoneConfig
+from edgesight.config import ConfigError, parse_config
 
 
 def problems(data) -> str:
@@ -37,14 +38,17 @@ def test_zone_polygon_validation_messages():
     assert "zero area" in problems({"zones": [{"name": "a", "polygon": [[0, 0], [1, 1], [2, 2]]}]})
     assert "pair [x, y]" in problems({"zones": [{"name": "a", "polygon": [[0, 0, 1], [1, 1], [2, 0]]}]})
     assert "negative coordinate" in problems({"zones": [{"name": "a", "polygon": [[-1, 0], [1, 1], [2, 0]]}]})
-    assert "outside 0..1" in problems({"zones": [{"name": "a", "coords": "normalized",
-                                                  "polygon": [[0, 0], [2, 1], [1, 0]]}]})
-    assert "at least one label" in problems({"zones": [{"name": "a", "labels": [], "polygon": [[0, 0], [9, 9], [9, 0]]}]})
+    assert "outside 0..1" in problems(
+        {"zones": [{"name": "a", "coords": "normalized", "polygon": [[0, 0], [2, 1], [1, 0]]}]}
+    )
+    assert "at least one label" in problems(
+        {"zones": [{"name": "a", "labels": [], "polygon": [[0, 0], [9, 9], [9, 0]]}]}
+    )
     assert "anchor" in problems({"zones": [{"name": "a", "anchor": "feet", "polygon": [[0, 0], [9, 9], [9, 0]]}]})
 
 
 def test_zone_closed_ring_and_coordinate_modes():
-    z = ZoneConfig(name="a", polygon=[[0, 0], [10, 0], [10, 10], [0, 0]])     # closed ring accepted
+    z = ZoneConfig(name="a", polygon=[[0, 0], [10, 0], [10, 10], [0, 0]])  # closed ring accepted
     assert z.polygon == [(0, 0), (10, 0), (10, 10)]
     n = ZoneConfig(name="n", polygon=[[0, 0], [1, 0], [1, 0.5]])
     assert n.pixel_polygon(800, 600) == [(0, 0), (800, 0), (800, 300)]
@@ -54,10 +58,12 @@ def test_zone_closed_ring_and_coordinate_modes():
 
 def test_line_validation_messages():
     assert "same point" in problems({"lines": [{"name": "l", "start": [5, 5], "end": [5, 5]}]})
-    assert "two different names" in problems({"lines": [{"name": "l", "start": [0, 0], "end": [5, 5],
-                                                         "directions": ["in", "in"]}]})
+    assert "two different names" in problems(
+        {"lines": [{"name": "l", "start": [0, 0], "end": [5, 5], "directions": ["in", "in"]}]}
+    )
     assert "lines[0].start" in problems({"lines": [{"name": "l", "start": [0], "end": [5, 5]}]})
-    assert "names must be unique" in problems({"lines": [{"name": "l", "start": [0, 0], "end": [5, 5]},
-                                                         {"name": "l", "start": [1, 0], "end": [5, 5]}]})
+    assert "names must be unique" in problems(
+        {"lines": [{"name": "l", "start": [0, 0], "end": [5, 5]}, {"name": "l", "start": [1, 0], "end": [5, 5]}]}
+    )
     ln = LineConfig(name="l", start=[0, 0.5], end=[1, 0.5])
     assert ln.pixel_points(640, 480) == ((0, 240), (640, 240))

@@ -1,4 +1,5 @@
 """Tracker and lifecycle records on constructed detections (exact expectations)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,7 +53,7 @@ def test_two_walkers_crossing_paths_keep_their_ids():
         for tid, box in zip(out.tracker_ids.tolist(), out.xyxy):
             history.setdefault(tid, []).append(float(box[0] + box[2]) / 2)
     assert sorted(history) == [1, 2]
-    for xs in history.values():               # each id moves monotonically one way: no swap at the crossing
+    for xs in history.values():  # each id moves monotonically one way: no swap at the crossing
         d = np.diff(xs)
         assert (d > 0).all() or (d < 0).all(), xs
 
@@ -73,10 +74,10 @@ def test_low_score_detections_keep_a_track_alive():
 
 
 def test_lost_track_is_reidentified_within_the_buffer():
-    tr = ByteTracker(cfg(lost_buffer_s=1.0))            # 10 frames
+    tr = ByteTracker(cfg(lost_buffer_s=1.0))  # 10 frames
     for i in range(6):
         tr.update(dets((100 + 4 * i, 100, 0.9, 0)))
-    for i in range(6, 11):                              # 5 frames unseen (e.g. behind a pillar)
+    for _ in range(6, 11):  # 5 frames unseen (e.g. behind a pillar)
         assert len(tr.update(dets())) == 0
         assert tr.track(1).state is TrackState.LOST
     out = tr.update(dets((100 + 4 * 11, 100, 0.9, 0)))  # where the motion model expects it
@@ -85,7 +86,7 @@ def test_lost_track_is_reidentified_within_the_buffer():
 
 
 def test_lost_track_ends_after_the_buffer_with_its_state():
-    tr = ByteTracker(cfg(lost_buffer_s=0.5))            # 5 frames
+    tr = ByteTracker(cfg(lost_buffer_s=0.5))  # 5 frames
     scores = [0.7, 0.95, 0.8, 0.75]
     for i, s in enumerate(scores):
         tr.update(dets((200, 150 + 3 * i, s, 2)), timestamp=100.0 + i / 10)
@@ -96,7 +97,7 @@ def test_lost_track_ends_after_the_buffer_with_its_state():
             ended_at = k
             (e,) = tr.ended
             break
-    assert ended_at == 6                                # unseen for more than 5 frames
+    assert ended_at == 6  # unseen for more than 5 frames
     assert e.track_id == 1 and e.state is TrackState.ENDED and e.class_id == 2
     # first seen = first detection (the id is only issued on the 2nd hit, min_hits=2)
     assert e.first_seen == pytest.approx(100.0) and e.last_seen == pytest.approx(100.3)
@@ -109,7 +110,7 @@ def test_lost_track_ends_after_the_buffer_with_its_state():
 def test_class_aware_matching():
     tr = ByteTracker(cfg(min_hits=1))
     tr.update(dets((100, 100, 0.9, 0)))
-    out = tr.update(dets((101, 100, 0.9, 2)))           # same place, different class: a new track
+    out = tr.update(dets((101, 100, 0.9, 2)))  # same place, different class: a new track
     assert out.tracker_ids.tolist() == [2]
     assert tr.track(1).state is TrackState.LOST and tr.track(2).class_id == 2
     tr2 = ByteTracker(cfg(min_hits=1, class_aware=False))
@@ -127,15 +128,24 @@ def test_output_rows_keep_input_order_and_values():
 
 
 def test_lifecycle_records_with_zones_lines_and_end():
-    conf = CameraTrackingConfig.model_validate({
-        "tracker": {"frame_rate": 1, "lost_buffer_s": 3.0, "min_hits": 1},   # 1 frame per second, as stamped
-        "zones": [{"name": "right", "polygon": [[320, 0], [640, 0], [640, 480], [320, 480]], "inertia": 1}],
-        "lines": [{"name": "mid", "start": [320, 0], "end": [320, 480], "min_frames": 1,
-                   "directions": ["leftward", "rightward"]}],
-    })
+    conf = CameraTrackingConfig.model_validate(
+        {
+            "tracker": {"frame_rate": 1, "lost_buffer_s": 3.0, "min_hits": 1},  # 1 frame per second, as stamped
+            "zones": [{"name": "right", "polygon": [[320, 0], [640, 0], [640, 480], [320, 480]], "inertia": 1}],
+            "lines": [
+                {
+                    "name": "mid",
+                    "start": [320, 0],
+                    "end": [320, 480],
+                    "min_frames": 1,
+                    "directions": ["leftward", "rightward"],
+                }
+            ],
+        }
+    )
     ct = CameraTracking(conf, (640, 480), camera="cam-t", class_names=["person"])
     recs = []
-    for i in range(10):                                  # walks right across x=320 (feet at y=230)
+    for i in range(10):  # walks right across x=320 (feet at y=230)
         _, r = ct.process(dets((250 + 20 * i, 200, 0.9, 0)), timestamp=float(i))
         recs.append(r)
     for i in range(10, 15):
@@ -160,12 +170,12 @@ def test_update_interval_only_emits_on_change_or_heartbeat():
     conf = CameraTrackingConfig.model_validate({"tracker": {"frame_rate": 10, "min_hits": 1}, "update_interval_s": 1.0})
     ct = CameraTracking(conf, (640, 480))
     kinds = []
-    for i in range(25):                                   # constant score: no change except the heartbeat
+    for i in range(25):  # constant score: no change except the heartbeat
         _, r = ct.process(dets((100 + i, 100, 0.9, 0)), timestamp=i / 10)
         kinds.append([(x.kind, x.frame_index) for x in r])
     emitted = [k for r in kinds for k in r]
     assert emitted == [("new", 0), ("update", 10), ("update", 20)]
-    _, r = ct.process(dets((125, 100, 0.95, 0)), timestamp=2.5)   # higher top score: emitted at once
+    _, r = ct.process(dets((125, 100, 0.95, 0)), timestamp=2.5)  # higher top score: emitted at once
     assert [x.kind for x in r] == ["update"]
     assert [x.kind for x in ct.close()] == ["end"]
 

@@ -41,6 +41,7 @@ Line direction naming: start (550,110) is the top, end (550,470) the bottom;
 facing down the image the right-hand side is screen-left, so
 ``directions[0]`` (left-hand -> right-hand side) is movement to screen-left.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -60,8 +61,13 @@ GT_PEOPLE_IN_VIEW = 10
 # the couple's (to_left frame, to_right frame) pairs, by eye from tiles 4 frames apart
 GT_RETURNS = [(48, 114), (54, 108)]
 
-LINE = {"name": "walkway", "start": [550, 110], "end": [550, 470], "labels": ["person"],
-        "directions": ["to_left", "to_right"]}
+LINE = {
+    "name": "walkway",
+    "start": [550, 110],
+    "end": [550, 470],
+    "labels": ["person"],
+    "directions": ["to_left", "to_right"],
+}
 
 
 def _run(dets, **tracker):

@@ -1,4 +1,5 @@
 """Zones and counting lines on constructed tracks (exact, hand-computable positions)."""
+
 from __future__ import annotations
 
 import cv2
@@ -35,21 +36,22 @@ def test_anchor_points():
 def test_points_in_polygon_agrees_with_opencv():
     rng = np.random.default_rng(7)
     # a concave "U" polygon
-    poly = np.array([[100, 100], [500, 100], [500, 400], [400, 400], [400, 200], [200, 200], [200, 400], [100, 400]],
-                    np.float64)
+    poly = np.array(
+        [[100, 100], [500, 100], [500, 400], [400, 400], [400, 200], [200, 200], [200, 400], [100, 400]], np.float64
+    )
     pts = rng.uniform(0, 600, size=(2000, 2))
     ours = points_in_polygon(pts, poly)
     cnt = poly.astype(np.float32).reshape(-1, 1, 2)
     ref = np.array([cv2.pointPolygonTest(cnt, (float(x), float(y)), True) for x, y in pts])
-    clear = np.abs(ref) > 1e-6                     # boundary points are convention-dependent
+    clear = np.abs(ref) > 1e-6  # boundary points are convention-dependent
     assert np.array_equal(ours[clear], ref[clear] > 0)
-    assert 0.2 < ours.mean() < 0.8                 # both inside and outside were exercised
+    assert 0.2 < ours.mean() < 0.8  # both inside and outside were exercised
 
 
 def test_zone_enter_exit_with_inertia():
     zone = ZoneConfig(name="door", polygon=[[200, 200], [400, 200], [400, 400], [200, 400]], inertia=2)
     cz = CameraZones([zone], [], SIZE, class_names=NAMES)
-    xs = [150, 190, 210, 250, 300, 350, 390, 410, 450, 500]      # foot x of track 7, y fixed at 300
+    xs = [150, 190, 210, 250, 300, 350, 390, 410, 450, 500]  # foot x of track 7, y fixed at 300
     entered, exited, current = [], [], []
     for i, x in enumerate(xs):
         f = frame((7, x, 300, 0))
@@ -57,7 +59,7 @@ def test_zone_enter_exit_with_inertia():
         entered += [(i, z) for z in r.entered.get(7, [])]
         exited += [(i, z) for z in r.exited.get(7, [])]
         current.append(r.current[7])
-        assert f.zones == [r.current[7]]          # filled in place on the Detections
+        assert f.zones == [r.current[7]]  # filled in place on the Detections
     # inside from i=2 (x=210); inertia 2 -> enter confirmed at i=3. outside from i=7 -> exit at i=8
     assert entered == [(3, "door")]
     assert exited == [(8, "door")]
@@ -80,9 +82,9 @@ def test_zone_label_filter_and_anchor_choice():
     cz = CameraZones([zone, zone_c], [], SIZE, class_names=NAMES)
     # track 3: box y 225..265 -> feet (bottom_center) below the zone, centre (y=245) inside
     r = cz.update(frame((1, 100, 100, 0), (2, 300, 100, 2), (3, 500, 265, 2)))
-    assert r.entered.get(1) == ["road_c"]                 # person: filtered out of "road"
+    assert r.entered.get(1) == ["road_c"]  # person: filtered out of "road"
     assert r.entered.get(2) == ["road", "road_c"]
-    assert r.entered.get(3) == ["road_c"]                 # car whose feet are below the zone, centre inside
+    assert r.entered.get(3) == ["road_c"]  # car whose feet are below the zone, centre inside
 
 
 def test_zone_normalised_polygon_and_end_of_track_exits():
@@ -109,8 +111,8 @@ def test_line_direction_horizontal():
     line = LineConfig(name="gate", start=[100, 240], end=[540, 240], min_frames=1)
     _, down = _line_run(line, [(300, y) for y in range(200, 281, 10)])
     _, up = _line_run(line, [(300, y) for y in range(280, 199, -10)])
-    assert down == [(5, "in")]         # y=250 is the first point below 240
-    assert up == [(5, "out")]          # 280..250, then y=240 on the line (ignored), y=230 at i=5
+    assert down == [(5, "in")]  # y=250 is the first point below 240
+    assert up == [(5, "out")]  # 280..250, then y=240 on the line (ignored), y=230 at i=5
 
 
 def test_line_direction_vertical_and_names():
@@ -135,7 +137,7 @@ def test_line_not_counted_around_its_end_nor_when_filtered_or_jittering():
     assert out == []
     # a real crossing through the segment, confirmed on the 2nd frame on the new side
     _, out = _line_run(line, [(x, 150) for x in range(240, 361, 20)])
-    assert out == [(5, "out")]    # x=320 at i=4 is the first on the right of the screen; confirmed at i=5
+    assert out == [(5, "out")]  # x=320 at i=4 is the first on the right of the screen; confirmed at i=5
 
 
 def test_line_counts_each_track_separately():

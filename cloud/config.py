@@ -24,7 +24,7 @@ def _secret(v: SecretStr | None) -> str | None:
     return v.get_secret_value() if v is not None else None
 
 
-class KafkaSettings(StrictModel):
+class KafkaConfig(StrictModel):
     bootstrap_servers: str = Field(f"{HOST}:9092", min_length=3, description="host:port[,host:port...]")
     topic_prefix: str = Field("edgesight", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     client_id: str = "edgesight-cloud"
@@ -48,7 +48,7 @@ class KafkaSettings(StrictModel):
         return v
 
     @model_validator(mode="after")
-    def _sasl(self) -> KafkaSettings:
+    def _sasl(self) -> KafkaConfig:
         if self.security_protocol.startswith("SASL") and not (
             self.sasl_mechanism and self.sasl_username and self.sasl_password
         ):
@@ -81,7 +81,7 @@ class KafkaSettings(StrictModel):
         return conf
 
 
-class S3Settings(StrictModel):
+class S3Config(StrictModel):
     endpoint_url: str | None = Field(f"http://{HOST}:8333", description="None = AWS S3")
     region: str = "us-east-1"
     access_key: str = "edgesight"
@@ -90,7 +90,7 @@ class S3Settings(StrictModel):
     presign_expiry_s: int = Field(3600, ge=1, le=604800)
 
     @model_validator(mode="after")
-    def _reg(self) -> S3Settings:
+    def _reg(self) -> S3Config:
         register_secret(self.secret_key.get_secret_value())
         return self
 
@@ -113,13 +113,13 @@ class S3Settings(StrictModel):
         )
 
 
-class MongoSettings(StrictModel):
+class MongoConfig(StrictModel):
     uri: SecretStr = SecretStr(f"mongodb://{HOST}:27017/")
     warehouse_db: str = Field("edgesight", pattern=r"^[A-Za-z0-9_-]{1,63}$")
     analytics_db: str = Field("edgesight_analytics", pattern=r"^[A-Za-z0-9_-]{1,63}$")
 
     @model_validator(mode="after")
-    def _reg(self) -> MongoSettings:
+    def _reg(self) -> MongoConfig:
         register_secret(self.uri.get_secret_value())
         return self
 
@@ -131,7 +131,7 @@ class MongoSettings(StrictModel):
         )
 
 
-class MqttSettings(StrictModel):
+class MqttConfig(StrictModel):
     host: str = HOST
     port: int = Field(1883, gt=0, lt=65536)
     username: str | None = "edgesight"
@@ -140,12 +140,12 @@ class MqttSettings(StrictModel):
     ca_file: Path | None = None
 
     @model_validator(mode="after")
-    def _reg(self) -> MqttSettings:
+    def _reg(self) -> MqttConfig:
         register_secret(_secret(self.password))
         return self
 
 
-class StackSettings(StrictModel):
+class StackConfig(StrictModel):
     """The embedded cloud on 127.0.0.1: ports, data dir, bucket for broker storage."""
 
     data_dir: Path = Path(".edgesight-stack")
@@ -160,7 +160,7 @@ class StackSettings(StrictModel):
     ready_timeout_s: float = Field(60.0, gt=0)
 
     @model_validator(mode="after")
-    def _distinct(self) -> StackSettings:
+    def _distinct(self) -> StackConfig:
         ports = [self.kafka_port, self.s3_port, self.mongo_port, self.mqtt_port]
         if len(set(ports)) != len(ports):
             raise ValueError("kafka_port, s3_port, mongo_port and mqtt_port must all differ")
@@ -168,11 +168,11 @@ class StackSettings(StrictModel):
 
 
 class CloudConfig(StrictModel):
-    kafka: KafkaSettings = KafkaSettings()
-    s3: S3Settings = S3Settings()
-    mongo: MongoSettings = MongoSettings()
-    mqtt: MqttSettings = MqttSettings()
-    stack: StackSettings = StackSettings()
+    kafka: KafkaConfig = KafkaConfig()
+    s3: S3Config = S3Config()
+    mongo: MongoConfig = MongoConfig()
+    mqtt: MqttConfig = MqttConfig()
+    stack: StackConfig = StackConfig()
 
     @classmethod
     def load(cls, path: str | Path | None) -> CloudConfig:

@@ -139,12 +139,12 @@ def compress(
     ),
 ) -> None:
     """Build derived variants: static INT8 QDQ calibrated on real frames (decode kept float) and FP16."""
-    from .compress import Int8Settings
+    from .compress import Int8Config
     from .compress import compress as do_compress
     from .registry import Registry
 
     sm = Registry(store).get(name)
-    s = Int8Settings(
+    s = Int8Config(
         per_channel=per_channel,
         calibrate_method=method,
         exclude_heads=exclude_heads,

@@ -142,7 +142,7 @@ class _Reader:
 
 
 @dataclass
-class Int8Settings:
+class Int8Config:
     per_channel: bool = True
     calibrate_method: str = "percentile"  # minmax | entropy | percentile
     percentile: float = 99.999
@@ -169,7 +169,7 @@ def head_conv_nodes(model: onnx.ModelProto) -> list[str]:
     return heads
 
 
-def excluded_nodes(model: onnx.ModelProto, s: Int8Settings) -> list[str]:
+def excluded_nodes(model: onnx.ModelProto, s: Int8Config) -> list[str]:
     names = []
     if s.exclude_decode:
         names += [n.name for n in model.graph.node if n.name.startswith(DECODE_PREFIX)]
@@ -249,14 +249,14 @@ def quantize_int8(
     fp32_path: str | Path,
     out_path: str | Path,
     frames: list[np.ndarray],
-    settings: Int8Settings | None = None,
+    settings: Int8Config | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Static QDQ INT8 quantization of ``fp32_path`` into ``out_path``; returns the recipe used."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    s = settings or Int8Settings()
+    s = settings or Int8Config()
     model = onnx.load(str(fp32_path))
     inp = model.graph.input[0]
     dims = inp.type.tensor_type.shape.dim
@@ -334,14 +334,14 @@ def convert_fp16(fp32_path: str | Path, out_path: str | Path, keep_decode_fp32: 
 def compress(
     model: StoredModel,
     variants: Iterable[str] = ("int8", "fp16"),
-    settings: Int8Settings | None = None,
+    settings: Int8Config | None = None,
     frames: list[np.ndarray] | None = None,
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> dict[str, Path]:
     """Build the requested derived variants of a stored model and record them in its manifest."""
     src = model.path("fp32")
-    s = settings or Int8Settings()
+    s = settings or Int8Config()
     made: dict[str, Path] = {}
     for v in variants:
         spec = model.manifest.variants.get(v)
@@ -364,7 +364,7 @@ def build_all(
     name: str = "yolov4-tiny",
     store: str | Path | None = None,
     variants=("int8", "fp16"),
-    settings: Int8Settings | None = None,
+    settings: Int8Config | None = None,
 ) -> StoredModel:
     reg = Registry(store)
     sm = reg.import_darknet(name)

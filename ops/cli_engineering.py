@@ -76,13 +76,13 @@ def engineering_run(
     """Consume detection events in a consumer group and upsert the analytics (stop with SIGTERM: the current
     batch is written and committed first)."""
     from cloud.engineering.engineering import build_engineering
-    from cloud.engineering.settings import EngineeringSettings
+    from cloud.engineering.settings import EngineeringConfig
     from edgesight.log import setup_logging
 
     setup_logging(log_level, service="engineering")
     cfg = load_cloud(config)
     st = _settings(
-        EngineeringSettings,
+        EngineeringConfig,
         group_id=group,
         batch_size=batch_size,
         batch_timeout_s=batch_timeout_s,
@@ -106,13 +106,13 @@ def fleet_run(
 ):
     """Consume agent heartbeats into the fleet registry and mark silent cameras stale."""
     from cloud.engineering.fleet import build_fleet
-    from cloud.engineering.settings import FleetSettings
+    from cloud.engineering.settings import FleetConfig
     from edgesight.log import setup_logging
 
     setup_logging(log_level, service="fleet")
     cfg = load_cloud(config)
     st = _settings(
-        FleetSettings,
+        FleetConfig,
         group_id=group,
         stale_after_s=stale_after_s,
         sweep_interval_s=sweep_interval_s,

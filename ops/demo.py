@@ -75,7 +75,7 @@ class Procs:
 
 
 def ensure_model(progress_print) -> Path:
-    from model_zoo.compress import Int8Settings, calibration_frames, compress
+    from model_zoo.compress import Int8Config, calibration_frames, compress
     from model_zoo.registry import Registry
 
     reg = Registry(None)
@@ -85,7 +85,7 @@ def ensure_model(progress_print) -> Path:
     progress_print("model: importing yolov4-tiny from its darknet files (our own importer) ...")
     sm = reg.import_darknet("yolov4-tiny")
     progress_print("model: calibrating INT8 on real frames (about a minute) ...")
-    compress(sm, ["int8"], Int8Settings(), frames=calibration_frames(Int8Settings().calib_video_frames))
+    compress(sm, ["int8"], Int8Config(), frames=calibration_frames(Int8Config().calib_video_frames))
     return Path(reg.store)
 
 

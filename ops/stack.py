@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cloud.config import HOST, CloudConfig, StackSettings
+from cloud.config import HOST, CloudConfig, StackConfig
 from edgesight.log import get_logger
 
 log = get_logger("stack")
@@ -220,7 +220,7 @@ class Health:
 class Stack:
     """Start/stop/inspect the four services described by ``settings``."""
 
-    def __init__(self, config: CloudConfig | None = None, *, settings: StackSettings | None = None):
+    def __init__(self, config: CloudConfig | None = None, *, settings: StackConfig | None = None):
         base = config or CloudConfig()
         if settings is not None:
             base = base.model_copy(update={"stack": settings})
@@ -760,9 +760,9 @@ def _reap(pid: int) -> None:
         pass
 
 
-def private_settings(data_dir: Path, *, broker_storage: str = "s3") -> StackSettings:
+def private_settings(data_dir: Path, *, broker_storage: str = "s3") -> StackConfig:
     """Settings for a throw-away stack on free ports (tests, benchmarks)."""
     kafka, s3, mongo, mqtt = free_ports(4)
-    return StackSettings(
+    return StackConfig(
         data_dir=data_dir, kafka_port=kafka, s3_port=s3, mongo_port=mongo, mqtt_port=mqtt, broker_storage=broker_storage
     )  # type: ignore[arg-type]

@@ -66,11 +66,11 @@ def model_dir(tmp_path_factory) -> Path:
     pre = os.environ.get("EDGESIGHT_TEST_MODEL_DIR")
     if pre:
         return Path(pre)
-    from model_zoo.compress import Int8Settings, calibration_frames, compress
+    from model_zoo.compress import Int8Config, calibration_frames, compress
     from model_zoo.registry import Registry
 
     store = tmp_path_factory.mktemp("models")
     reg = Registry(store)
     sm = reg.import_darknet("yolov4-tiny")
-    compress(sm, ["int8"], Int8Settings(), frames=calibration_frames(Int8Settings().calib_video_frames))
+    compress(sm, ["int8"], Int8Config(), frames=calibration_frames(Int8Config().calib_video_frames))
     return store

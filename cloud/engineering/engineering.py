@@ -12,7 +12,7 @@ from edgesight.wire import Topics, WireError, decode_event
 
 from .consumer import BatchConsumer, Poison, ensure_topics
 from .facts import event_to_fact
-from .settings import EngineeringSettings
+from .settings import EngineeringConfig
 from .store import AnalyticsStore
 
 LATE = metrics.histogram(
@@ -62,7 +62,7 @@ class EngineeringHandler:
         pass
 
 
-def build_engineering(cfg: CloudConfig, st: EngineeringSettings, *, mongo_client=None) -> BatchConsumer:
+def build_engineering(cfg: CloudConfig, st: EngineeringConfig, *, mongo_client=None) -> BatchConsumer:
     topics = Topics(cfg.kafka.topic_prefix)
     kconf = cfg.kafka.client_config()
     ensure_topics(kconf, {topics.dlq(st.dlq_name): 1})

@@ -28,7 +28,7 @@ from edgesight.log import get_logger
 from edgesight.wire import AgentStatus, CameraStatus, Topics, WireError, decode_status
 
 from .consumer import BatchConsumer, Poison, ensure_topics
-from .settings import FleetSettings
+from .settings import FleetConfig
 from .store import is_dup_only, resolve_write_concern
 
 AGENTS, CAMERAS = "agents", "cameras"
@@ -174,7 +174,7 @@ def fleet_rows(db, now: datetime | None = None, stale_after_s: float = 60.0) -> 
 class FleetHandler:
     name = "fleet"
 
-    def __init__(self, store: FleetStore, settings: FleetSettings):
+    def __init__(self, store: FleetStore, settings: FleetConfig):
         self.store, self.st = store, settings
         self._next_sweep = 0.0
 
@@ -207,7 +207,7 @@ class FleetHandler:
             self.store.sweep(datetime.now(timezone.utc), self.st.stale_after_s)
 
 
-def build_fleet(cfg: CloudConfig, st: FleetSettings, *, mongo_client=None) -> BatchConsumer:
+def build_fleet(cfg: CloudConfig, st: FleetConfig, *, mongo_client=None) -> BatchConsumer:
     topics = Topics(cfg.kafka.topic_prefix)
     kconf = cfg.kafka.client_config()
     ensure_topics(kconf, {topics.dlq(st.dlq_name): 1})

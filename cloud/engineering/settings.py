@@ -9,7 +9,7 @@ from pydantic import Field
 from edgesight.config import StrictModel
 
 
-class ConsumerSettings(StrictModel):
+class ConsumerConfig(StrictModel):
     group_id: str = Field(min_length=1, max_length=200)
     batch_size: int = Field(1000, ge=1, le=100000, description="max records per batch (one bulk write + one commit)")
     batch_timeout_s: float = Field(0.5, gt=0, le=60, description="max wait to fill a batch")
@@ -29,7 +29,7 @@ class ConsumerSettings(StrictModel):
     session_timeout_ms: int | None = Field(None, ge=1000, le=300000, description="default: kafka.session_timeout_ms")
 
 
-class EngineeringSettings(ConsumerSettings):
+class EngineeringConfig(ConsumerConfig):
     group_id: str = "edgesight-engineering"
     dlq_name: str = "engineering"
     facts_ttl_days: float = Field(
@@ -43,7 +43,7 @@ class EngineeringSettings(ConsumerSettings):
     cache_max_keys: int = Field(20000, ge=0, description="(camera, minute) and track fact sets kept in memory")
 
 
-class FleetSettings(ConsumerSettings):
+class FleetConfig(ConsumerConfig):
     group_id: str = "edgesight-fleet"
     batch_size: int = Field(500, ge=1, le=100000)
     dlq_name: str = "fleet"

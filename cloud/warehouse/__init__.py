@@ -5,14 +5,14 @@ See :mod:`cloud.warehouse.schema` (collections, indexes, TTL, time-series detect
 :mod:`cloud.warehouse.perf` (IOPS and size-limit probes).
 """
 
-from .config import RetentionSettings, WarehouseConfig
+from .config import RetentionConfig, WarehouseConfig
 from .schema import Names, detect_timeseries, init_warehouse, set_retention, ttl_index
 from .store import Query, Warehouse
 
 __all__ = [
     "Names",
     "Query",
-    "RetentionSettings",
+    "RetentionConfig",
     "Warehouse",
     "WarehouseConfig",
     "detect_timeseries",

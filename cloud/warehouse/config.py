@@ -9,7 +9,7 @@ from pydantic import Field
 from edgesight.config import StrictModel, load_config
 
 
-class RetentionSettings(StrictModel):
+class RetentionConfig(StrictModel):
     detections_days: float = Field(30.0, gt=0, le=3650, description="TTL of detection documents (on field ts)")
     keyframes_days: float = Field(30.0, gt=0, le=3650, description="TTL of keyframe index documents (on field ts)")
 
@@ -19,7 +19,7 @@ class WarehouseConfig(StrictModel):
     # roles per database). collection_prefix lets several deployments share one database
     # (tests, staging): collections become <prefix>detections, <prefix>keyframes.
     collection_prefix: str = Field("", pattern=r"^([A-Za-z0-9_-]{1,40}[._-])?$")
-    retention: RetentionSettings = RetentionSettings()
+    retention: RetentionConfig = RetentionConfig()
     # Where detections and keyframe index docs are written by the runner; time-series is
     # detected and reported only (see README: time-series collections cannot upsert by _id).
     export_batch: int = Field(1000, ge=1, le=100000)

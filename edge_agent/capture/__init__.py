@@ -2,13 +2,13 @@
 latest-frame-wins hand-off, optional motion gating. See :mod:`.supervisor`."""
 
 from .motion import MotionGate, MotionResult
-from .settings import BackoffSettings, CameraConfig, MotionSettings, WatchdogSettings
+from .settings import BackoffConfig, CameraConfig, MotionConfig, WatchdogConfig
 from .sources import Source, SourceError, open_source
 from .supervisor import CameraStatus, Supervisor
 from .worker import CameraState, CaptureWorker, Frame, HandoffSlot
 
 __all__ = [
-    "BackoffSettings",
+    "BackoffConfig",
     "CameraConfig",
     "CameraState",
     "CameraStatus",
@@ -17,10 +17,10 @@ __all__ = [
     "HandoffSlot",
     "MotionGate",
     "MotionResult",
-    "MotionSettings",
+    "MotionConfig",
     "Source",
     "SourceError",
     "Supervisor",
-    "WatchdogSettings",
+    "WatchdogConfig",
     "open_source",
 ]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .settings import MotionSettings
+from .settings import MotionConfig
 
 
 @dataclass(slots=True)
@@ -30,7 +30,7 @@ class MotionResult:
 
 
 class MotionGate:
-    def __init__(self, settings: MotionSettings):
+    def __init__(self, settings: MotionConfig):
         self.settings = settings
         self._bg: np.ndarray | None = None
         self._small: np.ndarray | None = None

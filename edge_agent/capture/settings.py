@@ -37,7 +37,7 @@ _SCHEME_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-class MotionSettings(StrictModel):
+class MotionConfig(StrictModel):
     """Motion gating: tell the pipeline to skip inference while the scene is static."""
 
     enabled: bool = False
@@ -55,7 +55,7 @@ class MotionSettings(StrictModel):
     learning_rate: float = Field(0.05, gt=0.0, le=1.0)
 
 
-class WatchdogSettings(StrictModel):
+class WatchdogConfig(StrictModel):
     # No frame for this long while streaming -> the stream is declared stalled and reconnected.
     stall_timeout_s: float = Field(5.0, gt=0.0)
     # Timeouts handed to the decoder (FFmpeg interrupt callback) so no call blocks forever.
@@ -63,7 +63,7 @@ class WatchdogSettings(StrictModel):
     read_timeout_s: float = Field(5.0, gt=0.0)
 
 
-class BackoffSettings(StrictModel):
+class BackoffConfig(StrictModel):
     initial_s: float = Field(0.5, gt=0.0)
     max_s: float = Field(30.0, gt=0.0)
     multiplier: float = Field(2.0, ge=1.0)
@@ -74,7 +74,7 @@ class BackoffSettings(StrictModel):
     max_retries: int | None = Field(10, ge=0)
 
     @model_validator(mode="after")
-    def _order(self) -> BackoffSettings:
+    def _order(self) -> BackoffConfig:
         if self.max_s < self.initial_s:
             raise ValueError(f"backoff.max_s ({self.max_s}) must be >= backoff.initial_s ({self.initial_s})")
         return self
@@ -108,9 +108,9 @@ class CameraConfig(StrictModel):
     # Region of interest x, y, w, h: all values in [0, 1] = fractions of the frame,
     # otherwise integer pixels. Applied before the resolution cap.
     roi: tuple[float, float, float, float] | None = None
-    motion: MotionSettings = Field(default_factory=MotionSettings)
-    watchdog: WatchdogSettings = Field(default_factory=WatchdogSettings)
-    backoff: BackoffSettings = Field(default_factory=BackoffSettings)
+    motion: MotionConfig = Field(default_factory=MotionConfig)
+    watchdog: WatchdogConfig = Field(default_factory=WatchdogConfig)
+    backoff: BackoffConfig = Field(default_factory=BackoffConfig)
     # Extra FFmpeg demuxer options (key -> value), e.g. {"analyzeduration": "2000000"}.
     ffmpeg_options: dict[str, str] = Field(default_factory=dict)
 

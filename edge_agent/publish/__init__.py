@@ -18,7 +18,7 @@ Public interface for the pipeline::
 
 from .keyframes import KeyframeSelector, KeyframeShot, TrackUpdate, encode_jpeg_bounded
 from .producer import EdgePublisher, ensure_topics, producer_config
-from .settings import KeyframePolicy, PublishConfig, SpoolSettings, parse_size
+from .settings import KeyframePolicy, PublishConfig, SpoolConfig, parse_size
 from .spool import Spool, SpoolError, SpoolRecord, SpoolStats
 
 __all__ = [
@@ -31,7 +31,7 @@ __all__ = [
     "encode_jpeg_bounded",
     "KeyframePolicy",
     "PublishConfig",
-    "SpoolSettings",
+    "SpoolConfig",
     "parse_size",
     "Spool",
     "SpoolError",

@@ -40,7 +40,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cloud.config import KafkaSettings
+from cloud.config import KafkaConfig
 from edgesight.config import StrictModel
 from edgesight.wire import Topics
 
@@ -77,7 +77,7 @@ def parse_size(v: int | float | str) -> int:
     return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
 
 
-class SpoolSettings(StrictModel):
+class SpoolConfig(StrictModel):
     """The on-disk journal / store-and-forward spool (see :mod:`edge_agent.publish.spool`)."""
 
     dir: Path = Path("/var/lib/edgesight/spool")
@@ -97,7 +97,7 @@ class SpoolSettings(StrictModel):
         return parse_size(v)
 
     @model_validator(mode="after")
-    def _segments(self) -> SpoolSettings:
+    def _segments(self) -> SpoolConfig:
         if self.segment_bytes * 4 > self.max_bytes:
             raise ValueError(
                 f"spool.segment_bytes ({self.segment_bytes}) must be at most a quarter of "
@@ -141,7 +141,7 @@ class KeyframePolicy(StrictModel):
 class PublishConfig(StrictModel):
     """Kafka producer, spool and keyframe policy of one edge agent."""
 
-    kafka: KafkaSettings = KafkaSettings(client_id="edgesight-edge")
+    kafka: KafkaConfig = KafkaConfig(client_id="edgesight-edge")
     topic_prefix: str | None = Field(
         None, pattern=r"^[A-Za-z0-9._-]{1,100}$", description="default: kafka.topic_prefix"
     )
@@ -158,7 +158,7 @@ class PublishConfig(StrictModel):
     # window fills and further records wait in the on-disk spool instead of in memory.
     max_inflight_records: int = Field(20_000, ge=10, le=1_000_000)
     max_inflight_bytes: int = Field(32 * 1024**2, ge=64 * 1024)
-    spool: SpoolSettings = SpoolSettings()
+    spool: SpoolConfig = SpoolConfig()
     keyframes: KeyframePolicy = KeyframePolicy()
     extra_producer_config: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="raw librdkafka settings applied last (expert use)"

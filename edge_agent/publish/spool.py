@@ -88,7 +88,7 @@ from pathlib import Path
 
 from edgesight.log import get_logger
 
-from .settings import SpoolSettings
+from .settings import SpoolConfig
 
 log = get_logger("publish.spool")
 
@@ -207,7 +207,7 @@ class Spool:
     """
 
     def __init__(
-        self, settings: SpoolSettings, *, on_drop: Callable[[int, int], None] | None = None, name: str = "spool"
+        self, settings: SpoolConfig, *, on_drop: Callable[[int, int], None] | None = None, name: str = "spool"
     ):
         self.settings = settings
         self.dir = Path(settings.dir)

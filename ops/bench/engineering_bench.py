@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, Producer
 from cloud.config import CloudConfig
 from cloud.engineering.consumer import ensure_topics
 from cloud.engineering.engineering import build_engineering, decode_record
-from cloud.engineering.settings import EngineeringSettings
+from cloud.engineering.settings import EngineeringConfig
 from cloud.engineering.store import WRITE_SECONDS, count_facts
 from cloud.engineering.synthetic import load_stream
 from edgesight.log import setup_logging
@@ -113,7 +113,7 @@ def main(argv=None) -> dict:
 
         bc = build_engineering(
             cfg,
-            EngineeringSettings(
+            EngineeringConfig(
                 group_id=f"{tag}-eng",
                 batch_size=args.batch_size,
                 session_timeout_ms=6000,

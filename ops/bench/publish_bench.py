@@ -34,7 +34,7 @@ from edge_agent.publish import (
     KeyframeSelector,
     PublishConfig,
     Spool,
-    SpoolSettings,
+    SpoolConfig,
     TrackUpdate,
     ensure_topics,
 )
@@ -49,7 +49,7 @@ VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 def bench_journal(tmp: Path, n: int) -> dict:
     vals = [encode_event(e) for e in event_stream("bench", 4, n)]
     out = {"record_bytes": sum(map(len, vals)) // n}
-    sp = Spool(SpoolSettings(dir=tmp / "seg", max_bytes=8 * 1024**3, segment_bytes=64 * 1024**2)).open()
+    sp = Spool(SpoolConfig(dir=tmp / "seg", max_bytes=8 * 1024**3, segment_bytes=64 * 1024**2)).open()
     t = time.perf_counter()
     for v in vals:
         sp.append(KIND_EVENT, b"cam-1", v)

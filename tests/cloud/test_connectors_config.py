@@ -55,13 +55,13 @@ def test_topic_specs():
 
 def test_every_dead_letter_topic_written_has_a_spec():
     """The DLQs of the connectors and of the engineering/fleet consumers are created with their retention."""
-    from cloud.engineering.settings import EngineeringSettings, FleetSettings
+    from cloud.engineering.settings import EngineeringConfig, FleetConfig
     from edgesight.wire import Topics
 
     cfg = CloudConfig()
     names = {t.name for t in load_topics(variables(cfg))}
     topics = Topics(cfg.kafka.topic_prefix)
-    written = {topics.dlq(EngineeringSettings().dlq_name), topics.dlq(FleetSettings().dlq_name)}
+    written = {topics.dlq(EngineeringConfig().dlq_name), topics.dlq(FleetConfig().dlq_name)}
     written |= {
         _spec(n).config["errors.deadletterqueue.topic.name"] for n in ("mongo-sink-detections", "s3-sink-keyframes")
     }

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from cloud.sinks import Item, MongoSink
 from cloud.warehouse import (
     Query,
-    RetentionSettings,
+    RetentionConfig,
     Warehouse,
     WarehouseConfig,
     detect_timeseries,
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.timeout(240)
 def wh(stack, topic_prefix):
     cfg = stack.config
     wcfg = WarehouseConfig(
-        collection_prefix=f"{topic_prefix}_", retention=RetentionSettings(detections_days=7, keyframes_days=2.5)
+        collection_prefix=f"{topic_prefix}_", retention=RetentionConfig(detections_days=7, keyframes_days=2.5)
     )
     client = cfg.mongo.client()
     rep = init_warehouse(client, cfg.mongo.warehouse_db, wcfg)

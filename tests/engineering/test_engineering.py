@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from cloud.engineering.consumer import ensure_topics
 from cloud.engineering.engineering import build_engineering
 from cloud.engineering.facts import counts_minute_docs, dwell_docs, event_to_fact, line_crossing_docs, track_summary
-from cloud.engineering.settings import EngineeringSettings
+from cloud.engineering.settings import EngineeringConfig
 from cloud.engineering.store import STALE, AnalyticsStore, count_facts
 from cloud.engineering.synthetic import load_stream
 from edgesight.wire import dumps
@@ -29,7 +29,7 @@ ANALYTICS = ("counts_minute", "line_crossings_minute", "dwell", "tracks")
 
 
 def run_inproc(env, group: str, idle_s: float = 2.0, **kw):
-    st = EngineeringSettings(group_id=group, session_timeout_ms=SESSION_MS, batch_timeout_s=0.2, **kw)
+    st = EngineeringConfig(group_id=group, session_timeout_ms=SESSION_MS, batch_timeout_s=0.2, **kw)
     return build_engineering(env.cfg, st).run(until_idle_s=idle_s, max_seconds=120)
 
 

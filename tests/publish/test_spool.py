@@ -6,12 +6,12 @@ import os
 
 import pytest
 
-from edge_agent.publish import Spool, SpoolError, SpoolSettings
+from edge_agent.publish import Spool, SpoolConfig, SpoolError
 from edge_agent.publish.spool import KIND_EVENT, KIND_KEYFRAME
 
 
-def _settings(path, **kw) -> SpoolSettings:
-    return SpoolSettings(dir=path, **{"max_bytes": 4 * 1024**2, "segment_bytes": 64 * 1024, **kw})
+def _settings(path, **kw) -> SpoolConfig:
+    return SpoolConfig(dir=path, **{"max_bytes": 4 * 1024**2, "segment_bytes": 64 * 1024, **kw})
 
 
 def _drain(sp: Spool) -> list:

@@ -1,13 +1,15 @@
 # EdgeSight: one command to set up and run the demo, one to set up and run the tests.
 #   make demo   - install everything, start the embedded cloud stack, run the pipeline demo
 #   make test   - install everything, run the test suite (starts and stops its own servers)
+#   make lint   - ruff (lint + format check), mypy, import-linter contracts; .ci/run runs it before the tests
+#   fast loop: make test PYTEST_ARGS="-m 'not stack'" (no test that starts a server)
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgesight-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps venv demo test test-slow bench clean stack-up stack-down
+.PHONY: setup system-deps venv demo test test-slow lint bench clean stack-up stack-down
 
 setup: system-deps venv
 
@@ -33,6 +35,13 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
+# The venv's pinned tools only (no system packages needed); configuration in pyproject.toml.
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
+
 stack-up: setup
 	$(BIN)/cloud-ops stack up
 
@@ -41,4 +50,4 @@ stack-down:
 
 clean:
 	-$(BIN)/cloud-ops stack down
-	rm -rf .edgesight-stack .pytest_cache build *.egg-info
+	rm -rf .edgesight-stack .pytest_cache .mypy_cache .ruff_cache .import_linter_cache build *.egg-info

@@ -20,6 +20,11 @@ S3_SINK = "io.confluent.connect.s3.S3SinkConnector"
 REPLACE_FIELD = "org.apache.kafka.connect.transforms.ReplaceField$Value"
 TIMESTAMP_CONVERTER = "org.apache.kafka.connect.transforms.TimestampConverter$Value"
 
+
+class RunnerConfigError(ValueError):
+    """The connector file asks for something the Python runner cannot do; the message names the option."""
+
+
 DOC_SOURCES = {
     "connect": "https://kafka.apache.org/documentation/#sinkconnectorconfigs (Kafka Connect sink connector configs); "
     "errors.*: KIP-298 and https://www.mongodb.com/docs/kafka-connector/current/sink-connector/configuration-properties/error-handling/",

@@ -24,13 +24,11 @@ the Python runner refuses ``${...}`` references it cannot resolve, naming the op
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import yaml
+from edgesight.kafka import SpecError, TopicSpec, load_topic_specs, render
 
 CONNECTORS_DIR = Path(__file__).resolve().parent
 CONNECTOR_FILES = {
@@ -39,12 +37,7 @@ CONNECTOR_FILES = {
 }
 TOPICS_FILE = CONNECTORS_DIR / "topics.yaml"
 
-_PH = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 SECRET_OPTIONS = ("connection.uri", "aws.secret.access.key", "s3.proxy.password", "s3.sse.customer.key")
-
-
-class SpecError(ValueError):
-    """A connector or topic file problem; the message names the file and the option."""
 
 
 def variables(cfg, *, collection_prefix: str = "", name_prefix: str = "") -> dict[str, str]:
@@ -63,22 +56,6 @@ def variables(cfg, *, collection_prefix: str = "", name_prefix: str = "") -> dic
     }
 
 
-def render(value: Any, vars: Mapping[str, str], where: str) -> Any:
-    if isinstance(value, dict):
-        return {k: render(v, vars, f"{where}.{k}" if where else k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [render(v, vars, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, str):
-
-        def sub(m: re.Match[str]) -> str:
-            if m.group(1) not in vars:
-                raise SpecError(f"{where}: unknown placeholder {{{{{m.group(1)}}}}}; known: {', '.join(sorted(vars))}")
-            return str(vars[m.group(1)])
-
-        return _PH.sub(sub, value)
-    return value
-
-
 @dataclass
 class ConnectorSpec:
     name: str
@@ -88,14 +65,6 @@ class ConnectorSpec:
     @property
     def connector_class(self) -> str:
         return self.config.get("connector.class", "")
-
-    def redacted(self) -> dict[str, str]:
-        from edgesight.log import redact_text
-
-        return {
-            k: ("***" if k in SECRET_OPTIONS and v and not v.startswith("${") else redact_text(v))
-            for k, v in self.config.items()
-        }
 
 
 def load_connector(path_or_name: str | Path, vars: Mapping[str, str] | None = None) -> ConnectorSpec:
@@ -122,79 +91,6 @@ def load_connector(path_or_name: str | Path, vars: Mapping[str, str] | None = No
     return ConnectorSpec(name=doc["name"], config=config, source=str(path))
 
 
-@dataclass
-class TopicSpec:
-    name: str
-    partitions: int
-    replication_factor: int
-    config: dict[str, str] = field(default_factory=dict)
-
-
 def load_topics(vars: Mapping[str, str], path: Path = TOPICS_FILE) -> list[TopicSpec]:
-    doc = render(yaml.safe_load(Path(path).read_text()), vars, "")
-    d = doc.get("defaults", {})
-    out = []
-    for i, t in enumerate(doc.get("topics", [])):
-        try:
-            conf = {
-                **{k: str(v) for k, v in d.get("config", {}).items()},
-                **{k: str(v) for k, v in t.get("config", {}).items()},
-            }
-            out.append(
-                TopicSpec(
-                    name=t["name"],
-                    partitions=int(t["partitions"]),
-                    replication_factor=int(t.get("replication_factor", d.get("replication_factor", 1))),
-                    config=conf,
-                )
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise SpecError(f"{path}: topics[{i}]: {e}") from None
-    return out
-
-
-def ensure_topics(
-    admin_conf: dict,
-    specs: list[TopicSpec],
-    log=None,
-    only: set[str] | None = None,
-    partitions_override: int | None = None,
-) -> dict[str, str]:
-    """Create missing topics; replication factor is clamped to the cluster's broker count (reported)."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient(admin_conf)
-    md = admin.list_topics(timeout=10)
-    brokers = max(1, len(md.brokers))
-    result: dict[str, str] = {}
-    todo = []
-    for s in specs:
-        if only is not None and s.name not in only:
-            continue
-        if s.name in md.topics:
-            result[s.name] = "exists"
-            continue
-        rf = min(s.replication_factor, brokers)
-        conf = dict(s.config)
-        if rf < s.replication_factor:
-            conf.pop("min.insync.replicas", None)
-            if log:
-                log.warning(
-                    "replication factor clamped",
-                    extra={"topic": s.name, "wanted": s.replication_factor, "brokers": brokers},
-                )
-        todo.append(
-            NewTopic(s.name, num_partitions=partitions_override or s.partitions, replication_factor=rf, config=conf)
-        )
-    if todo:
-        for name, fut in admin.create_topics(todo).items():
-            try:
-                fut.result(timeout=15)
-                result[name] = "created"
-            except KafkaException as e:
-                if "TOPIC_ALREADY_EXISTS" in str(e):
-                    result[name] = "exists"
-                else:
-                    raise
-    return result
+    """The topic specs of ``connectors/topics.yaml`` (or ``path``) for this deployment's placeholders."""
+    return load_topic_specs(path, vars)

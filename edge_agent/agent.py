@@ -15,22 +15,21 @@ import socket
 import threading
 import time
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from pydantic import ValidationError
-
+from edge_agent import commands
 from edge_agent.capture.supervisor import Supervisor
 from edge_agent.config import AgentCamera, AgentConfig
-from edge_agent.control.mqtt import CommandError, ControlPlane
+from edge_agent.control.mqtt import ControlPlane
 from edge_agent.inference.engine import InferenceEngine
 from edge_agent.pipeline import Pipeline
 from edge_agent.publish.keyframes import KeyframeSelector
-from edge_agent.publish.producer import EdgePublisher, ensure_topics
-from edge_agent.tracking.settings import CameraTrackingConfig, LineConfig, ZoneConfig
+from edge_agent.publish.producer import EdgePublisher, edge_topic_specs
+from edge_agent.tracking.settings import CameraTrackingConfig
 from edgesight import __version__
-from edgesight.config import format_validation_error
+from edgesight.http import HttpServer, serve_http
+from edgesight.kafka import ensure_topics
 from edgesight.log import get_logger, redact
 from edgesight.metrics import gauge
 from edgesight.wire import AgentStatus, CameraStatus, ModelRef
@@ -43,6 +42,12 @@ def _utc(ts: float | None = None) -> datetime:
 
 
 class Agent:
+    """Builds the stages from the config, starts and stops them in order, reports status.
+
+    Control commands are dispatched by :mod:`edge_agent.commands`; the HTTP endpoints
+    are :func:`edgesight.http.serve_http`.
+    """
+
     def __init__(
         self, config: AgentConfig, *, engine: InferenceEngine | None = None, publisher: EdgePublisher | None = None
     ):
@@ -51,12 +56,12 @@ class Agent:
         self.log = get_logger("agent")
         self.started = time.time()
         self._stop = threading.Event()
-        self._cameras: dict[str, AgentCamera] = {c.id: c for c in config.cameras}
+        self.cameras: dict[str, AgentCamera] = {c.id: c for c in config.cameras}  # control commands edit it
         self._state_changes: queue.Queue[str] = queue.Queue(maxsize=1000)
         self._engine_lock = threading.Lock()
         self.engine = engine or InferenceEngine(config.inference)
         self.supervisor = Supervisor(
-            [c.capture() for c in config.cameras], agent_id=self.agent_id, on_state_change=self._on_camera_state
+            [c.capture() for c in config.cameras], agent_id=self.agent_id, on_state_change=self.camera_state_changed
         )
         self.publisher = publisher or EdgePublisher(config.publish, self.agent_id)
         self.keyframes = KeyframeSelector(config.publish.keyframes, self.agent_id)
@@ -77,15 +82,17 @@ class Agent:
         self.control = (
             ControlPlane(config.control, self.agent_id, self.handle_command) if config.control.enabled else None
         )
-        self._http: ThreadingHTTPServer | None = None
+        self._http: HttpServer | None = None
         self.metrics_port: int | None = None
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> Agent:
         if self.config.metrics.enabled:
-            self._serve_http()
+            m = self.config.metrics
+            self._http = serve_http(m.host, m.port, health=lambda: not self._stop.is_set(), status=self.status_doc)
+            self.metrics_port = self._http.port
         try:
-            ensure_topics(self.config.publish)
+            ensure_topics(self.config.publish.kafka.client_config(), edge_topic_specs(self.config.publish))
         except Exception as e:  # noqa: BLE001 - the uplink may be down at boot: spool and carry on
             self.log.warning(
                 f"could not check/create Kafka topics now ({e}); records are spooled until the broker answers"
@@ -101,7 +108,7 @@ class Agent:
         self.log.info(
             "agent started",
             extra={
-                "cameras": list(self._cameras),
+                "cameras": list(self.cameras),
                 "model": self._model_ref().model_dump(),
                 "providers": self.engine.active_providers,
                 "metrics_port": self.metrics_port,
@@ -126,7 +133,7 @@ class Agent:
         if self.control:
             self.control.stop(final_status=status.model_copy(update={"state": "offline"}))
         if self._http:
-            self._http.shutdown()
+            self._http.close()
         M_UP.labels(self.agent_id).set(0)
         self.log.info(
             "agent stopped",
@@ -140,7 +147,7 @@ class Agent:
     def run(self) -> int:
         """Start, then block until SIGTERM/SIGINT; returns the exit code."""
 
-        def on_signal(signum, _frame):
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
             self.log.info(f"received {signal.Signals(signum).name}")
             self._stop_requested.set()
 
@@ -159,13 +166,13 @@ class Agent:
         return ModelRef(name=m.name, version=str(m.version), variant=self.engine.variant)
 
     def _tracking_config(self, camera_id: str) -> CameraTrackingConfig:
-        cam = self._cameras.get(camera_id)
+        cam = self.cameras.get(camera_id)
         if cam is None:
             return CameraTrackingConfig(tracker=self.config.tracking.tracker)
         return cam.tracking(self.config.tracking)
 
     # ---------------------------------------------------------------- status
-    def _on_camera_state(self, camera_id: str, *_: Any) -> None:
+    def camera_state_changed(self, camera_id: str, *_: Any) -> None:
         """Supervisor hook (runs under the supervisor's lock): only queue; the status thread publishes."""
         try:
             self._state_changes.put_nowait(camera_id)
@@ -193,7 +200,7 @@ class Agent:
         out = {}
         model = self._model_ref()
         for cam_id, st in self.supervisor.status().items():
-            counters = st.counters if hasattr(st, "counters") else {}
+            counters = st.counters
             dropped = counters.get("frames_dropped", {})
             out[cam_id] = CameraStatus(
                 agent_id=self.agent_id,
@@ -253,120 +260,14 @@ class Agent:
             except Exception:
                 self.log.exception("heartbeat failed")
 
-    # ---------------------------------------------------------------- HTTP: /metrics /status /healthz
-    def _serve_http(self) -> None:
-        agent = self
-
-        class H(BaseHTTPRequestHandler):
-            def do_GET(self):
-                if self.path.startswith("/metrics"):
-                    body, ctype = generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-                elif self.path.startswith("/status"):
-                    body, ctype = json.dumps(agent.status_doc(), default=str).encode(), "application/json"
-                elif self.path.startswith("/healthz"):
-                    ok = not agent._stop.is_set()
-                    body, ctype = (b"ok" if ok else b"stopping"), "text/plain"
-                else:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *a):
-                pass
-
-        m = self.config.metrics
-        self._http = ThreadingHTTPServer((m.host, m.port), H)
-        self._http.daemon_threads = True
-        self.metrics_port = self._http.server_address[1]
-        threading.Thread(target=self._http.serve_forever, name="http", daemon=True).start()
-
     # ---------------------------------------------------------------- control commands
-    def _camera(self, camera_id: str) -> AgentCamera:
-        cam = self._cameras.get(camera_id)
-        if cam is None:
-            raise CommandError(
-                f"unknown camera {camera_id!r}; this agent has: {', '.join(sorted(self._cameras)) or 'none'}"
-            )
-        return cam
+    def handle_command(self, cmd: Any) -> dict[str, Any]:
+        """The control plane's handler: see :mod:`edge_agent.commands`."""
+        return commands.dispatch(self, cmd)
 
-    def handle_command(self, cmd) -> dict[str, Any]:
-        a = cmd.action
-        if a == "add_camera":
-            try:
-                cam = AgentCamera.model_validate(cmd.camera)
-            except ValidationError as e:
-                raise CommandError(
-                    "invalid camera: " + "; ".join(f"{k}: {m}" for k, m in format_validation_error(e))
-                ) from None
-            if cam.id in self._cameras:
-                raise CommandError(f"camera {cam.id!r} already exists")
-            self._cameras[cam.id] = cam
-            self.supervisor.add_camera(cam.capture())
-            return {"camera_id": cam.id, "state": "starting"}
-        if a == "remove_camera":
-            self._camera(cmd.camera_id)
-            self.supervisor.remove_camera(cmd.camera_id)
-            ended = self.pipeline.end_camera(cmd.camera_id)
-            del self._cameras[cmd.camera_id]
-            if self.control:
-                self.control.clear_camera_status(cmd.camera_id)
-            return {"camera_id": cmd.camera_id, "removed": True, "tracks_ended": ended}
-        if a in ("start_camera", "stop_camera", "restart_camera"):
-            self._camera(cmd.camera_id)
-            getattr(self.supervisor, a)(cmd.camera_id)
-            ended = self.pipeline.end_camera(cmd.camera_id) if a != "start_camera" else 0
-            st = self.supervisor.status()[cmd.camera_id]
-            self._on_camera_state(cmd.camera_id)  # retained status follows at once
-            return {"camera_id": cmd.camera_id, "state": str(st.state), "tracks_ended": ended}
-        if a == "set_fps":
-            cam = self._camera(cmd.camera_id)
-            self.supervisor.set_fps(cmd.camera_id, cmd.fps)
-            self._cameras[cmd.camera_id] = cam.model_copy(update={"target_fps": cmd.fps})
-            return {"camera_id": cmd.camera_id, "target_fps": cmd.fps}
-        if a == "set_model_variant":
-            return self._set_variant(cmd.variant)
-        if a in ("set_zones", "set_lines"):
-            cam = self._camera(cmd.camera_id)
-            key, model = ("zones", ZoneConfig) if a == "set_zones" else ("lines", LineConfig)
-            try:
-                items = [model.model_validate(x) for x in getattr(cmd, key)]
-                new = AgentCamera.model_validate(
-                    {**cam.model_dump(by_alias=False), key: [i.model_dump() for i in items]}
-                )
-            except ValidationError as e:
-                raise CommandError(
-                    f"invalid {key}: " + "; ".join(f"{k}: {m}" for k, m in format_validation_error(e))
-                ) from None
-            self._cameras[cmd.camera_id] = new
-            ended = self.pipeline.end_camera(cmd.camera_id)  # next frame rebuilds tracking with the new geometry
-            return {"camera_id": cmd.camera_id, key: [i.name for i in items], "tracks_ended": ended}
-        if a == "snapshot":
-            self._camera(cmd.camera_id)
-            frame = self.supervisor.latest(cmd.camera_id)
-            if frame is None:
-                raise CommandError(
-                    f"camera {cmd.camera_id!r} has no frame yet (state: "
-                    f"{self.supervisor.status()[cmd.camera_id].state})"
-                )
-            shot = self.keyframes.snapshot(cmd.camera_id, frame.image, frame.ts, frame.seq)
-            for meta, jpeg in shot.keyframes:
-                self.publisher.publish_keyframe(meta, jpeg)
-            meta = shot.keyframes[0][0]
-            return {"camera_id": cmd.camera_id, "object_key": meta.object_key, "bytes": meta.size}
-        raise CommandError(f"action {a!r} is not supported by this agent")
-
-    def _set_variant(self, variant: str) -> dict[str, Any]:
-        cfg = self.config.inference.model_copy(update={"variant": variant})
-        try:
-            engine = InferenceEngine(cfg)
-        except Exception as e:  # noqa: BLE001 - e.g. that variant is not built
-            raise CommandError(f"cannot switch to variant {variant!r}: {e}") from None
+    def replace_engine(self, engine: InferenceEngine) -> None:
+        """Swap the detector; the pipeline picks it up on its next batch."""
         with self._engine_lock:
             old, self.engine = self.engine, engine
-        self.config = self.config.model_copy(update={"inference": cfg})
+        self.config = self.config.model_copy(update={"inference": engine.config})
         self.log.info("model variant switched", extra={"from": old.variant, "to": engine.variant})
-        return {"variant": engine.variant, "providers": engine.active_providers}

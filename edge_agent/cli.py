@@ -136,9 +136,9 @@ def _check(cfg) -> bool:
     console.print("[bold]inference[/bold]")
     line(True, "onnxruntime providers", ", ".join(avail) + ("" if gpu else "  (no GPU provider: CPU inference)"))
     try:
-        from model_zoo.registry import Registry
+        from edgesight.modelstore import ModelStore
 
-        m = Registry(cfg.inference.model_dir).get(cfg.inference.model)
+        m = ModelStore(cfg.inference.model_dir).get(cfg.inference.model)
         line(True, "model", f"{m.name} in {m.root}")
     except Exception as e:  # noqa: BLE001
         line(
@@ -157,13 +157,10 @@ def _check(cfg) -> bool:
             src = open_source(cam.capture())
             try:
                 frame = src.retrieve() if src.grab() else None
-                good = frame is not None
-                line(
-                    good,
-                    cam.id,
-                    f"{_safe_url(cam.url)}: "
-                    + (f"frame {frame.shape[1]}x{frame.shape[0]} read" if good else "opened but no frame"),
-                )
+                if frame is None:
+                    line(False, cam.id, f"{_safe_url(cam.url)}: opened but no frame")
+                else:
+                    line(True, cam.id, f"{_safe_url(cam.url)}: frame {frame.shape[1]}x{frame.shape[0]} read")
             finally:
                 src.release()
         except Exception as e:  # noqa: BLE001

@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from edge_agent.capture.settings import CameraConfig
-from edge_agent.control.mqtt import ControlConfig
+from edge_agent.control.settings import ControlConfig
 from edge_agent.inference.settings import InferenceConfig
 from edge_agent.publish.settings import PublishConfig
 from edge_agent.tracking.settings import CameraTrackingConfig, LineConfig, TrackerConfig, ZoneConfig

@@ -2,6 +2,7 @@
 
 Arrays, not per-object Python objects: N detections of one frame, boxes in
 pixel coordinates of the *original* frame (after the letterbox inverse).
+:func:`box_iou` is the one IoU of xyxy boxes (tracking, model verification, tests).
 """
 
 from __future__ import annotations
@@ -34,3 +35,16 @@ class Detections:
             None if self.tracker_ids is None else self.tracker_ids[mask],
             [z for z, keep in zip(self.zones, mask) if keep] if self.zones else [],
         )
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix (len(a), len(b)) of xyxy boxes, float64; 0 where the union is empty."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)

@@ -29,8 +29,11 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
 
 from edge_agent.capture.supervisor import Supervisor
 from edge_agent.capture.worker import Frame
@@ -41,7 +44,7 @@ from edge_agent.tracking.events import CameraTracking
 from edge_agent.tracking.settings import CameraTrackingConfig
 from edgesight import metrics
 from edgesight.log import get_logger
-from edgesight.wire import ModelRef
+from edgesight.wire import DetectionEvent, KeyframeMeta, ModelRef
 
 log = get_logger("pipeline")
 
@@ -54,18 +57,18 @@ M_E2E = metrics.histogram("pipeline_capture_to_publish_seconds", "Capture -> eve
 M_ERRORS = metrics.counter("pipeline_errors_total", "Exceptions caught in a stage (the stage keeps running)", ["stage"])
 
 
-class Detector:
+class Detector(Protocol):
     """What the pipeline needs from the inference engine."""
 
-    def infer(self, frames: list) -> list[Detections]: ...  # pragma: no cover
+    def infer(self, frames: Sequence[np.ndarray]) -> list[Detections]: ...
 
 
-class Publisher:
+class Publisher(Protocol):
     """What the pipeline needs from the publisher."""
 
-    def publish_event(self, event) -> int: ...  # pragma: no cover
+    def publish_event(self, event: DetectionEvent) -> int: ...
 
-    def publish_keyframe(self, meta, jpeg: bytes) -> int: ...  # pragma: no cover
+    def publish_keyframe(self, meta: KeyframeMeta, jpeg: bytes) -> int: ...
 
 
 @dataclass
@@ -154,10 +157,6 @@ class Pipeline:
                 self.publisher.publish_event(ev)
                 M_EVENTS.labels(camera_id, "end").inc()
             return len(records)
-
-    def reset_tracking(self, camera_id: str) -> None:
-        """Rebuild a camera's zones/lines from the current config on its next frame (ends live tracks)."""
-        self.end_camera(camera_id)
 
     # -- stage 1: inference --
     def _infer_loop(self) -> None:

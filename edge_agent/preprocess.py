@@ -192,8 +192,3 @@ class Letterbox:
             self._to_tensor(canvas, out[i])
             metas.append(meta)
         return out[:n], metas
-
-
-def to_original_batch(xyxy: np.ndarray, meta: LetterboxMeta) -> np.ndarray:
-    """Functional alias of :meth:`LetterboxMeta.to_original`."""
-    return meta.to_original(xyxy)

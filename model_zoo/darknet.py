@@ -144,10 +144,6 @@ class _Builder:
         self.inits: list[onnx.TensorProto] = []
         self._n = 0
 
-    def uid(self, base: str) -> str:
-        self._n += 1
-        return f"{base}_{self._n}"
-
     def const(self, name: str, arr: np.ndarray) -> str:
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
         return name
@@ -416,7 +412,3 @@ def convert(
     model.ir_version = 8  # readable by older runtimes too (onnxruntime >= 1.14)
     onnx.checker.check_model(model)
     return ConversionResult(model, (in_h, in_w), classes, total, reader.pos, head_out or head_names, len(sections) - 1)
-
-
-def load_names(path: str | Path) -> list[str]:
-    return [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]

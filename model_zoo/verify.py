@@ -22,10 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.detections import Detections
-from edge_agent.inference.postprocess import box_iou
-
-from .compress import find_video, read_video_frames, sample_images_dir
+from edge_agent.detections import Detections, box_iou
+from edgesight.samples import find_video, read_video_frames, sample_images_dir
 
 
 @dataclass

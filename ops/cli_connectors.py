@@ -8,7 +8,6 @@ connector files in Python (see connectors/README.md for the implemented subset).
 from __future__ import annotations
 
 import json
-import signal
 import sys
 from pathlib import Path
 
@@ -210,7 +209,8 @@ def topics_cmd(
     config: Path | None = ConfigOpt, create: bool = typer.Option(False, "--create", help="Create missing topics.")
 ):
     """The topic specs (connectors/topics.yaml): partitions, replication, configs."""
-    from connectors.spec import ensure_topics, load_topics, variables
+    from connectors.spec import load_topics, variables
+    from edgesight.kafka import ensure_topics
 
     cloud = _cloud(config)
     specs = load_topics(variables(cloud))
@@ -262,10 +262,13 @@ def run_cmd(
 ):
     """Run the connector files in Python: Kafka -> MongoDB warehouse and Kafka -> S3 (the embedded default).
     SIGTERM/SIGINT: finish the batch, flush, commit, exit 0. Prints a JSON summary on stdout at exit."""
-    from connectors.runner import ConnectorRunner, RunnerConfigError
+    from cloud.stream import handle_signals
+    from connectors.options import RunnerConfigError
+    from connectors.runner import ConnectorRunner
     from connectors.spec import load_topics, variables
+    from edgesight.http import serve_http
+    from edgesight.kafka import ensure_topics
     from edgesight.log import get_logger, setup_logging
-    from edgesight.metrics import serve
 
     cloud = _cloud(config)
     wh = _wh(warehouse_config, collection_prefix)
@@ -295,22 +298,21 @@ def run_cmd(
         rep = init_warehouse(client, cloud.mongo.warehouse_db, wh)
         for note in rep.notes:
             log.info(note)
-    for topic, what in runner.ensure_topics().items():
+    for topic, what in ensure_topics(cloud.kafka.client_config(), runner.wanted_topics(), log=log).items():
         log.info("topic", extra={"topic": topic, "state": what})
+    srv = None
     if metrics_port is not None:
-        port = serve(metrics_port)
-        log.info("metrics", extra={"port": port})
-
-    def _stop(signum, frame):
-        log.info("signal; flushing and committing", extra={"signal": signum})
-        runner.stop_event.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+        srv = serve_http("127.0.0.1", metrics_port, health=runner.running, status=lambda: {"tasks": runner.summary()})
+        log.info("metrics", extra={"port": srv.port})
+    handle_signals(runner.stop_event, log)
     runner.start()
     log.info("running", extra={"connectors": [s.name for s in specs], "tasks": len(runner.tasks)})
-    while not runner.wait(0.5):
-        pass
+    try:
+        while not runner.wait(0.5):
+            pass
+    finally:
+        if srv is not None:
+            srv.close()
     summary = runner.summary()
     sys.stdout.write(json.dumps({"summary": summary}) + "\n")
     sys.stdout.flush()

@@ -35,14 +35,22 @@ def _settings(model, **overrides):
         raise typer.Exit(2) from None
 
 
-def _run(bc, metrics_port, until_idle_s, log_level):
-    from cloud.engineering.consumer import run_with_signals
-    from edgesight import metrics
+def _run(loop, metrics_port: int | None, until_idle_s: float | None) -> None:
+    """Run the consumer loop until SIGTERM/SIGINT (or idle); /metrics, /healthz (the loop is running) and
+    /status (its stats) on ``metrics_port``; the stats as one JSON line on stdout at the end."""
+    from cloud.stream import handle_signals
+    from edgesight.http import serve_http
 
+    handle_signals(loop.stop, loop.log)
+    srv = None
     if metrics_port is not None:
-        port = metrics.serve(metrics_port)
-        bc.log.info("metrics served", extra={"port": port})
-    stats = run_with_signals(bc, until_idle_s=until_idle_s)
+        srv = serve_http("127.0.0.1", metrics_port, health=lambda: loop.running, status=loop.status)
+        loop.log.info("metrics served", extra={"port": srv.port})
+    try:
+        stats = loop.run(until_idle_s=until_idle_s)
+    finally:
+        if srv is not None:
+            srv.close()
     print(
         json.dumps(
             {
@@ -90,7 +98,7 @@ def engineering_run(
         write_concern=write_concern,
         metrics_port=metrics_port,
     )
-    _run(build_engineering(cfg, st), st.metrics_port, until_idle_s, log_level)
+    _run(build_engineering(cfg, st), st.metrics_port, until_idle_s)
 
 
 @fleet_app.command("run")
@@ -119,7 +127,7 @@ def fleet_run(
         session_timeout_ms=session_timeout_ms,
         metrics_port=metrics_port,
     )
-    _run(build_fleet(cfg, st), st.metrics_port, until_idle_s, log_level)
+    _run(build_fleet(cfg, st), st.metrics_port, until_idle_s)
 
 
 @fleet_app.command("list")

@@ -26,7 +26,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+from edgesight.samples import VTEST
+
 RTSP_SERVER = Path(__file__).resolve().parent / "cameras" / "rtsp_server.py"
 console = Console()
 

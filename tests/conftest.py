@@ -2,7 +2,7 @@
 
 ``stack`` is session-scoped: one SeaweedFS + Tansu + nx-27017 + mosquitto for the
 whole run, torn down at the end (nothing is left running). Tests that must
-kill or restart servers start their own with :func:`make_stack`.
+kill or restart servers start their own with :func:`ops.testing.make_stack`.
 """
 
 from __future__ import annotations
@@ -14,13 +14,9 @@ import pytest
 
 from cloud.config import CloudConfig
 from edgesight.log import setup_logging
-from ops.stack import Stack, private_settings
-
-VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
-
-
-def make_stack(data_dir: Path, **kw) -> Stack:
-    return Stack(settings=private_settings(data_dir, **kw))
+from edgesight.samples import VTEST
+from ops.stack import Stack
+from ops.testing import make_stack
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -74,3 +70,21 @@ def model_dir(tmp_path_factory) -> Path:
     sm = reg.import_darknet("yolov4-tiny")
     compress(sm, ["int8"], Int8Config(), frames=calibration_frames(Int8Config().calib_video_frames))
     return store
+
+
+# Fixtures that start servers (the embedded stack, RTSP and MJPEG sources). A test that needs one, directly or
+# through another fixture, is marked `stack`; `-m 'not stack'` is the fast loop that starts none.
+SERVER_FIXTURES = frozenset({"stack", "cloud_config", "outage_stack", "rtsp_server", "mjpeg_server"})
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark server tests ``stack``; leave ``slow`` tests out unless the ``-m`` expression names them."""
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
+    if "slow" not in config.getoption("markexpr"):
+        slow = [item for item in items if item.get_closest_marker("slow")]
+        if slow:
+            config.hook.pytest_deselected(items=slow)
+            items[:] = [item for item in items if not item.get_closest_marker("slow")]

@@ -17,6 +17,8 @@ from ops.stack import SERVICES, Stack, StackError, _pid_runs, free_ports, privat
 
 CLI = [sys.executable, "-m", "ops.cli"]
 
+pytestmark = pytest.mark.stack  # every test here starts servers, several without the `stack` fixture
+
 
 def test_session_stack_is_healthy(stack):
     rows = {h.name: h for h in stack.status()}

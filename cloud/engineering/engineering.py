@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from typing import Any
 
 from cloud.config import CloudConfig
+from cloud.stream import TP, BatchLoop, Failure, Handler, WriteResult
 from edgesight import metrics
-from edgesight.log import get_logger
 from edgesight.wire import Topics, WireError, decode_event
 
-from .consumer import BatchConsumer, Poison, ensure_topics
+from .consumer import consumer_loop, wire_failure
 from .facts import event_to_fact
 from .settings import EngineeringConfig
 from .store import AnalyticsStore
@@ -32,40 +32,39 @@ def decode_record(value: bytes | None):
         return None, e
 
 
-class EngineeringHandler:
+class EngineeringHandler(Handler):
+    """Detection events -> facts (per record) -> one store update per batch."""
+
     name = "engineering"
 
     def __init__(self, store: AnalyticsStore):
         self.store = store
-        self.log = get_logger("engineering")
-        self.last_written: dict[str, int] = {}
+        self._facts: list = []
 
-    def handle(self, msgs: Sequence) -> list[Poison]:
-        facts, poison = [], []
-        for m in msgs:
-            fact, err = decode_record(m.value())
-            if err is not None:
-                poison.append(Poison(m, err))
-            else:
-                facts.append(fact)
+    def accept(self, msg: Any) -> Failure | None:
+        fact, err = decode_record(msg.value())
+        if err is not None:
+            return wire_failure(err)
+        self._facts.append(fact)
+        return None
+
+    def write(self, final: bool) -> WriteResult:
+        facts, self._facts = self._facts, []
         if facts:
             now = time.time()
             for f in facts:
                 LATE.observe(max(0.0, now - f["ts"].timestamp()))
-            self.last_written = self.store.apply(facts)
-        return poison
+            self.store.apply(facts)  # returns after the writes are durable (raises otherwise)
+        return WriteResult(written=len(facts))
 
-    def on_rebalance(self) -> None:
+    def assign(self, tps: set[TP]) -> None:
+        self.store.clear_cache()  # partitions moved: drop caches that assume ownership
+
+    def revoke(self, tps: set[TP]) -> None:
         self.store.clear_cache()
 
-    def tick(self) -> None:
-        pass
 
-
-def build_engineering(cfg: CloudConfig, st: EngineeringConfig, *, mongo_client=None) -> BatchConsumer:
-    topics = Topics(cfg.kafka.topic_prefix)
-    kconf = cfg.kafka.client_config()
-    ensure_topics(kconf, {topics.dlq(st.dlq_name): 1})
+def build_engineering(cfg: CloudConfig, st: EngineeringConfig, *, mongo_client=None) -> BatchLoop:
     client = mongo_client or cfg.mongo.client()
     store = AnalyticsStore(
         client[cfg.mongo.analytics_db],
@@ -74,13 +73,5 @@ def build_engineering(cfg: CloudConfig, st: EngineeringConfig, *, mongo_client=N
         cache_max_keys=st.cache_max_keys,
         write_retries=st.write_retries,
     )
-    return BatchConsumer(
-        kconf,
-        topics.detections,
-        st.group_id,
-        EngineeringHandler(store),
-        dlq_topic=topics.dlq(st.dlq_name),
-        batch_size=st.batch_size,
-        batch_timeout_s=st.batch_timeout_s,
-        session_timeout_ms=st.session_timeout_ms or cfg.kafka.session_timeout_ms,
-    )
+    topics = Topics(cfg.kafka.topic_prefix)
+    return consumer_loop(cfg, st, topics.detections, st.dlq_name, EngineeringHandler(store))

@@ -17,17 +17,19 @@ even when the fleet consumer is not running.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from pymongo import ASCENDING, ReplaceOne
 
 from cloud.config import CloudConfig
+from cloud.stream import BatchLoop, Failure, Handler, WriteResult
 from edgesight import metrics
 from edgesight.log import get_logger
 from edgesight.wire import AgentStatus, CameraStatus, Topics, WireError, decode_status
 
-from .consumer import BatchConsumer, Poison, ensure_topics
+from .consumer import consumer_loop, wire_failure
 from .settings import FleetConfig
 from .store import is_dup_only, resolve_write_concern
 
@@ -171,34 +173,41 @@ def fleet_rows(db, now: datetime | None = None, stale_after_s: float = 60.0) -> 
     return sorted(rows, key=lambda r: (r["agent_id"], r["camera_id"]))
 
 
-class FleetHandler:
+class FleetHandler(Handler):
+    """Heartbeats -> agent and camera documents (per record) -> guarded replaces of the newest per batch."""
+
     name = "fleet"
 
     def __init__(self, store: FleetStore, settings: FleetConfig):
         self.store, self.st = store, settings
         self._next_sweep = 0.0
+        self._agents: list[dict] = []
+        self._cams: list[dict] = []
+        self._n = 0
+        self._received_at: datetime | None = None
 
-    def handle(self, msgs: Sequence) -> list[Poison]:
-        now = datetime.now(timezone.utc)
-        agents, cams, poison = [], [], []
-        for m in msgs:
-            try:
-                if m.value() is None:
-                    raise WireError("status", "(message)", "empty value (tombstone); expected a JSON object")
-                a, cs = status_docs(decode_status(m.value()), now)
-            except WireError as e:
-                poison.append(Poison(m, e))
-                continue
-            if a is not None:
-                agents.append(a)
-            cams.extend(cs)
+    def accept(self, msg: Any) -> Failure | None:
+        if self._received_at is None:
+            self._received_at = datetime.now(timezone.utc)
+        try:
+            if msg.value() is None:
+                raise WireError("status", "(message)", "empty value (tombstone); expected a JSON object")
+            a, cs = status_docs(decode_status(msg.value()), self._received_at)
+        except WireError as e:
+            return wire_failure(e)
+        if a is not None:
+            self._agents.append(a)
+        self._cams.extend(cs)
+        self._n += 1
+        return None
+
+    def write(self, final: bool) -> WriteResult:
+        agents, cams, n = self._agents, self._cams, self._n
+        self._agents, self._cams, self._n, self._received_at = [], [], 0, None
         old = self.store.upsert(self.store.agents, newest(agents)) + self.store.upsert(self.store.cameras, newest(cams))
         if old:
             OUTDATED.inc(old)
-        return poison
-
-    def on_rebalance(self) -> None:
-        pass
+        return WriteResult(written=n)
 
     def tick(self) -> None:
         t = time.monotonic()
@@ -207,19 +216,8 @@ class FleetHandler:
             self.store.sweep(datetime.now(timezone.utc), self.st.stale_after_s)
 
 
-def build_fleet(cfg: CloudConfig, st: FleetConfig, *, mongo_client=None) -> BatchConsumer:
-    topics = Topics(cfg.kafka.topic_prefix)
-    kconf = cfg.kafka.client_config()
-    ensure_topics(kconf, {topics.dlq(st.dlq_name): 1})
+def build_fleet(cfg: CloudConfig, st: FleetConfig, *, mongo_client=None) -> BatchLoop:
     client = mongo_client or cfg.mongo.client()
     store = FleetStore(client[cfg.mongo.analytics_db], write_concern=st.write_concern)
-    return BatchConsumer(
-        kconf,
-        topics.status,
-        st.group_id,
-        FleetHandler(store, st),
-        dlq_topic=topics.dlq(st.dlq_name),
-        batch_size=st.batch_size,
-        batch_timeout_s=st.batch_timeout_s,
-        session_timeout_ms=st.session_timeout_ms or cfg.kafka.session_timeout_ms,
-    )
+    topics = Topics(cfg.kafka.topic_prefix)
+    return consumer_loop(cfg, st, topics.status, st.dlq_name, FleetHandler(store, st))

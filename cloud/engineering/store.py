@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
 from datetime import datetime, timezone
 
 from pymongo import ASCENDING, ReplaceOne, UpdateOne, WriteConcern
@@ -362,8 +361,3 @@ class AnalyticsStore:
 def count_facts(db) -> int:
     """Distinct events in the ledger (every fact lives in exactly one minute bucket)."""
     return sum(len(d.get("facts") or {}) for d in db[FACTS_MINUTE].find({}, {"facts": 1}))
-
-
-def drop_all(db, names: Iterable[str] = (FACTS_MINUTE, COUNTS, CROSSINGS, DWELL, TRACKS)) -> None:
-    for n in names:
-        db.drop_collection(n)

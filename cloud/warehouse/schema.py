@@ -164,6 +164,11 @@ def init_warehouse(client, database: str, wcfg: WarehouseConfig) -> InitReport:
         rep.indexes[name] = made
         days = wcfg.retention.detections_days if logical == DETECTIONS else wcfg.retention.keyframes_days
         rep.ttl[name] = set_retention(coll, days)
+    if not index_directions_kept(db[names.detections]):
+        rep.notes.append(
+            "index key directions: NOT kept by this server (camera_ts was created with ts descending and reads "
+            "back ascending); queries stay correct, only the index scan order differs"
+        )
     rep.timeseries = detect_timeseries(db)
     if not rep.timeseries.supported:
         rep.notes.append(

@@ -1,17 +1,27 @@
 """Edge capture service: one worker thread per camera, a supervisor with a watchdog,
-latest-frame-wins hand-off, optional motion gating. See :mod:`.supervisor`."""
+latest-frame-wins hand-off, optional motion gating. See :mod:`.supervisor`.
 
-from .motion import MotionGate, MotionResult
-from .settings import BackoffConfig, CameraConfig, MotionConfig, WatchdogConfig
-from .sources import Source, SourceError, open_source
-from .supervisor import CameraStatus, Supervisor
-from .worker import CameraState, CaptureWorker, Frame, HandoffSlot
+Names are imported on first use, so ``from edge_agent.capture.settings import ...``
+does not load cv2."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from edge_agent._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .motion import MotionGate, MotionResult
+    from .settings import BackoffConfig, CameraConfig, MotionConfig, WatchdogConfig
+    from .sources import Source, SourceError, open_source
+    from .supervisor import CaptureStatus, Supervisor
+    from .worker import CameraState, CaptureWorker, Frame, HandoffSlot
 
 __all__ = [
     "BackoffConfig",
     "CameraConfig",
     "CameraState",
-    "CameraStatus",
+    "CaptureStatus",
     "CaptureWorker",
     "Frame",
     "HandoffSlot",
@@ -24,3 +34,24 @@ __all__ = [
     "WatchdogConfig",
     "open_source",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "MotionGate": ".motion",
+        "MotionResult": ".motion",
+        "BackoffConfig": ".settings",
+        "CameraConfig": ".settings",
+        "MotionConfig": ".settings",
+        "WatchdogConfig": ".settings",
+        "Source": ".sources",
+        "SourceError": ".sources",
+        "open_source": ".sources",
+        "CaptureStatus": ".supervisor",
+        "Supervisor": ".supervisor",
+        "CameraState": ".worker",
+        "CaptureWorker": ".worker",
+        "Frame": ".worker",
+        "HandoffSlot": ".worker",
+    },
+)

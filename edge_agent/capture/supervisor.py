@@ -42,7 +42,9 @@ StateChangeHook = Callable[[str, CameraState, CameraState, str], None]
 
 
 @dataclass
-class CameraStatus:
+class CaptureStatus:
+    """One camera's capture state inside the agent (the wire ``CameraStatus`` is built from it)."""
+
     camera_id: str
     state: CameraState
     reason: str
@@ -262,7 +264,7 @@ class Supervisor:
                 self._cond.wait(remaining if remaining is not None else 1.0)
 
     # ------------------------------------------------------------------ status
-    def status(self) -> dict[str, CameraStatus]:
+    def status(self) -> dict[str, CaptureStatus]:
         with self._lock:
             return {cid: self._status(cam) for cid, cam in self._cams.items()}
 
@@ -271,12 +273,12 @@ class Supervisor:
         with self._lock:
             return self._status(self._get(camera_id)).to_dict()
 
-    def _status(self, cam: _Camera) -> CameraStatus:
+    def _status(self, cam: _Camera) -> CaptureStatus:
         counters = cam.stats.snapshot()
         if cam.worker is not None and cam.worker.motion_gate is not None:
             counters["motion_skipped"] = cam.worker.motion_gate.skipped
         counters["target_fps"] = cam.target_fps
-        return CameraStatus(
+        return CaptureStatus(
             cam.cfg.id, cam.state, cam.reason, cam.since, cam.fps, cam.read_fps, cam.cfg.enabled, cam.cfg.url, counters
         )
 

@@ -209,10 +209,6 @@ class HandoffSlot:
     def peek(self) -> Frame | None:
         return self._frame
 
-    def has_new(self) -> bool:
-        f = self._frame
-        return f is not None and f.seq > self._taken_seq
-
     def take_locked(self) -> Frame | None:
         """Newest frame not taken yet (caller holds the condition); marks it taken."""
         f = self._frame

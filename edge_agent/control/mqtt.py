@@ -25,47 +25,22 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from pydantic import Field, SecretStr, model_validator
 
 from edgesight import __version__
-from edgesight.config import StrictModel
-from edgesight.log import get_logger, register_secret
+from edgesight.log import get_logger
 from edgesight.metrics import counter, gauge
 from edgesight.wire import AgentStatus, CameraStatus, ControlAck, WireError, decode_command, dumps
 from edgesight.wire.topics import mqtt_topics
+
+from .settings import ControlConfig
 
 COMMANDS = counter(
     "control_commands_total", "Control commands received, by action and outcome", ["agent", "action", "outcome"]
 )
 CONNECTED = gauge("control_connected", "1 while the agent is connected to its MQTT broker", ["agent"])
-
-
-class ControlConfig(StrictModel):
-    """The ``control`` section of the agent config."""
-
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = Field(1883, gt=0, lt=65536)
-    username: str | None = None
-    password: SecretStr | None = None
-    tls: bool = False
-    ca_file: Path | None = None
-    topic_root: str = Field("edgesight", pattern=r"^[A-Za-z0-9_/-]{1,64}$")
-    keepalive_s: int = Field(15, ge=5, le=3600)
-    status_interval_s: float = Field(10.0, gt=0)
-
-    @model_validator(mode="after")
-    def _check(self) -> ControlConfig:
-        if self.password is not None and not self.username:
-            raise ValueError("password is set but username is missing")
-        if self.ca_file is not None and not self.tls:
-            raise ValueError("ca_file is set but tls is false")
-        register_secret(self.password.get_secret_value() if self.password else None)
-        return self
 
 
 class CommandError(Exception):

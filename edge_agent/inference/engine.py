@@ -21,7 +21,7 @@ from edge_agent.detections import Detections
 from edge_agent.preprocess import Letterbox
 from edgesight import metrics
 from edgesight.log import get_logger
-from model_zoo.registry import Registry, StoredModel
+from edgesight.modelstore import ModelStore, StoredModel
 
 from .postprocess import cxcywh_to_xyxy, postprocess
 from .settings import InferenceConfig
@@ -147,12 +147,12 @@ class InferenceEngine:
         self,
         config: InferenceConfig | None = None,
         *,
-        registry: Registry | None = None,
+        store: ModelStore | None = None,
         model_path: str | Path | None = None,
     ):
         self.config = cfg = config or InferenceConfig()
-        self.registry = registry or Registry(cfg.model_dir)
-        self.model = self.registry.get(cfg.model)
+        self.store = store or ModelStore(cfg.model_dir)
+        self.model = self.store.get(cfg.model)
         self.providers = select_providers(cfg.providers or None)
         self.variant = choose_variant(cfg.variant, self.providers, self.model)
         path = Path(model_path) if model_path else self.model.path(self.variant, verify=cfg.verify_sha256)
@@ -195,7 +195,7 @@ class InferenceEngine:
         self.max_model_batch = b if isinstance(b, int) and b > 0 else None
         self.layout = m.output.layout
         self.letterbox = Letterbox(
-            tuple(m.input.size), m.input.pad_value, m.input.color == "RGB", m.input.scale, dtype=self.input_dtype
+            m.input.size, m.input.pad_value, m.input.color == "RGB", m.input.scale, dtype=self.input_dtype
         )
         self.class_filter = self._class_filter(cfg.classes)
         self._lock = threading.Lock()

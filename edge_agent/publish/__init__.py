@@ -14,16 +14,26 @@ Public interface for the pipeline::
         pub.publish_event(ev)
     pub.publish_status(agent_status)       # heartbeat
     pub.close()
+
+Names are imported on first use, so ``from edge_agent.publish.settings import ...`` loads
+neither cv2 nor confluent_kafka.
 """
 
-from .keyframes import KeyframeSelector, KeyframeShot, TrackUpdate, encode_jpeg_bounded
-from .producer import EdgePublisher, ensure_topics, producer_config
-from .settings import KeyframePolicy, PublishConfig, SpoolConfig, parse_size
-from .spool import Spool, SpoolError, SpoolRecord, SpoolStats
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from edge_agent._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .keyframes import KeyframeSelector, KeyframeShot, TrackUpdate, encode_jpeg_bounded
+    from .producer import EdgePublisher, edge_topic_specs, producer_config
+    from .settings import KeyframePolicy, PublishConfig, SpoolConfig, parse_size
+    from .spool import Spool, SpoolError, SpoolRecord, SpoolStats
 
 __all__ = [
     "EdgePublisher",
-    "ensure_topics",
+    "edge_topic_specs",
     "producer_config",
     "KeyframeSelector",
     "KeyframeShot",
@@ -38,3 +48,24 @@ __all__ = [
     "SpoolRecord",
     "SpoolStats",
 ]
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "KeyframeSelector": ".keyframes",
+        "KeyframeShot": ".keyframes",
+        "TrackUpdate": ".keyframes",
+        "encode_jpeg_bounded": ".keyframes",
+        "EdgePublisher": ".producer",
+        "edge_topic_specs": ".producer",
+        "producer_config": ".producer",
+        "KeyframePolicy": ".settings",
+        "PublishConfig": ".settings",
+        "SpoolConfig": ".settings",
+        "parse_size": ".settings",
+        "Spool": ".spool",
+        "SpoolError": ".spool",
+        "SpoolRecord": ".spool",
+        "SpoolStats": ".spool",
+    },
+)

@@ -265,12 +265,6 @@ class KeyframeSelector:
             st = cam.tracks.get(track_id) if cam else None
             return st.ref if st else None
 
-    def end_track(self, camera_id: str, track_id: int) -> None:
-        with self._lock:
-            cam = self._cams.get(camera_id)
-            if cam:
-                cam.tracks.pop(track_id, None)
-
     def stats(self) -> dict[str, dict]:
         """Per camera: keyframes, bytes_total, bytes_last_hour, by_reason, min quality used."""
         with self._lock:

@@ -60,6 +60,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from edgesight import metrics
+from edgesight.kafka import TopicSpec
 from edgesight.log import get_logger
 from edgesight.wire import (
     AgentStatus,
@@ -175,29 +176,11 @@ def producer_config(cfg: PublishConfig) -> dict[str, Any]:
     return conf
 
 
-def ensure_topics(
-    cfg: PublishConfig, *, partitions: int = 6, replication_factor: int = -1, timeout: float = 15.0
-) -> list[str]:
-    """Create the detections/keyframes/status topics if missing (ops normally does this). Returns those created."""
-    from confluent_kafka.admin import AdminClient, NewTopic
-
+def edge_topic_specs(cfg: PublishConfig, *, partitions: int = 6, replication_factor: int = -1) -> list[TopicSpec]:
+    """The topics the edge writes (detections, keyframes, status), for :func:`edgesight.kafka.ensure_topics`
+    (ops normally creates them from ``connectors/topics.yaml``)."""
     t = cfg.topics
-    admin = AdminClient(cfg.kafka.client_config())
-    existing = admin.list_topics(timeout=timeout).topics
-    want = [
-        NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
-        for name in (t.detections, t.keyframes, t.status)
-        if name not in existing
-    ]
-    created = []
-    for name, fut in admin.create_topics(want, request_timeout=timeout).items() if want else ():
-        try:
-            fut.result(timeout=timeout)
-            created.append(name)
-        except KafkaException as e:
-            if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
-    return created
+    return [TopicSpec(name, partitions, replication_factor) for name in (t.detections, t.keyframes, t.status)]
 
 
 class EdgePublisher:
@@ -253,11 +236,11 @@ class EdgePublisher:
                     ("failed", M_FAILED),
                     ("requeued", M_RETRIED),
                     ("dropped", M_DROPPED),
-                    ("latency", M_LATENCY),
                 )
             }
             for k, name in KIND_NAMES.items()
         }
+        self._m_latency = {k: M_LATENCY.labels(agent_id, name) for k, name in KIND_NAMES.items()}
         self._started = time.monotonic()
 
     # ---- life cycle -------------------------------------------------------------------
@@ -346,8 +329,9 @@ class EdgePublisher:
             self.spool.requeue([rec.seq])
             return False
         cb = functools.partial(self._on_delivery, self._gen, rec.seq, rec.kind, rec.size, rec.accept_ms)
+        headers: list[tuple[str, str | bytes | None]] | None = list(rec.headers) or None
         try:
-            p.produce(self._topic[rec.kind], value=rec.value, key=rec.key, headers=rec.headers or None, on_delivery=cb)
+            p.produce(self._topic[rec.kind], value=rec.value, key=rec.key, headers=headers, on_delivery=cb)
         except BufferError:
             self.spool.requeue([rec.seq])
             return False
@@ -377,7 +361,7 @@ class EdgePublisher:
                 if not self._produce(rec):
                     break
                 n += 1
-                if n % 1000 == 0:
+                if n % 1000 == 0 and self._producer is not None:
                     self._producer.poll(0)
         return n
 
@@ -416,7 +400,7 @@ class EdgePublisher:
             self.spool.resolve(seq)
             self._count(kind, "acked")
             lat = max(0.0, time.time() - accept_ms / 1000.0)
-            self._m[kind]["latency"].observe(lat)
+            self._m_latency[kind].observe(lat)
             self._lat.append(lat)
             if len(self._lat) > 20000:
                 del self._lat[:10000]
@@ -480,7 +464,8 @@ class EdgePublisher:
             n = self.spool.requeue_all()
             self._fatal.clear()
         try:
-            old.purge(in_queue=True, in_flight=True, blocking=False)
+            if old is not None:
+                old.purge(in_queue=True, in_flight=True, blocking=False)
         except Exception:  # noqa: BLE001
             pass
         self._log.warning("producer recreated; unacknowledged records re-sent in order", extra={"records": n})
@@ -489,7 +474,10 @@ class EdgePublisher:
         last_gauges = 0.0
         while not self._stop.is_set():
             try:
-                self._producer.poll(self._poll_interval)
+                p = self._producer
+                if p is None:  # closed under us
+                    break
+                p.poll(self._poll_interval)
                 if self._fatal.is_set():
                     self._recreate()
                 self._feed()

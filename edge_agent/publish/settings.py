@@ -40,8 +40,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from cloud.config import KafkaConfig
 from edgesight.config import StrictModel
+from edgesight.kafka import KafkaConfig
 from edgesight.wire import Topics
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)

@@ -548,10 +548,6 @@ class Spool:
         rec.pos, rec.size = pos, size
         return rec
 
-    def has_pending(self) -> bool:
-        with self._lock:
-            return bool(self._retry) or self._stats.pending_records > 0
-
     # ---- resolution -------------------------------------------------------------------
     def resolve(self, seq: int) -> None:
         """The record was acknowledged by the broker (or failed for good): forget it."""

@@ -181,7 +181,7 @@ class CameraTracking:
         zr = self.zones.update(tracked, ts)
         ended = self.tracker.ended
         ended_zones = self.zones.end_tracks([e.track_id for e in ended]) if ended else {}
-        infos = self.tracker.infos(tracked.tracker_ids.tolist())
+        infos = self.tracker.infos(tracked.tracker_ids.tolist() if tracked.tracker_ids is not None else [])
         records = self.events.update(tracked, infos, zr, ended, ended_zones, frame_index=frame, timestamp=ts)
         return tracked, records
 

@@ -78,17 +78,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from enum import Enum
+from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from edge_agent.detections import Detections
+from edge_agent.detections import Detections, box_iou
 from edgesight import metrics
 from edgesight.log import get_logger
 
 from .settings import TrackerConfig
 
-__all__ = ["ByteTracker", "TrackInfo", "TrackState", "box_iou"]
+__all__ = ["ByteTracker", "TrackInfo", "TrackState"]
 
 _TRACKS_ACTIVE = metrics.gauge("tracking_active_tracks", "Confirmed tracks currently tracked or lost", ["camera"])
 _TRACKS_STARTED = metrics.counter("tracking_tracks_started_total", "Tracks that received an id", ["camera"])
@@ -129,23 +130,6 @@ class TrackInfo:
 # --------------------------------------------------------------------------- geometry
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix (len(a), len(b)) of xyxy boxes."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float64)
-    a = a.astype(np.float64, copy=False)
-    b = b.astype(np.float64, copy=False)
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 def _xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
     b = b.astype(np.float64, copy=False)
     return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
@@ -154,6 +138,11 @@ def _xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
 def _cxcywh_to_xyxy(m: np.ndarray) -> np.ndarray:
     w, h = np.maximum(m[:, 2], 1e-3), np.maximum(m[:, 3], 1e-3)
     return np.stack([m[:, 0] - w / 2, m[:, 1] - h / 2, m[:, 0] + w / 2, m[:, 1] + h / 2], axis=1)
+
+
+def _box(b: np.ndarray) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = b.tolist()
+    return (x1, y1, x2, y2)
 
 
 # --------------------------------------------------------------------------- Kalman (batched)
@@ -230,7 +219,7 @@ class _Track:
         self.first_frame = self.last_frame = frame
         self.first_ts = self.last_ts = ts
         self.score = self.top_score = float(score)
-        self.box = self.top_box = tuple(np.asarray(box, np.float64).tolist())
+        self.box = self.top_box = _box(np.asarray(box, np.float64))
         self.hits = self.streak = 1
 
     def info(self) -> TrackInfo:
@@ -263,6 +252,46 @@ def _assign(cost: np.ndarray, thresh: float) -> tuple[list[tuple[int, int]], np.
     um_r = np.setdiff1d(np.arange(nr), rows[ok])
     um_c = np.setdiff1d(np.arange(nc), cols[ok])
     return pairs, um_r, um_c
+
+
+class _Candidates(NamedTuple):
+    """This frame's detections worth tracking; ``rows`` is each one's row in the caller's Detections."""
+
+    boxes: np.ndarray  # (N, 4) float64 xyxy
+    scores: np.ndarray  # (N,) float64
+    classes: np.ndarray  # (N,) int64
+    rows: np.ndarray  # (N,) int64
+
+
+class _Association(NamedTuple):
+    matches: list[tuple[int, int]]  # (track index, candidate index)
+    unmatched_confirmed: set[int]  # tracked or lost tracks without a detection this frame
+    unmatched_tentative: set[int]  # tentative tracks without a detection: they die silently
+    new_dets: np.ndarray  # candidate indices left for new tracks
+
+
+class _Output:
+    """The confirmed tracks matched in this frame: candidate index -> track id."""
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.ids: list[int] = []
+
+    def add(self, candidate: int, track_id: int) -> None:
+        self.rows.append(candidate)
+        self.ids.append(track_id)
+
+    def detections(self, detections: Detections, candidate_rows: np.ndarray) -> Detections:
+        """The caller's rows of the matched tracks, in input order, with ``tracker_ids`` set."""
+        order = np.argsort(np.array(self.rows, np.int64), kind="stable")
+        rows = candidate_rows[np.array(self.rows, np.int64)[order]] if self.rows else np.zeros((0,), np.int64)
+        return Detections(
+            np.asarray(detections.xyxy, np.float32)[rows].reshape(-1, 4),
+            np.asarray(detections.scores, np.float32)[rows],
+            np.asarray(detections.class_ids, np.int32)[rows],
+            np.array(self.ids, np.int64)[order] if self.ids else np.zeros((0,), np.int64),
+            [],
+        )
 
 
 class ByteTracker:
@@ -317,106 +346,127 @@ class ByteTracker:
 
     def update(self, detections: Detections, timestamp: float | None = None) -> Detections:
         t0 = time.perf_counter()
-        cfg = self.config
         self.frame_index += 1
         frame = self.frame_index
-        ts = float(timestamp) if timestamp is not None else frame / cfg.frame_rate
+        ts = float(timestamp) if timestamp is not None else frame / self.config.frame_rate
         self.ended, self.started = [], []
 
-        keep = detections.scores >= cfg.track_low_thresh
+        dets = self._candidates(detections)
+        pred_boxes = self._predict()
+        assoc = self._associate(pred_boxes, dets)
+        out = _Output()
+        self._apply_matches(assoc.matches, dets, frame, ts, out)
+        self._age_out(assoc.unmatched_confirmed, assoc.unmatched_tentative, frame, ts, timestamp is not None)
+        self._spawn(assoc.new_dets, dets, frame, ts, out)
+        self._report()
+        result = out.detections(detections, dets.rows)
+        self._m_seconds.observe(time.perf_counter() - t0)
+        return result
+
+    # ------------------------------------------------------------------ update steps
+
+    def _candidates(self, detections: Detections) -> _Candidates:
+        """Detections above the low threshold with a non-empty box, remembering their row in the input."""
+        keep = detections.scores >= self.config.track_low_thresh
         boxes = np.asarray(detections.xyxy, np.float64)[keep].reshape(-1, 4)
         scores = np.asarray(detections.scores, np.float64)[keep]
         classes = np.asarray(detections.class_ids, np.int64)[keep]
-        det_index = np.flatnonzero(keep)  # back to the caller's rows
+        index = np.flatnonzero(keep)
         valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        boxes, scores, classes, det_index = boxes[valid], scores[valid], classes[valid], det_index[valid]
+        return _Candidates(boxes[valid], scores[valid], classes[valid], index[valid])
 
-        # 1. predict all tracks (batched); lost tracks stop growing/shrinking
-        if self._tracks:
-            mean = np.stack([t.mean for t in self._tracks])
-            cov = np.stack([t.cov for t in self._tracks])
-            lost = np.array([t.state is TrackState.LOST for t in self._tracks])
-            mean[lost, 6:8] = 0.0
-            mean, cov = _kf_predict(mean, cov)
-            for t, m, c in zip(self._tracks, mean, cov):
-                t.mean, t.cov = m, c
-            pred_boxes = _cxcywh_to_xyxy(mean[:, :4])
-        else:
-            pred_boxes = np.zeros((0, 4))
+    def _predict(self) -> np.ndarray:
+        """Kalman-predict every track (batched; lost tracks stop growing/shrinking); their predicted boxes."""
+        if not self._tracks:
+            return np.zeros((0, 4))
+        mean = np.stack([t.mean for t in self._tracks])
+        cov = np.stack([t.cov for t in self._tracks])
+        lost = np.array([t.state is TrackState.LOST for t in self._tracks])
+        mean[lost, 6:8] = 0.0
+        mean, cov = _kf_predict(mean, cov)
+        for t, m, c in zip(self._tracks, mean, cov):
+            t.mean, t.cov = m, c
+        return _cxcywh_to_xyxy(mean[:, :4])
+
+    def _associate(self, pred_boxes: np.ndarray, dets: _Candidates) -> _Association:
+        """The three matching stages: high scores, then low scores, then tentative tracks."""
+        cfg = self.config
         trk_classes = np.array([t.class_id for t in self._tracks], np.int64)
         states = [t.state for t in self._tracks]
 
-        high = np.flatnonzero(scores >= cfg.track_high_thresh)
-        low = np.flatnonzero(scores < cfg.track_high_thresh)
-        confirmed = np.array([i for i, s in enumerate(states) if s in (TrackState.TRACKED, TrackState.LOST)], np.int64)
-        tentative = np.array([i for i, s in enumerate(states) if s is TrackState.TENTATIVE], np.int64)
-        matches: list[tuple[int, int]] = []  # (track index, det index)
-
         def cost_for(ti: np.ndarray, di: np.ndarray, fuse: bool) -> np.ndarray:
-            iou = box_iou(pred_boxes[ti], boxes[di])
-            sim = iou * scores[di][None, :] if fuse else iou
+            iou = box_iou(pred_boxes[ti], dets.boxes[di])
+            sim = iou * dets.scores[di][None, :] if fuse else iou
             cost = 1.0 - sim
             if cfg.class_aware:
-                cost = np.where(trk_classes[ti][:, None] == classes[di][None, :], cost, np.inf)
+                cost = np.where(trk_classes[ti][:, None] == dets.classes[di][None, :], cost, np.inf)
             return cost
 
-        # 2. stage 1: high detections vs tracked + lost
+        high = np.flatnonzero(dets.scores >= cfg.track_high_thresh)
+        low = np.flatnonzero(dets.scores < cfg.track_high_thresh)
+        confirmed = np.array([i for i, s in enumerate(states) if s in (TrackState.TRACKED, TrackState.LOST)], np.int64)
+        tentative = np.array([i for i, s in enumerate(states) if s is TrackState.TENTATIVE], np.int64)
+        matches: list[tuple[int, int]] = []  # (track index, candidate index)
+
+        # stage 1: high detections vs tracked + lost
         pairs, um_t, um_d = _assign(cost_for(confirmed, high, cfg.fuse_score), cfg.match_thresh)
         matches += [(int(confirmed[a]), int(high[b])) for a, b in pairs]
         rest_trk = confirmed[um_t]
         rest_high = high[um_d]
 
-        # 3. stage 2: low detections vs still-unmatched *tracked* (not lost) tracks
+        # stage 2: low detections vs still-unmatched *tracked* (not lost) tracks
         rest_tracked = np.array([i for i in rest_trk if states[i] is TrackState.TRACKED], np.int64)
-        pairs, um_t2, _ = _assign(cost_for(rest_tracked, low, False), cfg.second_match_thresh)
+        pairs, _, _ = _assign(cost_for(rest_tracked, low, False), cfg.second_match_thresh)
         matches += [(int(rest_tracked[a]), int(low[b])) for a, b in pairs]
         unmatched_confirmed = set(rest_trk.tolist()) - {m[0] for m in matches}
 
-        # 4. stage 3: tentative tracks vs leftover high detections
+        # stage 3: tentative tracks vs leftover high detections
         pairs, um_tent, um_d3 = _assign(cost_for(tentative, rest_high, False), cfg.tentative_match_thresh)
         matches += [(int(tentative[a]), int(rest_high[b])) for a, b in pairs]
-        new_dets = rest_high[um_d3]
+        return _Association(matches, unmatched_confirmed, {int(tentative[i]) for i in um_tent}, rest_high[um_d3])
 
-        # apply matches: batched Kalman update
-        out_rows: list[int] = []
-        out_ids: list[int] = []
-        if matches:
-            ti = np.array([m[0] for m in matches])
-            di = np.array([m[1] for m in matches])
-            mean = np.stack([self._tracks[i].mean for i in ti])
-            cov = np.stack([self._tracks[i].cov for i in ti])
-            mean, cov = _kf_update(mean, cov, _xyxy_to_cxcywh(boxes[di]))
-            for k, (i, d) in enumerate(zip(ti.tolist(), di.tolist())):
-                t = self._tracks[i]
-                t.mean, t.cov = mean[k], cov[k]
-                t.box = tuple(boxes[d].tolist())
-                t.score = float(scores[d])
-                if t.score > t.top_score:
-                    t.top_score, t.top_box = t.score, t.box
-                t.hits += 1
-                t.streak = t.streak + 1 if t.last_frame == frame - 1 else 1
-                t.last_frame, t.last_ts = frame, ts
-                if t.state is TrackState.TENTATIVE:
-                    if t.streak >= cfg.min_hits:
-                        self._confirm(t)
-                else:
-                    t.state = TrackState.TRACKED
-                if t.track_id:
-                    out_rows.append(d)
-                    out_ids.append(t.track_id)
+    def _apply_matches(
+        self, matches: list[tuple[int, int]], dets: _Candidates, frame: int, ts: float, out: _Output
+    ) -> None:
+        """Batched Kalman update of the matched tracks; tentative ones are confirmed after ``min_hits``."""
+        if not matches:
+            return
+        ti = np.array([m[0] for m in matches])
+        di = np.array([m[1] for m in matches])
+        mean = np.stack([self._tracks[i].mean for i in ti])
+        cov = np.stack([self._tracks[i].cov for i in ti])
+        mean, cov = _kf_update(mean, cov, _xyxy_to_cxcywh(dets.boxes[di]))
+        for k, (i, d) in enumerate(zip(ti.tolist(), di.tolist())):
+            t = self._tracks[i]
+            t.mean, t.cov = mean[k], cov[k]
+            t.box = _box(dets.boxes[d])
+            t.score = float(dets.scores[d])
+            if t.score > t.top_score:
+                t.top_score, t.top_box = t.score, t.box
+            t.hits += 1
+            t.streak = t.streak + 1 if t.last_frame == frame - 1 else 1
+            t.last_frame, t.last_ts = frame, ts
+            if t.state is TrackState.TENTATIVE:
+                if t.streak >= self.config.min_hits:
+                    self._confirm(t)
+            else:
+                t.state = TrackState.TRACKED
+            if t.track_id:
+                out.add(d, t.track_id)
 
-        # unmatched: tracked -> lost; lost past the buffer -> ended; tentative -> dropped
-        max_lost = cfg.max_lost_frames
-        dead: set[int] = {int(tentative[i]) for i in um_tent}
-        for i in unmatched_confirmed:
+    def _age_out(self, unmatched: set[int], dropped: set[int], frame: int, ts: float, timestamped: bool) -> None:
+        """Unmatched tracked -> lost; lost past the buffer -> ended; unmatched tentative -> dropped."""
+        cfg = self.config
+        dead = set(dropped)
+        for i in unmatched:
             t = self._tracks[i]
             if t.state is TrackState.TRACKED:
                 t.state = TrackState.LOST
                 t.streak = 0
             # Lost past the buffer: in frames, or in the caller's time when it gives timestamps (a camera
             # that gets fewer inferred frames than frame_rate would otherwise keep tracks far longer).
-            if frame - t.last_frame > max_lost or (
-                timestamp is not None and frame > t.last_frame and ts - t.last_ts > cfg.lost_buffer_s
+            if frame - t.last_frame > cfg.max_lost_frames or (
+                timestamped and frame > t.last_frame and ts - t.last_ts > cfg.lost_buffer_s
             ):
                 t.state = TrackState.ENDED
                 self.ended.append(t.info())
@@ -425,18 +475,20 @@ class ByteTracker:
         if dead:
             self._tracks = [t for i, t in enumerate(self._tracks) if i not in dead]
 
-        # new tentative tracks (confirmed at once when min_hits == 1)
-        new_dets = new_dets[scores[new_dets] >= cfg.new_track_thresh]
-        if len(new_dets):
-            mean, cov = _kf_initiate(_xyxy_to_cxcywh(boxes[new_dets]))
-            for k, d in enumerate(new_dets.tolist()):
-                t = _Track(mean[k], cov[k], classes[d], scores[d], boxes[d], frame, ts)
-                self._tracks.append(t)
-                if cfg.min_hits <= 1:
-                    self._confirm(t)
-                    out_rows.append(d)
-                    out_ids.append(t.track_id)
+    def _spawn(self, new_dets: np.ndarray, dets: _Candidates, frame: int, ts: float, out: _Output) -> None:
+        """New tentative tracks from the leftover high detections (confirmed at once when ``min_hits`` is 1)."""
+        new_dets = new_dets[dets.scores[new_dets] >= self.config.new_track_thresh]
+        if not len(new_dets):
+            return
+        mean, cov = _kf_initiate(_xyxy_to_cxcywh(dets.boxes[new_dets]))
+        for k, d in enumerate(new_dets.tolist()):
+            t = _Track(mean[k], cov[k], dets.classes[d], dets.scores[d], dets.boxes[d], frame, ts)
+            self._tracks.append(t)
+            if self.config.min_hits <= 1:
+                self._confirm(t)
+                out.add(d, t.track_id)
 
+    def _report(self) -> None:
         if self.ended:
             self._m_ended.inc(len(self.ended))
             for e in self.ended:
@@ -450,18 +502,6 @@ class ByteTracker:
                     },
                 )
         self._m_active.set(len(self._by_id))
-
-        order = np.argsort(np.array(out_rows, np.int64), kind="stable")
-        rows = det_index[np.array(out_rows, np.int64)[order]] if out_rows else np.zeros((0,), np.int64)
-        out = Detections(
-            np.asarray(detections.xyxy, np.float32)[rows].reshape(-1, 4),
-            np.asarray(detections.scores, np.float32)[rows],
-            np.asarray(detections.class_ids, np.int32)[rows],
-            np.array(out_ids, np.int64)[order] if out_ids else np.zeros((0,), np.int64),
-            [],
-        )
-        self._m_seconds.observe(time.perf_counter() - t0)
-        return out
 
     # ------------------------------------------------------------------ internals
 

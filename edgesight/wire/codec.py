@@ -29,7 +29,7 @@ from .models import (
     KeyframeMeta,
 )
 
-_command_adapter: TypeAdapter = TypeAdapter(ControlCommand)
+_command_adapter: TypeAdapter[ControlCommand] = TypeAdapter(ControlCommand)
 KNOWN_SCHEMAS = (SCHEMA_DETECTION, SCHEMA_KEYFRAME, SCHEMA_STATUS, SCHEMA_COMMAND, SCHEMA_ACK)
 JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -158,9 +158,9 @@ def decode_keyframe(
         meta = KeyframeMeta.model_validate(hdr)
     except ValidationError as err:
         raise _from_validation(kind, err) from None
-    k = key.decode() if isinstance(key, (bytes, bytearray)) else key
-    if k != meta.object_key:
-        raise WireError(kind, "key", f"record key {k!r} differs from header object_key {meta.object_key!r}")
+    record_key = key.decode() if isinstance(key, (bytes, bytearray)) else key
+    if record_key != meta.object_key:
+        raise WireError(kind, "key", f"record key {record_key!r} differs from header object_key {meta.object_key!r}")
     if not value.startswith(JPEG_MAGIC):
         raise WireError(kind, "value", "not a JPEG (missing FF D8 FF magic)")
     if len(value) != meta.size:
@@ -184,7 +184,7 @@ def decode_status(raw: bytes | str | dict) -> AgentStatus | CameraStatus:
         raise _from_validation(kind, err) from None
 
 
-def decode_command(raw: bytes | str | dict):
+def decode_command(raw: bytes | str | dict) -> ControlCommand:
     kind = "control command"
     obj = _load_json(kind, raw)
     _check_schema(kind, obj, SCHEMA_COMMAND)

@@ -16,18 +16,18 @@ import hashlib
 import uuid
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Ident = Annotated[str, Field(pattern=ID_PATTERN, description="identifier: letters, digits, '_', '.', '-' (max 64)")]
 
-SCHEMA_DETECTION = "edgesight.detection/1"
-SCHEMA_KEYFRAME = "edgesight.keyframe/1"
-SCHEMA_STATUS = "edgesight.status/1"
-SCHEMA_COMMAND = "edgesight.command/1"
-SCHEMA_ACK = "edgesight.ack/1"
+SCHEMA_DETECTION: Final = "edgesight.detection/1"
+SCHEMA_KEYFRAME: Final = "edgesight.keyframe/1"
+SCHEMA_STATUS: Final = "edgesight.status/1"
+SCHEMA_COMMAND: Final = "edgesight.command/1"
+SCHEMA_ACK: Final = "edgesight.ack/1"
 
 # Namespace for deterministic ids (uuid5): the same inputs give the same id on every re-send.
 EDGESIGHT_NS = uuid.UUID("5b1f3c1e-8a4e-4f2b-9a57-3f0f6d2e9c11")
@@ -317,20 +317,21 @@ class Snapshot(_CameraCommand):
     action: Literal["snapshot"]
 
 
-COMMAND_TYPES = (
-    AddCamera,
-    RemoveCamera,
-    StartCamera,
-    StopCamera,
-    RestartCamera,
-    SetFps,
-    SetModelVariant,
-    SetZones,
-    SetLines,
-    Snapshot,
-)
-ACTIONS = tuple(m.model_fields["action"].annotation.__args__[0] for m in COMMAND_TYPES)
-ControlCommand = Annotated[Union[COMMAND_TYPES], Field(discriminator="action")]  # noqa: UP007 - a tuple of types
+ControlCommand = Annotated[
+    AddCamera
+    | RemoveCamera
+    | StartCamera
+    | StopCamera
+    | RestartCamera
+    | SetFps
+    | SetModelVariant
+    | SetZones
+    | SetLines
+    | Snapshot,
+    Field(discriminator="action"),
+]
+COMMAND_TYPES: tuple[type[_Command], ...] = get_args(get_args(ControlCommand)[0])
+ACTIONS: tuple[str, ...] = tuple(get_args(m.model_fields["action"].annotation)[0] for m in COMMAND_TYPES)
 
 
 class ControlAck(WireModel):

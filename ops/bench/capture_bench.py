@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
+from edgesight.samples import VTEST
 
 
 def rss_mb() -> float:
@@ -54,7 +54,7 @@ def pct(values, q) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
-def run_n(n: int, seconds: float, delay_s: float, window: float, source: str = VTEST) -> dict:
+def run_n(n: int, seconds: float, delay_s: float, window: float, source: str = str(VTEST)) -> dict:
     from edge_agent.capture import CameraConfig, Supervisor
 
     cams = [CameraConfig(id=f"cam{i}", url=source, loop=True) for i in range(n)]
@@ -216,7 +216,7 @@ def make_1080p(tmpdir: str, frames: int) -> str:
             "error",
             "-y",
             "-i",
-            VTEST,
+            str(VTEST),
             "-frames:v",
             str(frames),
             "-vf",
@@ -240,7 +240,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="measured seconds per camera count")
     ap.add_argument("--consumer-delay-ms", type=float, default=200.0)
     ap.add_argument("--window", type=float, default=None, help="seconds of the first/last windows")
-    ap.add_argument("--source", default=VTEST)
+    ap.add_argument("--source", default=str(VTEST))
     ap.add_argument("--json", action="store_true", help="one JSON object per line")
     ap.add_argument("--decode-cost", action="store_true", help="measure thread vs process decode cost")
     ap.add_argument("--frames", type=int, default=200, help="frames per clip for --decode-cost")
@@ -248,7 +248,7 @@ def main(argv=None) -> int:
 
     if args.decode_cost:
         with tempfile.TemporaryDirectory() as d:
-            clips = [(VTEST, "vtest"), (make_1080p(d, args.frames), "1080p h264")]
+            clips = [(str(VTEST), "vtest"), (make_1080p(d, args.frames), "1080p h264")]
             for path, label in clips:
                 r = decode_cost(path, args.frames, label)
                 print(

@@ -26,11 +26,11 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer
 
 from cloud.config import CloudConfig
-from cloud.engineering.consumer import ensure_topics
 from cloud.engineering.engineering import build_engineering, decode_record
 from cloud.engineering.settings import EngineeringConfig
 from cloud.engineering.store import WRITE_SECONDS, count_facts
 from cloud.engineering.synthetic import load_stream
+from edgesight.kafka import TopicSpec, ensure_topics
 from edgesight.log import setup_logging
 from edgesight.wire import Topics, dumps
 
@@ -88,7 +88,7 @@ def main(argv=None) -> dict:
     topics = Topics(tag)
     kconf = cfg.kafka.client_config()
     try:
-        ensure_topics(kconf, {topics.detections: args.partitions})
+        ensure_topics(kconf, [TopicSpec(topics.detections, args.partitions)])
         evs = list(load_stream(args.events, cameras=args.cameras))
         recs = [(f"{e.agent_id}/{e.camera_id}".encode(), dumps(e)) for e in evs]
         n = len(recs)
@@ -111,7 +111,7 @@ def main(argv=None) -> dict:
             {**kconf, "group.id": f"{tag}-decode"}, topics.detections, n, decode_record, batch=args.batch_size
         )
 
-        bc = build_engineering(
+        loop = build_engineering(
             cfg,
             EngineeringConfig(
                 group_id=f"{tag}-eng",
@@ -120,18 +120,9 @@ def main(argv=None) -> dict:
                 write_concern=args.write_concern,
             ),
         )
-        inner, span = bc.handler.handle, {}
-
-        def timed(msgs):
-            span.setdefault("first", time.perf_counter())
-            r = inner(msgs)
-            span["last"] = time.perf_counter()
-            return r
-
-        bc.handler.handle = timed
         w0 = WRITE_SECONDS._sum.get()
-        stats = bc.run(until_idle_s=3.0, max_seconds=600)
-        eng_s = span["last"] - span["first"]  # includes the commits of all but the last batch
+        stats = loop.run(until_idle_s=3.0, max_seconds=600)
+        eng_s = (stats.last_commit_at or 0.0) - (stats.first_record_at or 0.0)  # first record -> last commit
         write_s = WRITE_SECONDS._sum.get() - w0
         db = cfg.mongo.client()[cfg.mongo.analytics_db]
         docs = {
@@ -144,7 +135,7 @@ def main(argv=None) -> dict:
             "partitions": args.partitions,
             "batch_size": args.batch_size,
             "broker_storage": args.storage if st else "external",
-            "write_concern": bc.handler.store.wc.document,
+            "write_concern": loop.handler.store.wc.document,
             "produce_eps": round(n / produce_s),
             "raw_consume_eps": round(raw_n / raw_s) if raw_s else None,
             "consume_decode_eps": round(dec_n / dec_s) if dec_s else None,

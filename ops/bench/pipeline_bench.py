@@ -26,21 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
-
-
-def vtest_frames(n: int) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(VTEST)
-    out = []
-    while len(out) < n:
-        ok, f = cap.read()
-        if not ok:
-            break
-        out.append(f)
-    return out
+from edgesight.samples import VTEST, read_video_frames
 
 
 def ceiling(engine, frames: list[np.ndarray], batch: int, seconds: float) -> float:
@@ -89,7 +77,9 @@ def run_pipeline(n_cams: int, seconds: float, stack, base: dict, tmp: Path, engi
         {
             **base,
             "agent_id": f"bench{n_cams}",
-            "cameras": [{"id": f"cam{i}", "url": VTEST, "loop": True, "source_fps": source_fps} for i in range(n_cams)],
+            "cameras": [
+                {"id": f"cam{i}", "url": str(VTEST), "loop": True, "source_fps": source_fps} for i in range(n_cams)
+            ],
             "publish": {
                 "kafka": {"bootstrap_servers": stack.bootstrap, "topic_prefix": f"bench{n_cams}"},
                 "spool": {"dir": str(tmp / f"spool{n_cams}"), "max_bytes": "512MiB"},
@@ -148,7 +138,7 @@ def main() -> None:
 
     from edge_agent.inference import InferenceConfig, InferenceEngine
     from edgesight.log import setup_logging
-    from ops.stack import Stack, private_settings
+    from ops.testing import make_stack
 
     setup_logging("WARNING")
     inf = {
@@ -162,10 +152,10 @@ def main() -> None:
         "providers": ["cpu"],
     }
     engine = InferenceEngine(InferenceConfig(**inf))
-    frames = vtest_frames(64)
+    frames = read_video_frames(VTEST, range(64))
     base = {"inference": inf, "tracking": {"update_interval_s": 1.0}}
     tmp = Path(tempfile.mkdtemp(prefix="pipeline-bench-"))
-    stack = Stack(settings=private_settings(tmp / "stack"))
+    stack = make_stack(tmp / "stack")
     stack.up()
     rows = []
     try:

@@ -25,25 +25,26 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from edge_agent.publish import (
     EdgePublisher,
+    KeyframePolicy,
     KeyframeSelector,
     PublishConfig,
     Spool,
     SpoolConfig,
     TrackUpdate,
-    ensure_topics,
+    edge_topic_specs,
 )
 from edge_agent.publish.spool import KIND_EVENT
+from edgesight.kafka import ensure_topics
 from edgesight.log import setup_logging
+from edgesight.samples import VTEST, read_video_frames
 from edgesight.wire import encode_event
-from tests.publish.helpers import T0, event_stream
-
-VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+from ops.testing import make_stack
+from ops.testing.publish import T0, BrokerControl, event_stream
 
 
 def bench_journal(tmp: Path, n: int) -> dict:
@@ -102,16 +103,8 @@ def compression_ratios(n: int = 2000) -> dict:
 
 
 def _keyframes(n: int) -> list:
-    import cv2
-
-    cap = cv2.VideoCapture(str(VTEST))
-    frames = [cap.read()[1] for _ in range(8)]
-    cap.release()
-    from edge_agent.publish import KeyframePolicy
-
+    frames = read_video_frames(VTEST, range(8))
     sel = KeyframeSelector(KeyframePolicy(interval_s=None), "bench")
-    from datetime import timedelta
-
     out = []
     for i in range(n):
         out += sel.process("cam-0", frames[i % 8], T0 + timedelta(seconds=i), i, [TrackUpdate(i, 0.5, True)]).keyframes
@@ -128,7 +121,7 @@ def bench_publish(
         compression=compression,
         spool={"dir": str(tmp / prefix)},
     )
-    ensure_topics(cfg, partitions=3)
+    ensure_topics(cfg.kafka.client_config(), edge_topic_specs(cfg, partitions=3))
     evs = list(event_stream("bench", 4, n))
     pub = EdgePublisher(cfg, "bench").start()
     kbytes = 0
@@ -164,8 +157,6 @@ def bench_publish(
 
 def bench_outage(stack, tmp: Path, n: int) -> dict:
     """Spool write rate with the broker down, replay rate when it is back (durable stack only)."""
-    from tests.publish.helpers import BrokerControl
-
     ctl = BrokerControl(stack)
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     cfg = PublishConfig(
@@ -174,7 +165,7 @@ def bench_outage(stack, tmp: Path, n: int) -> dict:
         spool={"dir": str(tmp / prefix)},
         max_inflight_records=1000,
     )
-    ensure_topics(cfg, partitions=3)
+    ensure_topics(cfg.kafka.client_config(), edge_topic_specs(cfg, partitions=3))
     evs = list(event_stream("bench", 4, n))
     pub = EdgePublisher(cfg, "bench").start()
     ctl.freeze()  # the uplink is dead: the broker answers nothing
@@ -224,8 +215,6 @@ def main() -> int:
             return 0
         bootstrap = a.bootstrap
         if not bootstrap:
-            from tests.conftest import make_stack
-
             stack = make_stack(tmp / "stack")
             stack.up(progress=lambda m: None)
             bootstrap = stack.bootstrap

@@ -47,8 +47,9 @@ def run(cfg, n: int, batch: int, probes: bool) -> dict:
     from connectors.runner import ConnectorRunner
     from connectors.smt import build_chain
     from connectors.spec import load_connector, variables
+    from edgesight.kafka import ensure_topics
     from edgesight.wire import Topics, encode_event
-    from tests.cloud import make_event, produce
+    from ops.testing.warehouse import make_event, produce
 
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     cfg = cfg.model_copy(
@@ -84,7 +85,7 @@ def run(cfg, n: int, batch: int, probes: bool) -> dict:
     produce_s = time.perf_counter() - t0
 
     runner = ConnectorRunner([spec], cfg, tasks=1, max_poll_records=max(batch, 500))
-    runner.ensure_topics()
+    ensure_topics(cfg.kafka.client_config(), runner.wanted_topics())
     coll = db[Names(wh.collection_prefix).detections]
     runner.start()
     deadline = time.monotonic() + 600
@@ -144,10 +145,10 @@ def main(argv=None) -> int:
     if a.config:
         res = run(CloudConfig.load(a.config), a.docs, a.batch, not a.no_probes)
     else:
-        from ops.stack import Stack, private_settings
+        from ops.testing import make_stack
 
         with tempfile.TemporaryDirectory(prefix="es-bench-") as d:
-            st = Stack(settings=private_settings(Path(d)))
+            st = make_stack(Path(d))
             st.up()
             try:
                 res = run(st.config, a.docs, a.batch, not a.no_probes)

@@ -10,9 +10,10 @@ import pytest
 from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig
 from edge_agent.control.mqtt import CommandError
+from edgesight import samples
 from edgesight.wire import decode_command
 
-VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
+VTEST = str(samples.VTEST)
 
 
 def cmd(**kw):

@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edgesight import samples
 from edgesight.wire import Topics, decode_ack, decode_event, decode_keyframe, decode_status
 from tests.capture.conftest import RtspServer
 
-VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
+VTEST = str(samples.VTEST)
 
 
 def free_port() -> int:

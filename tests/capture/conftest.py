@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-VTEST = "/usr/share/doc/opencv-doc/examples/data/vtest.avi"
+from edgesight.samples import VTEST
+
 HERE = Path(__file__).resolve().parent
 SYSTEM_PYTHON = "/usr/bin/python3"
 RTSP_SCRIPT = HERE.parent.parent / "ops" / "cameras" / "rtsp_server.py"  # the demo's RTSP camera too
@@ -46,7 +47,7 @@ def wait_port(port: int, timeout: float = 10.0) -> bool:
 
 
 class RtspServer:
-    def __init__(self, file: str = VTEST, port: int | None = None, path: str = "/cam"):
+    def __init__(self, file: str = str(VTEST), port: int | None = None, path: str = "/cam"):
         self.file = file
         self.port = port or free_port()
         self.path = path
@@ -88,7 +89,7 @@ class RtspServer:
 
 
 class MjpegServer:
-    def __init__(self, file: str = VTEST, port: int | None = None):
+    def __init__(self, file: str = str(VTEST), port: int | None = None):
         self.file = file
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/cam.mjpg"
@@ -157,9 +158,8 @@ class MjpegServer:
 
 
 @pytest.fixture(scope="session")
-def vtest() -> str:
-    assert os.path.exists(VTEST), f"{VTEST} missing (Debian package opencv-doc)"
-    return VTEST
+def vtest(vtest_path) -> str:
+    return str(vtest_path)
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""Helpers shared by the connector and warehouse tests (real embedded stack, no mocks)."""
+"""Helpers shared by the connector and warehouse tests (real embedded stack, no mocks).
+
+The events and the producer are in :mod:`ops.testing.warehouse`, shared with the warehouse benchmark.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +13,14 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
 
+from ops.testing.warehouse import T0
+
 REPO = Path(__file__).resolve().parents[2]
-# Recent (the warehouse TTL would expire old test data on read), whole milliseconds.
-_now = datetime.now(timezone.utc)
-T0 = (_now - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
 
 
 def cloud_yaml(cfg, path: Path, *, topic_prefix: str, session_timeout_ms: int = 6000) -> Path:
@@ -46,40 +48,6 @@ def cloud_for_test(cfg, topic_prefix: str):
     """``cfg`` with this test's topic prefix and a short session timeout (Tansu joins take ~half of it)."""
     return cfg.model_copy(
         update={"kafka": cfg.kafka.model_copy(update={"topic_prefix": topic_prefix, "session_timeout_ms": 6000})}
-    )
-
-
-def make_event(
-    i: int,
-    *,
-    camera: str = "cam-1",
-    agent: str = "agent-1",
-    label: str = "person",
-    zones=None,
-    track: int | None = None,
-    ts: datetime | None = None,
-    keyframe=None,
-):
-    from edgesight.wire import Box, DetectionEvent, FrameSize, ModelRef, NormBox, make_event_id
-
-    ts = ts or (T0 + timedelta(milliseconds=100 * i))
-    track = i % 7 if track is None else track
-    return DetectionEvent(
-        event_id=make_event_id(agent, camera, ts, i, track, "update"),
-        agent_id=agent,
-        camera_id=camera,
-        ts=ts,
-        seq=i,
-        model=ModelRef(name="yolov4-tiny", version="1"),
-        label=label,
-        class_id=0,
-        score=0.5 + (i % 50) / 100,
-        box=Box(x1=10, y1=20, x2=110, y2=220),
-        box_norm=NormBox(x1=0.01, y1=0.02, x2=0.11, y2=0.22),
-        frame=FrameSize(width=1000, height=1000),
-        track_id=track,
-        zones=list(zones or []),
-        keyframe=keyframe,
     )
 
 
@@ -119,36 +87,6 @@ def create_topic(cfg, name: str, partitions: int) -> None:
 
     admin = AdminClient(cfg.kafka.client_config())
     admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name].result(15)
-
-
-def produce(cfg, topic: str, records, *, timestamp_ms=None) -> None:
-    """records: iterable of (key, value, headers|None[, timestamp_ms]); acks=all, waits for every ack."""
-    from confluent_kafka import Producer
-
-    p = Producer(
-        {
-            **cfg.kafka.client_config(),
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "message.max.bytes": 20 * 1024 * 1024,
-        }
-    )
-    errors = []
-    for r in records:
-        key, value, headers = r[0], r[1], r[2]
-        kw = {"timestamp": r[3]} if len(r) > 3 and r[3] is not None else {}
-        p.produce(
-            topic,
-            key=key,
-            value=value,
-            headers=headers or None,
-            on_delivery=lambda e, m: errors.append(e) if e else None,
-            **kw,
-        )
-        p.poll(0)
-    left = p.flush(60)
-    assert not left and not errors, f"produce failed: left={left} errors={errors[:3]}"
 
 
 def read_all(cfg, topic: str, *, expect: int, timeout_s: float = 30.0):

@@ -11,9 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cloud.config import CloudConfig
-from connectors.options import MONGO_SINK, S3_SINK, check_options, documented, unsupported_by_runner
+from connectors.joda import joda_format
+from connectors.options import MONGO_SINK, S3_SINK, RunnerConfigError, check_options, documented, unsupported_by_runner
 from connectors.rest import ConnectClient, ConnectError
-from connectors.runner import ConnectorRunner, RunnerConfigError, joda_format
+from connectors.runner import ConnectorRunner
 from connectors.smt import ReplaceField, TimestampConverter, TransformError, build_chain
 from connectors.spec import CONNECTOR_FILES, SpecError, load_connector, load_topics, variables
 

@@ -12,16 +12,16 @@ import pytest
 from cloud.warehouse import Names, Warehouse, WarehouseConfig, init_warehouse
 from connectors.runner import ConnectorRunner
 from connectors.spec import load_connector, variables
+from edgesight.kafka import ensure_topics
 from edgesight.wire import KeyframeRef, Topics, encode_event
+from ops.testing.warehouse import make_event, produce
 
 from . import (
     cloud_for_test,
     cloud_yaml,
     create_topic,
     log_lines,
-    make_event,
     make_keyframe,
-    produce,
     read_all,
     sha,
     start_runner,
@@ -53,7 +53,7 @@ def _runner(cfg, wh, names=("mongo-sink-detections",), **kw) -> ConnectorRunner:
         warehouse=(client, cfg.mongo.warehouse_db, Names(wh.collection_prefix).keyframes),
         **kw,
     )
-    r.ensure_topics()
+    ensure_topics(cfg.kafka.client_config(), r.wanted_topics())
     return r
 
 

@@ -7,7 +7,7 @@ from confluent_kafka import Producer
 from kafka import KafkaConsumer, TopicPartition
 
 from cloud.deadletters import ReplayReport, read, replay
-from cloud.engineering.consumer import ensure_topics
+from edgesight.kafka import TopicSpec, ensure_topics
 from edgesight.wire import WireError
 from edgesight.wire.deadletter import context_headers
 
@@ -63,7 +63,7 @@ def _values(bootstrap: str, topic: str, n: int) -> list:
 def test_replay_filters_checkpoints_and_resumes_after_an_interruption(stack, topic_prefix):
     conf = stack.config.kafka.client_config()
     dlq, source, target = f"{topic_prefix}.dlq.x.v1", f"{topic_prefix}.src.v1", f"{topic_prefix}.fixed.v1"
-    ensure_topics(conf, {dlq: 1, source: 1, target: 1})
+    ensure_topics(conf, [TopicSpec(dlq, 1), TopicSpec(source, 1), TopicSpec(target, 1)])
     values = _dead_letters(conf, dlq, source, 9)
 
     recs = read(conf, dlq)

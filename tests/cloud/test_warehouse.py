@@ -26,8 +26,9 @@ from cloud.warehouse import (
 from cloud.warehouse.perf import iops, limits
 from connectors.smt import build_chain
 from connectors.spec import load_connector, variables
+from ops.testing.warehouse import T0, make_event
 
-from . import T0, cloud_yaml, make_event, make_keyframe
+from . import cloud_yaml, make_keyframe
 
 pytestmark = pytest.mark.timeout(240)
 

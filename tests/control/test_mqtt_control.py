@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from edge_agent.control.mqtt import CommandError, ControlConfig, ControlPlane
+from edge_agent.control.mqtt import CommandError, ControlPlane
+from edge_agent.control.settings import ControlConfig
 from edgesight.wire import AgentStatus, decode_ack, decode_status
 
 
@@ -118,7 +119,8 @@ def test_retained_status_and_last_will(stack, agent_id, tmp_path):
         import time, sys
         from datetime import datetime, timezone
         from pydantic import SecretStr
-        from edge_agent.control.mqtt import ControlConfig, ControlPlane
+        from edge_agent.control.mqtt import ControlPlane
+        from edge_agent.control.settings import ControlConfig
         from edgesight.wire import AgentStatus, CameraStatus
         cfg = ControlConfig(host={mq.host!r}, port={mq.port}, username={mq.username!r},
                             password=SecretStr({mq.password.get_secret_value()!r}), keepalive_s=5)

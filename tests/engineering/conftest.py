@@ -17,7 +17,7 @@ import yaml
 from confluent_kafka import Producer
 
 from cloud.config import CloudConfig
-from cloud.engineering.consumer import ensure_topics
+from edgesight.kafka import TopicSpec, ensure_topics
 from edgesight.wire import Topics, dumps
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,7 +129,7 @@ def env(stack, topic_prefix, tmp_path) -> Env:
     path = tmp_path / "cloud.yaml"
     path.write_text(yaml.safe_dump(doc))
     topics = Topics(topic_prefix)
-    ensure_topics(cfg.kafka.client_config(), {topics.detections: 2, topics.status: 2})
+    ensure_topics(cfg.kafka.client_config(), [TopicSpec(topics.detections, 2), TopicSpec(topics.status, 2)])
     e = Env(cfg, topics, path, tmp_path)
     yield e
     for p in e.procs:

@@ -12,12 +12,12 @@ import urllib.request
 from kafka import KafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 
-from cloud.engineering.consumer import ensure_topics
 from cloud.engineering.engineering import build_engineering
 from cloud.engineering.facts import counts_minute_docs, dwell_docs, event_to_fact, line_crossing_docs, track_summary
 from cloud.engineering.settings import EngineeringConfig
 from cloud.engineering.store import STALE, AnalyticsStore, count_facts
 from cloud.engineering.synthetic import load_stream
+from edgesight.kafka import TopicSpec, ensure_topics
 from edgesight.wire import dumps
 from edgesight.wire.deadletter import parse_headers
 from ops.cli import app as cloud_ops
@@ -186,7 +186,7 @@ def test_poison_records_go_to_the_dlq_with_the_reason_and_processing_continues(e
     # Replay (say, to a quarantine topic after a fix): the records arrive unchanged, without the error context;
     # the replay group's committed progress means a second run sends nothing again.
     target = env.topics.prefix + ".quarantine"
-    ensure_topics(env.cfg.kafka.client_config(), {target: 1})
+    ensure_topics(env.cfg.kafka.client_config(), [TopicSpec(target, 1)])
     args = ["dlq", "replay", "-c", str(env.config_path), "--consumer", "engineering", "--to", target]
     r = CliRunner().invoke(cloud_ops, args)
     assert r.exit_code == 0, r.output

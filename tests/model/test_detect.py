@@ -8,7 +8,7 @@ importer (channel order, decode, anchors, letterbox inverse) moves or loses them
 import numpy as np
 import pytest
 
-from edge_agent.inference.postprocess import box_iou
+from edge_agent.detections import box_iou
 
 EXPECTED = {
     "bus.jpg": [

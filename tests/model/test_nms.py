@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from edge_agent.inference.postprocess import box_iou, nms, postprocess
+from edge_agent.detections import box_iou
+from edge_agent.inference.postprocess import nms, postprocess
 from edge_agent.preprocess import LetterboxMeta
 
 

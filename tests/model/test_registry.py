@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from edge_agent.inference import InferenceConfig, InferenceEngine
-from model_zoo.registry import ModelIntegrityError, ModelNotFoundError, Registry, load_recipe, sha256_file
+from edgesight.modelstore import ModelIntegrityError, ModelNotFoundError, sha256_file
+from model_zoo.registry import Registry, load_recipe
 
 
 def test_recipe_is_complete():

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.publish import PublishConfig, ensure_topics
-from tests.conftest import make_stack
-
-from .helpers import BrokerControl
+from edge_agent.publish import PublishConfig, edge_topic_specs
+from edgesight.kafka import ensure_topics
+from ops.testing import make_stack
+from ops.testing.publish import BrokerControl
 
 
 def publish_config(bootstrap: str, prefix: str, spool_dir, **kw) -> PublishConfig:
@@ -21,7 +21,7 @@ def publish_config(bootstrap: str, prefix: str, spool_dir, **kw) -> PublishConfi
 @pytest.fixture
 def pub_config(stack, topic_prefix, tmp_path) -> PublishConfig:
     cfg = publish_config(stack.bootstrap, topic_prefix, tmp_path / "spool")
-    ensure_topics(cfg, partitions=3)
+    ensure_topics(cfg.kafka.client_config(), edge_topic_specs(cfg, partitions=3))
     return cfg
 
 

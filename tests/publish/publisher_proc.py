@@ -1,6 +1,6 @@
 """A small stand-alone publisher, run as a subprocess by the SIGKILL tests.
 
-``publish``: publishes a deterministic event stream (see helpers.event_stream); after
+``publish``: publishes a deterministic event stream (see ops.testing.publish.event_stream); after
 each ``publish_event`` returns, the event id is appended to ``--ids-file`` with an
 unbuffered write: every id in that file was accepted (journaled) by the publisher.
 ``drain``: opens the same spool, waits until everything is acknowledged, prints stats.
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from edge_agent.publish import EdgePublisher, PublishConfig
 from edgesight.log import setup_logging
-from tests.publish.helpers import event_stream
+from ops.testing.publish import event_stream
 
 
 def main() -> int:

@@ -10,8 +10,7 @@ import pytest
 
 from edge_agent.publish import KeyframePolicy, KeyframeSelector, TrackUpdate, encode_jpeg_bounded
 from edgesight.wire import KeyframeMeta
-
-from .helpers import T0
+from ops.testing.publish import T0
 
 
 @pytest.fixture(scope="module")

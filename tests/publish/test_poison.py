@@ -6,9 +6,10 @@ from prometheus_client import REGISTRY
 
 from edge_agent.publish import EdgePublisher
 from edgesight.wire import KeyframeMeta, decode_event
+from ops.testing.publish import T0, event_stream
 
 from .conftest import publish_config
-from .helpers import T0, event_stream, read_topic
+from .helpers import read_topic
 
 AGENT = "agent-poison"
 

@@ -8,10 +8,12 @@ import uuid
 
 import pytest
 
-from edge_agent.publish import EdgePublisher, ensure_topics
+from edge_agent.publish import EdgePublisher, edge_topic_specs
+from edgesight.kafka import ensure_topics
+from ops.testing.publish import event_stream
 
 from .conftest import publish_config
-from .helpers import event_stream, first_occurrences, read_topic
+from .helpers import first_occurrences, read_topic
 
 
 def _wait(cond, timeout: float, what: str) -> None:
@@ -32,7 +34,7 @@ def run_outage(
     agent = "agent-out"
     # A small in-flight window, so that most of the outage goes to the on-disk spool and is replayed.
     cfg = publish_config(st.bootstrap, f"o{uuid.uuid4().hex[:8]}", tmp_path / "spool", max_inflight_records=window)
-    ensure_topics(cfg, partitions=3)
+    ensure_topics(cfg.kafka.client_config(), edge_topic_specs(cfg, partitions=3))
     accepted: list = []
     stop = threading.Event()
     pub = EdgePublisher(cfg, agent).start()

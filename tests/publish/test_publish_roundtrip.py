@@ -10,8 +10,9 @@ from prometheus_client import REGISTRY
 
 from edge_agent.publish import EdgePublisher, KeyframeSelector, TrackUpdate
 from edgesight.wire import AgentStatus, decode_event, decode_keyframe, decode_status
+from ops.testing.publish import T0, event_stream
 
-from .helpers import T0, event_stream, read_topic
+from .helpers import read_topic
 
 AGENT = "agent-rt"
 

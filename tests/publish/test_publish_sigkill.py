@@ -12,10 +12,12 @@ import time
 import uuid
 from pathlib import Path
 
-from edge_agent.publish import ensure_topics
+from edge_agent.publish import edge_topic_specs
+from edgesight.kafka import ensure_topics
+from ops.testing.publish import event_stream
 
 from .conftest import publish_config
-from .helpers import event_stream, first_occurrences, read_topic
+from .helpers import first_occurrences, read_topic
 
 SCRIPT = Path(__file__).with_name("publisher_proc.py")
 AGENT = "agent-k"
@@ -90,7 +92,8 @@ def test_sigkill_with_broker_down_then_replay(broker, tmp_path):
     st = broker.stack
     prefix = f"k{uuid.uuid4().hex[:8]}"
     spool, ids = tmp_path / "spool", tmp_path / "ids.txt"
-    ensure_topics(publish_config(st.bootstrap, prefix, spool), partitions=3)
+    pc = publish_config(st.bootstrap, prefix, spool)
+    ensure_topics(pc.kafka.client_config(), edge_topic_specs(pc, partitions=3))
     broker.stop()
     proc = _start("publish", st.bootstrap, prefix, spool, ids)
     _kill_after(proc, ids, 3000)
@@ -107,7 +110,8 @@ def test_sigkill_while_delivering_then_replay(broker, tmp_path):
     st = broker.stack
     prefix = f"k{uuid.uuid4().hex[:8]}"
     spool, ids = tmp_path / "spool", tmp_path / "ids.txt"
-    ensure_topics(publish_config(st.bootstrap, prefix, spool), partitions=3)
+    pc = publish_config(st.bootstrap, prefix, spool)
+    ensure_topics(pc.kafka.client_config(), edge_topic_specs(pc, partitions=3))
     proc = _start("publish", st.bootstrap, prefix, spool, ids)
     _kill_after(proc, ids, 6000)
     written = _lines(ids)

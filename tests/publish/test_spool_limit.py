@@ -6,9 +6,10 @@ from prometheus_client import REGISTRY
 
 from edge_agent.publish import EdgePublisher
 from ops.stack import free_ports
+from ops.testing.publish import event_stream
 
 from .conftest import publish_config
-from .helpers import event_stream, read_topic
+from .helpers import read_topic
 
 AGENT = "agent-full"
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent.detections import Detections
+from edge_agent.detections import Detections, box_iou
 from edge_agent.tracking import CameraTrackingConfig, TrackerConfig
 from edge_agent.tracking.events import CameraTracking
-from edge_agent.tracking.tracker import ByteTracker, TrackState, box_iou
+from edge_agent.tracking.tracker import ByteTracker, TrackState
 
 
 def dets(*objs: tuple[float, float, float, int]) -> Detections:

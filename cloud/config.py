@@ -8,12 +8,13 @@ registered with the log redactor; set them in the environment
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from edgesight.config import StrictModel, load_config, parse_config
+from edgesight.config import StrictModel, check_url_port, load_config, parse_config
 from edgesight.kafka import KafkaConfig
 from edgesight.log import register_secret
 from edgesight.mqtt import MqttConnectionConfig
@@ -33,6 +34,8 @@ class S3Config(StrictModel):
     @model_validator(mode="after")
     def _reg(self) -> S3Config:
         register_secret(self.secret_key.get_secret_value())
+        if self.endpoint_url:
+            check_url_port(self.endpoint_url, "s3.endpoint_url")
         return self
 
     def client(self):
@@ -61,7 +64,13 @@ class MongoConfig(StrictModel):
 
     @model_validator(mode="after")
     def _reg(self) -> MongoConfig:
-        register_secret(self.uri.get_secret_value())
+        uri = self.uri.get_secret_value()
+        register_secret(uri)
+        scheme, _, rest = uri.partition("://")
+        authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+        hosts = authority.rpartition("@")[2]  # a replica set lists several host:port
+        for host in hosts.split(","):
+            check_url_port(f"{scheme}://{host}", "mongo.uri")
         return self
 
     def client(self, **kw):

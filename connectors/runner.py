@@ -18,7 +18,7 @@ import time
 from typing import Any
 
 from cloud.config import CloudConfig
-from cloud.stream import Handler
+from cloud.stream import Handler, safe_text
 from edgesight.kafka import TopicSpec
 from edgesight.log import get_logger
 
@@ -121,7 +121,7 @@ class ConnectorRunner:
         return bool(self.tasks) and all(t.loop.running for t in self.tasks)
 
     def errors(self) -> list[str]:
-        return [f"{t.name}[{t.task_id}]: {type(t.error).__name__}: {t.error}" for t in self.tasks if t.error]
+        return [f"{t.name}[{t.task_id}]: {safe_text(t.error, 1000)}" for t in self.tasks if t.error]
 
     def summary(self) -> list[dict]:
         return [
@@ -130,7 +130,7 @@ class ConnectorRunner:
                 "task": t.task_id,
                 **t.stats,
                 "partitions": sorted(f"{a}[{b}]" for a, b in t.partitions_seen),
-                "error": f"{type(t.error).__name__}: {t.error}" if t.error else None,
+                "error": safe_text(t.error, 1000) if t.error else None,
             }
             for t in self.tasks
         ]

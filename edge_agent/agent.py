@@ -21,7 +21,7 @@ from typing import Any
 from edge_agent import commands
 from edge_agent.capture.supervisor import Supervisor
 from edge_agent.config import AgentCamera, AgentConfig
-from edge_agent.control.mqtt import ControlPlane
+from edge_agent.control.mqtt import STOPPING, CommandError, ControlPlane
 from edge_agent.inference.engine import InferenceEngine
 from edge_agent.pipeline import Pipeline
 from edge_agent.publish.keyframes import KeyframeSelector
@@ -262,7 +262,10 @@ class Agent:
 
     # ---------------------------------------------------------------- control commands
     def handle_command(self, cmd: Any) -> dict[str, Any]:
-        """The control plane's handler: see :mod:`edge_agent.commands`."""
+        """The control plane's handler: see :mod:`edge_agent.commands`. Once stopping, nothing is run
+        (a camera added now would outlive the drain)."""
+        if self._stop.is_set():
+            raise CommandError(STOPPING)
         return commands.dispatch(self, cmd)
 
     def replace_engine(self, engine: InferenceEngine) -> None:

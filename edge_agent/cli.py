@@ -17,6 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from edgesight.config import ConfigError
+from edgesight.limits import RECORD_MAX_BYTES, loads_bounded
+from edgesight.log import redact, redact_text
+from edgesight.term import esc
 
 app = typer.Typer(
     help="EdgeSight edge agent: cameras -> detector -> tracking -> Kafka (with an on-disk spool), "
@@ -40,7 +43,7 @@ def _load(config: Path):
     try:
         return AgentConfig.load(config)
     except ConfigError as e:
-        err.print(f"[red]{e}[/red]")
+        err.print(f"[red]{esc(e)}[/red]")
         raise typer.Exit(2) from None
 
 
@@ -51,21 +54,29 @@ def run(config: Path = ConfigArg):
 
     cfg = _load(config)
     setup_logging(cfg.log_level, agent=cfg.agent_id, service="edge-agent")
+    from edgesight.nativelog import capture_native_stderr
+
+    native = capture_native_stderr()  # FFmpeg/OpenCV/onnxruntime lines become JSON records too
     from edge_agent.agent import Agent
 
     try:
         agent = Agent(cfg)
     except Exception as e:  # noqa: BLE001 - start-up problems get one readable line, not a traceback
-        err.print(f"[red]edge-agent cannot start: {type(e).__name__}: {e}[/red]")
+        native.close()
+        err.print(f"[red]edge-agent cannot start: {type(e).__name__}: {esc(redact_text(str(e)))}[/red]")
         raise typer.Exit(1) from None
-    raise typer.Exit(agent.run())
+    try:
+        code = agent.run()
+    finally:
+        native.close()
+    raise typer.Exit(code)
 
 
 @app.command()
 def validate(config: Path = ConfigArg):
     """Validate a config file; prints each problem with its key."""
     cfg = _load(config)
-    console.print(f"[green]{config}: valid[/green] (agent {cfg.agent_id}, {len(cfg.cameras)} camera(s))")
+    console.print(f"[green]{esc(config)}: valid[/green] (agent {esc(cfg.agent_id)}, {len(cfg.cameras)} camera(s))")
 
 
 @app.command()
@@ -74,42 +85,55 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Raw JSON."),
 ):
     """Print the running agent's state: cameras, pipeline counters, spool."""
+    where = esc(redact_text(url))
     try:
         with urllib.request.urlopen(url.rstrip("/") + "/status", timeout=5) as r:
-            doc = json.load(r)
-    except (urllib.error.URLError, OSError) as e:
-        err.print(f"[red]no agent answers at {url}: {e}[/red]")
+            doc = loads_bounded(r.read(RECORD_MAX_BYTES + 1), max_bytes=RECORD_MAX_BYTES)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        err.print(f"[red]no agent answers at {where}: {esc(redact_text(str(e)))}[/red]")
         raise typer.Exit(1) from None
     if as_json:
-        console.print_json(json.dumps(doc))
+        console.print_json(json.dumps(redact(doc)))
         return
+    try:
+        _print_status(doc)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        err.print(f"[red]{where} did not answer an agent status document: {type(e).__name__}: {esc(e)}[/red]")
+        raise typer.Exit(1) from None
+
+
+def _print_status(doc: dict) -> None:
+    doc = redact(doc)
+    m = doc["model"]
     console.print(
-        f"agent [bold]{doc['agent_id']}[/bold] {doc['state']} v{doc['version']} on {doc.get('hostname')} "
-        f"up {doc['uptime_s']:.0f}s; model {doc['model']['name']} {doc['model']['variant']} "
-        f"({', '.join(doc['model']['providers'])})"
+        f"agent [bold]{esc(doc['agent_id'])}[/bold] {esc(doc['state'])} v{esc(doc['version'])} on "
+        f"{esc(doc.get('hostname'))} up {doc['uptime_s']:.0f}s; model {esc(m['name'])} {esc(m['variant'])} "
+        f"({esc(', '.join(map(str, m['providers'])))})"
     )
     t = Table()
     for c in ("camera", "state", "reason", "fps", "frames", "dropped", "reconnects"):
         t.add_column(c)
     for c in doc["cameras"]:
         t.add_row(
-            c["camera_id"],
-            c["state"],
-            c.get("reason", ""),
+            esc(c["camera_id"]),
+            esc(c["state"]),
+            esc(c.get("reason", "")),
             f"{c['fps']:.1f}",
-            str(c["frames"]),
-            str(c["dropped"]),
-            str(c["reconnects"]),
+            *(esc(c[k]) for k in ("frames", "dropped", "reconnects")),
         )
     console.print(t)
     p, s = doc["pipeline"], doc.get("spool") or {}
     console.print(
-        f"pipeline: {p['frames_inferred']} frames inferred in {p['batches']} batches, "
-        f"{p['events_published']} events, {p['keyframes_published']} keyframes"
+        esc(
+            f"pipeline: {p['frames_inferred']} frames inferred in {p['batches']} batches, "
+            f"{p['events_published']} events, {p['keyframes_published']} keyframes"
+        )
     )
     console.print(
-        f"spool: {s.get('records', 0)} records / {s.get('bytes', 0)} bytes (limit {s.get('limit_bytes', 0)}), "
-        f"dropped {s.get('dropped', 0)}"
+        esc(
+            f"spool: {s.get('records', 0)} records / {s.get('bytes', 0)} bytes (limit {s.get('limit_bytes', 0)}), "
+            f"dropped {s.get('dropped', 0)}"
+        )
     )
 
 
@@ -129,7 +153,7 @@ def _check(cfg) -> bool:
     def line(good: bool, what: str, detail: str) -> None:
         nonlocal ok
         ok &= good
-        console.print(f"  {'[green]ok[/green]  ' if good else '[red]FAIL[/red]'} {what}: {detail}")
+        console.print(f"  {'[green]ok[/green]  ' if good else '[red]FAIL[/red]'} {esc(what)}: {esc(detail)}")
 
     avail = ort.get_available_providers()
     gpu = [p for p in avail if p in ("TensorrtExecutionProvider", "CUDAExecutionProvider")]
@@ -164,7 +188,7 @@ def _check(cfg) -> bool:
             finally:
                 src.release()
         except Exception as e:  # noqa: BLE001
-            line(False, cam.id, f"{_safe_url(cam.url)}: {e}")
+            line(False, cam.id, f"{_safe_url(cam.url)}: {redact_text(str(e))}")
     console.print("[bold]uplink[/bold]")
     for name, hostport in [
         ("kafka", cfg.publish.kafka.bootstrap_servers.split(",")[0]),
@@ -194,8 +218,6 @@ def _check(cfg) -> bool:
 
 
 def _safe_url(url: str) -> str:
-    from edgesight.log import redact_text
-
     return redact_text(url)
 
 
@@ -223,9 +245,9 @@ def install(
         skeleton = skeleton.replace("agent_id: site-1", f"agent_id: {agent_id}")
         config.write_text(skeleton)
         config.chmod(0o640)
-        console.print(f"wrote config skeleton {config} (edit cameras and uplink, then `edge-agent validate`)")
+        console.print(f"wrote config skeleton {esc(config)} (edit cameras and uplink, then `edge-agent validate`)")
     else:
-        console.print(f"keeping existing config {config}")
+        console.print(f"keeping existing config {esc(config)}")
     exe = shutil.which("edge-agent") or str(Path(sys.executable).parent / "edge-agent")
     unit = UNIT_TEMPLATE.read_text().format(
         exe=exe,
@@ -238,12 +260,12 @@ def install(
     unit_dir.mkdir(parents=True, exist_ok=True)
     path = unit_dir / "edgesight-agent.service"
     path.write_text(unit)
-    console.print(f"wrote systemd unit {path}")
+    console.print(f"wrote systemd unit {esc(path)}")
     if enable:
         for cmd in (["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", "edgesight-agent.service"]):
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode != 0:
-                err.print(f"[red]{' '.join(cmd)} failed: {r.stderr.strip()}[/red]")
+                err.print(f"[red]{esc(' '.join(cmd))} failed: {esc(r.stderr.strip())}[/red]")
                 raise typer.Exit(1)
     if not skip_checks:
         console.print("environment checks:")
@@ -252,7 +274,7 @@ def install(
         try:
             _check(AgentConfig.load(config))
         except ConfigError as e:
-            err.print(f"[yellow]config not valid yet:[/yellow]\n{e}")
+            err.print(f"[yellow]config not valid yet:[/yellow]\n{esc(e)}")
 
 
 @app.command()
@@ -266,12 +288,12 @@ def uninstall(
         subprocess.run(["systemctl", "disable", "--now", "edgesight-agent.service"], capture_output=True)
     if path.exists():
         path.unlink()
-        console.print(f"removed {path}")
+        console.print(f"removed {esc(path)}")
     else:
-        console.print(f"no unit at {path}")
+        console.print(f"no unit at {esc(path)}")
     if purge_config and purge_config.exists():
         purge_config.unlink()
-        console.print(f"removed {purge_config}")
+        console.print(f"removed {esc(purge_config)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

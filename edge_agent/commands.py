@@ -61,12 +61,20 @@ def _camera(agent: Agent, camera_id: str) -> AgentCamera:
 
 
 def add_camera(agent: Agent, cmd: AddCamera) -> Result:
+    """Validated like the config file, then its source is checked against ``control.allowed_sources``."""
     try:
         cam = AgentCamera.model_validate(cmd.camera)
     except ValidationError as e:
         raise _invalid("camera", e) from None
     if cam.id in agent.cameras:
         raise CommandError(f"camera {cam.id!r} already exists")
+    limit = agent.config.control.max_cameras
+    if len(agent.cameras) >= limit:
+        raise CommandError(f"this agent has {len(agent.cameras)} cameras; at most {limit} (control.max_cameras)")
+    try:
+        agent.config.control.allowed_sources.check(cam)
+    except ValueError as e:
+        raise CommandError(f"camera source refused: {e}") from None
     agent.cameras[cam.id] = cam
     agent.supervisor.add_camera(cam.capture())
     return {"camera_id": cam.id, "state": "starting"}

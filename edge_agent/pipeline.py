@@ -155,6 +155,7 @@ class Pipeline:
                     **_geom(last, u),
                 )
                 self.publisher.publish_event(ev)
+                self.events_published += 1
                 M_EVENTS.labels(camera_id, "end").inc()
             return len(records)
 

@@ -9,14 +9,17 @@
 ``GET /metrics`` is the Prometheus text of the default registry; ``GET /healthz`` answers
 200 ``ok`` while ``health()`` is true (or when no check is given) and 503 ``unhealthy``
 otherwise; ``GET /status`` is ``status()`` as JSON (values JSON does not know, such as
-datetimes, are written with ``str``); a path is matched by its prefix (``/status?x=1`` is
-``/status``). Anything else is 404; methods other than GET and HEAD are 405.
+datetimes, are written with ``str``). A path is matched exactly, a query string aside
+(``/status?x=1`` is ``/status``; ``/statusXYZ`` and ``/status/`` are not). Anything else is 404;
+methods other than GET and HEAD are 405.
 
 The server is bounded so that a slow or hostile client cannot hold it: the request head
 (request line and headers) must arrive within :data:`REQUEST_TIMEOUT_S` and fit in
 :data:`MAX_HEAD_BYTES`, no request body is read, one request per connection, responses
 are sent under the same socket timeout, and at most :data:`MAX_CONNECTIONS` requests are
-served at once (further connections are closed at once). Handler threads are daemons.
+served at once. A burst waits in the listen backlog (:data:`LISTEN_BACKLOG`) and for a free slot
+up to :data:`SLOT_WAIT_S`; a connection that gets none in that time is answered 503 at once.
+Handler threads are daemons.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ from edgesight.log import get_logger
 MAX_HEAD_BYTES = 16 * 1024
 REQUEST_TIMEOUT_S = 10.0
 MAX_CONNECTIONS = 32
+LISTEN_BACKLOG = 128
+SLOT_WAIT_S = 2.0
+_BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 4\r\n\r\nbusy"
 
 HealthCheck = Callable[[], bool]
 StatusDoc = Callable[[], Mapping[str, Any]]
@@ -73,14 +79,20 @@ def serve_http(
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]):
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.shutdown_request(request)  # over the limit: close at once rather than queue a thread
+        if not self._slots.acquire(timeout=SLOT_WAIT_S):
+            try:  # over the limit for too long: say so at once rather than queue a thread
+                request.settimeout(1.0)
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
             return
         try:
             super().process_request(request, client_address)
@@ -148,14 +160,14 @@ def _handler_class(health: HealthCheck | None, status: StatusDoc | None) -> type
             self.wfile.flush()
 
         def _respond(self, *, head_only: bool) -> None:
-            path = self.path
+            path = self.path.split("?", 1)[0]
             code = 200
-            if path.startswith("/metrics"):
+            if path == "/metrics":
                 body, ctype = generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-            elif path.startswith("/healthz"):
+            elif path == "/healthz":
                 ok = health is None or health()
                 code, body, ctype = (200, b"ok", "text/plain") if ok else (503, b"unhealthy", "text/plain")
-            elif path.startswith("/status") and status is not None:
+            elif path == "/status" and status is not None:
                 try:
                     body, ctype = json.dumps(status(), default=str).encode(), "application/json"
                 except Exception:  # noqa: BLE001 - a failing status provider answers 500, the server keeps serving

@@ -20,6 +20,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from edgesight.term import esc
+
 app = typer.Typer(
     help="EdgeSight model zoo: import, compress (int8/fp16), verify and benchmark detectors.",
     no_args_is_help=True,
@@ -46,14 +48,14 @@ def _progress(desc: str) -> Iterator[tuple]:
         console=console,
         transient=False,
     ) as p:
-        task = p.add_task(desc, total=None)
+        task = p.add_task(esc(desc), total=None)
 
         def advance(n: int = 1) -> None:
             p.advance(task, n)
 
         def phase(name: str, total: int) -> None:
             nonlocal task
-            task = p.add_task(name, total=total)
+            task = p.add_task(esc(name), total=total)
 
         def total(n: int) -> None:
             p.update(task, total=n)
@@ -71,7 +73,7 @@ def list_models(store: Path | None = StoreOpt) -> None:
     from .registry import Registry, load_recipe, recipe_names
 
     reg = Registry(store)
-    t = Table(title=f"model store: {reg.store}")
+    t = Table(title=f"model store: {esc(reg.store)}")
     for c in ("model", "version", "input", "classes", "built variants", "licence"):
         t.add_column(c)
     built = set(reg.names())
@@ -82,7 +84,7 @@ def list_models(store: Path | None = StoreOpt) -> None:
             variants = ", ".join(f"{v} ({m.variants[v].size_bytes / 1e6:.1f} MB)" for v in sm.available()) or "-"
         else:
             m, variants = load_recipe(name), "(not imported)"
-        t.add_row(name, m.version, "x".join(map(str, m.input.size)), m.classes, variants, m.licence[:40])
+        t.add_row(*map(esc, (name, m.version, "x".join(map(str, m.input.size)), m.classes, variants, m.licence[:40])))
     console.print(t)
 
 
@@ -108,7 +110,7 @@ def import_model(
     from .registry import Registry
 
     reg = Registry(store)
-    with console.status(f"importing {name} ..."):
+    with console.status(f"importing {esc(name)} ..."):
         if onnx_path is not None:
             if names is None:
                 raise typer.BadParameter("--names is required with --onnx")
@@ -117,10 +119,11 @@ def import_model(
             sm = reg.import_darknet(name, cfg=cfg, weights=weights, names=names, input_size=input_size)
     v = sm.manifest.variants["fp32"]
     console.print(
-        f"[green]imported[/] {sm.name} fp32 -> {sm.root / v.file} ({v.size_bytes / 1e6:.1f} MB, sha256 {v.sha256[:12]}...)"
+        "[green]imported[/] "
+        + esc(f"{sm.name} fp32 -> {sm.root / v.file} ({v.size_bytes / 1e6:.1f} MB, sha256 {v.sha256[:12]}...)")
     )
     if v.recipe:
-        console.print(f"  {json.dumps(v.recipe)}")
+        console.print(f"  {esc(json.dumps(v.recipe))}")
 
 
 @app.command()
@@ -154,7 +157,7 @@ def compress(
     with _progress("calibrating int8") as (advance, _phase, total):
         made = do_compress(sm, _csv(variants), s, progress=advance, on_total=total)
     for v, p in made.items():
-        console.print(f"[green]built[/] {v}: {p} ({p.stat().st_size / 1e6:.1f} MB)")
+        console.print("[green]built[/] " + esc(f"{v}: {p} ({p.stat().st_size / 1e6:.1f} MB)"))
 
 
 @app.command()
@@ -180,7 +183,7 @@ def verify(
     if as_json:
         console.print_json(json.dumps({v: a.as_dict() for v, a in res.items()}))
     else:
-        t = Table(title=f"{name}: agreement with fp32 on {len(fr)} frames")
+        t = Table(title=f"{esc(name)}: agreement with fp32 on {len(fr)} frames")
         for c in (
             "variant",
             "fp32 dets",
@@ -195,7 +198,7 @@ def verify(
             t.add_column(c)
         for v, a in res.items():
             t.add_row(
-                v,
+                esc(v),
                 str(a.n_ref),
                 str(a.n_var),
                 str(a.matched),
@@ -208,7 +211,7 @@ def verify(
         console.print(t)
     bad = [v for v, a in res.items() if a.agreement < min_agreement]
     if bad:
-        console.print(f"[red]agreement below {min_agreement}: {', '.join(bad)}")
+        console.print(f"[red]agreement below {min_agreement}: {esc(', '.join(bad))}")
         raise typer.Exit(1)
 
 
@@ -239,8 +242,10 @@ def bench(
             on_phase=phase,
         )
     t = Table(
-        title=f"{name} on {rep['provider']} ({rep['cpus']} CPUs, onnxruntime {rep['onnxruntime']}, "
-        f"threads {rep['intra_op_threads']})"
+        title=esc(
+            f"{name} on {rep['provider']} ({rep['cpus']} CPUs, onnxruntime {rep['onnxruntime']}, "
+            f"threads {rep['intra_op_threads']})"
+        )
     )
     for c in ("variant", "size MB", "batch", "min ms", "p50 ms", "p95 ms", "ms/frame", "frames/s", "x fp32 p50/min"):
         t.add_column(c, justify="right")
@@ -249,7 +254,7 @@ def bench(
             sp = rep.get("speedup_vs_fp32", {}).get(v, {}).get(str(r["batch"]), "")
             spm = rep.get("speedup_vs_fp32_min", {}).get(v, {}).get(str(r["batch"]), "")
             t.add_row(
-                v,
+                esc(v),
                 str(rep["sizes_mb"][v]),
                 str(r["batch"]),
                 f"{r['min_ms']:.1f}",
@@ -262,10 +267,12 @@ def bench(
     console.print(t)
     for c in rep.get("kernel_ceiling", []):
         console.print(
-            f"kernel ceiling, {c['threads']} thread(s): int8 GEMM (u8s8) {c['int8_gmacs']} GMAC/s vs fp32 SGEMM "
-            f"{c['fp32_gmacs']} GMAC/s at M,K,N={','.join(map(str, c['shape_mkn']))}: int8 at most "
-            f"{c['int8_speedup_min']}x (min) / {c['int8_speedup_p50']}x (p50) faster on this CPU "
-            f"({' '.join(rep.get('cpu_flags', [])) or 'flags unknown'})"
+            esc(
+                f"kernel ceiling, {c['threads']} thread(s): int8 GEMM (u8s8) {c['int8_gmacs']} GMAC/s vs fp32 SGEMM "
+                f"{c['fp32_gmacs']} GMAC/s at M,K,N={','.join(map(str, c['shape_mkn']))}: int8 at most "
+                f"{c['int8_speedup_min']}x (min) / {c['int8_speedup_p50']}x (p50) faster on this CPU "
+                f"({' '.join(rep.get('cpu_flags', [])) or 'flags unknown'})"
+            )
         )
     if rep.get("int8_share_of_ceiling"):
         console.print(
@@ -274,7 +281,7 @@ def bench(
         )
     for v, a in rep.get("agreement_vs_fp32", {}).items():
         console.print(
-            f"{v} agreement with fp32 on {a['frames']} vtest frames: {a['agreement']:.3f} "
+            f"{esc(v)} agreement with fp32 on {a['frames']} vtest frames: {a['agreement']:.3f} "
             f"(precision {a['precision']:.3f}, recall {a['recall']:.3f}, mean IoU {a['mean_iou']:.3f}; "
             f"class-agnostic {a['class_agnostic_agreement']:.3f})"
         )
@@ -289,10 +296,10 @@ def bench(
             )
         if t["kernel_ceiling"] is not None and not t["ceiling_allows_target"]:
             line += f"; this CPU's int8 kernel ceiling is {t['kernel_ceiling']}x, below the target"
-        console.print(line)
+        console.print(esc(line))
     if json_out:
         json_out.write_text(json.dumps(rep, indent=2))
-        console.print(f"report written to {json_out}")
+        console.print(f"report written to {esc(json_out)}")
 
 
 if __name__ == "__main__":

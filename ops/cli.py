@@ -16,7 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgesight.log import setup_logging
+from edgesight.log import redact_text, setup_logging
+from edgesight.term import esc
 from ops.cli_common import ConfigOpt, load_cloud
 from ops.cli_connectors import connectors_app
 from ops.cli_dlq import dlq_app
@@ -62,10 +63,10 @@ def _stack(config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage
 
 
 DataDirOpt = typer.Option(None, "--data-dir", help="Where data, logs and stack.json live (default .edgesight-stack).")
-KafkaPortOpt = typer.Option(None, help="Kafka listener port (default 9092).")
-S3PortOpt = typer.Option(None, help="S3 API port (default 8333).")
-MongoPortOpt = typer.Option(None, help="MongoDB wire port (default 27017).")
-MqttPortOpt = typer.Option(None, help="MQTT port (default 1883).")
+KafkaPortOpt = typer.Option(None, min=1, max=65535, help="Kafka listener port (default 9092).")
+S3PortOpt = typer.Option(None, min=1, max=65535, help="S3 API port (default 8333).")
+MongoPortOpt = typer.Option(None, min=1, max=65535, help="MongoDB wire port (default 27017).")
+MqttPortOpt = typer.Option(None, min=1, max=65535, help="MQTT port (default 1883).")
 
 
 @stack_app.command("up")
@@ -78,29 +79,52 @@ def stack_up(
     mqtt_port: int | None = MqttPortOpt,
     storage: str | None = typer.Option(None, help="Broker storage: s3 (durable, default) or memory."),
 ):
-    """Start the four services in the background and wait until each answers a real client round trip."""
+    """Start the services that are not running (all four on a fresh data dir; running ones are kept) and wait
+    until each answers a real client round trip."""
     from ops.stack import StackError
 
     setup_logging("WARNING")
     st = _stack(config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage)
     t0 = time.monotonic()
     try:
-        st.up(progress=lambda m: console.print(f"  {m}"))
+        st.up(progress=lambda m: console.print(f"  {esc(m)}"))
     except StackError as e:
-        err.print(f"[red]stack up failed:[/red] {e}")
+        err.print(f"[red]stack up failed:[/red] {esc(e)}")
         raise typer.Exit(1) from None
-    console.print(f"[green]stack up[/green] in {time.monotonic() - t0:.1f}s; data in {st.data_dir}")
+    console.print(f"[green]stack up[/green] in {time.monotonic() - t0:.1f}s; data in {esc(st.data_dir)}")
     _print_endpoints(st)
+
+
+@stack_app.command("restart")
+def stack_restart(
+    service: str = typer.Argument(..., help="s3, kafka, mongo or mqtt."),
+    config: Path | None = ConfigOpt,
+    data_dir: Path | None = DataDirOpt,
+):
+    """Stop one service and start it again on its recorded port; the other services keep running."""
+    from ops.stack import StackError
+
+    setup_logging("WARNING")
+    st = _stack(config, data_dir, None, None, None, None)
+    try:
+        svc = st.restart(service, progress=lambda m: console.print(f"  {esc(m)}"))
+    except StackError as e:
+        err.print(f"[red]stack restart failed:[/red] {esc(e)}")
+        raise typer.Exit(1) from None
+    console.print(f"[green]{esc(svc.name)} restarted[/green] (pid {svc.pid}, port {svc.port})")
 
 
 def _print_endpoints(st) -> None:
     c = st.config
-    console.print(f"  kafka  bootstrap.servers={st.bootstrap}")
+    console.print(esc(f"  kafka  bootstrap.servers={st.bootstrap}"))
     console.print(
-        f"  s3     endpoint={st.s3_endpoint} access_key={c.s3.access_key} buckets={st.settings.broker_bucket},{c.s3.keyframe_bucket}"
+        esc(
+            f"  s3     endpoint={st.s3_endpoint} access_key={c.s3.access_key} "
+            f"buckets={st.settings.broker_bucket},{c.s3.keyframe_bucket}"
+        )
     )
-    console.print(f"  mongo  {st.mongo_uri}")
-    console.print(f"  mqtt   {c.mqtt.host}:{c.mqtt.port} user={c.mqtt.username}")
+    console.print(esc(f"  mongo  {redact_text(st.mongo_uri)}"))
+    console.print(esc(f"  mqtt   {c.mqtt.host}:{c.mqtt.port} user={c.mqtt.username}"))
 
 
 @stack_app.command("down")
@@ -108,8 +132,10 @@ def stack_down(config: Path | None = ConfigOpt, data_dir: Path | None = DataDirO
     """Stop the services this stack started (recorded in <data-dir>/stack.json); nothing else is touched."""
     setup_logging("WARNING")
     st = _stack(config, data_dir, None, None, None, None)
-    stopped = st.down(progress=lambda m: console.print(f"  {m}"))
-    console.print(f"[green]stack down[/green]: stopped {', '.join(stopped) if stopped else 'nothing (not running)'}")
+    stopped = st.down(progress=lambda m: console.print(f"  {esc(m)}"))
+    console.print(
+        f"[green]stack down[/green]: stopped {esc(', '.join(stopped)) if stopped else 'nothing (not running)'}"
+    )
 
 
 @stack_app.command("status")
@@ -125,7 +151,7 @@ def stack_status(
     if as_json:
         console.print_json(json.dumps([r.__dict__ for r in rows]))
     else:
-        t = Table(title=f"EdgeSight stack ({st.data_dir})")
+        t = Table(title=esc(f"EdgeSight stack ({st.data_dir})"))
         for col in ("service", "port", "pid", "health", "detail"):
             t.add_column(col)
         for r in rows:
@@ -134,7 +160,7 @@ def stack_status(
                 if r.healthy
                 else ("[yellow]unhealthy[/yellow]" if r.running else "[red]down[/red]")
             )
-            t.add_row(r.name, str(r.port), str(r.pid or "-"), health, r.detail)
+            t.add_row(esc(r.name), str(r.port), str(r.pid or "-"), health, esc(r.detail))
         console.print(t)
     raise typer.Exit(0 if all(r.healthy for r in rows) else 1)
 
@@ -154,7 +180,7 @@ def stack_logs(
     names = [service] if service else list(SERVICES)
     for n in names:
         if n not in SERVICES:
-            err.print(f"[red]unknown service {n!r}; expected one of {', '.join(SERVICES)}[/red]")
+            err.print(f"[red]unknown service {esc(repr(n))}; expected one of {', '.join(SERVICES)}[/red]")
             raise typer.Exit(2)
     files = {n: st.data_dir / "logs" / f"{n}.log" for n in names}
     for n, f in files.items():
@@ -193,7 +219,7 @@ def schemas_export(
     out.mkdir(parents=True, exist_ok=True)
     for name, doc in json_schemas().items():
         (out / name).write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-        console.print(f"wrote {out / name}")
+        console.print(f"wrote {esc(out / name)}")
 
 
 @schemas_app.command("validate")
@@ -206,16 +232,20 @@ def schemas_validate(
 
     fn = {"detection": decode_event, "status": decode_status, "command": decode_command, "ack": decode_ack}.get(kind)
     if fn is None:
-        err.print(f"[red]unknown kind {kind!r}; expected detection, status, command or ack[/red]")
+        err.print(f"[red]unknown kind {esc(repr(kind))}; expected detection, status, command or ack[/red]")
         raise typer.Exit(2)
     bad = 0
-    lines = [ln for ln in file.read_text().splitlines() if ln.strip()]
+    try:
+        lines = [ln for ln in file.read_bytes().decode("utf-8").splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        err.print(f"[red]cannot read {esc(file)}: {esc(e)}[/red]")
+        raise typer.Exit(2) from None
     for i, line in enumerate(lines, 1):
         try:
             fn(line)
         except WireError as e:
             bad += 1
-            console.print(f"{file}:{i}: {e}")
+            console.print(esc(f"{file}:{i}: {e}"))
     console.print(f"{len(lines) - bad} valid, {bad} invalid")
     raise typer.Exit(1 if bad else 0)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
 from cloud.config import CloudConfig
-from edgesight.config import ConfigError
+from edgesight.config import ConfigError, format_validation_error
+from edgesight.term import esc
 
 err = Console(stderr=True)
 
@@ -26,13 +28,13 @@ def load_cloud(config: Path | None, **stack_overrides) -> CloudConfig:
     try:
         cfg = CloudConfig.load(config)
     except ConfigError as e:
-        err.print(f"[red]{e}[/red]")
+        err.print(f"[red]{esc(e)}[/red]")
         raise typer.Exit(2) from None
     upd = {k: v for k, v in stack_overrides.items() if v is not None}
     if upd:
         try:
             cfg = cfg.model_copy(update={"stack": cfg.stack.model_validate({**cfg.stack.model_dump(), **upd})})
-        except Exception as e:  # pydantic ValidationError  # noqa: BLE001 - any failure is reported, the loop goes on
-            err.print(f"[red]invalid stack option: {e}[/red]")
+        except ValidationError as e:
+            err.print(f"[red]{esc(ConfigError('the stack options', format_validation_error(e)))}[/red]")
             raise typer.Exit(2) from None
     return cfg

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgesight.term import esc
 from ops.cli_common import ConfigOpt
 
 connectors_app = typer.Typer(
@@ -50,7 +51,7 @@ def _cloud(config: Path | None):
     try:
         return CloudConfig.load(config)
     except ConfigError as e:
-        err.print(f"[red]{e}[/red]")
+        err.print(f"[red]{esc(e)}[/red]")
         raise typer.Exit(2) from None
 
 
@@ -65,7 +66,7 @@ def _wh(path: Path | None, prefix: str | None):
             WarehouseConfig.model_validate(w.model_dump())
         return w
     except (ConfigError, ValueError) as e:
-        err.print(f"[red]{e}[/red]")
+        err.print(f"[red]{esc(e)}[/red]")
         raise typer.Exit(2) from None
 
 
@@ -76,7 +77,7 @@ def _specs(names: list[str] | None, cloud, collection_prefix: str, name_prefix: 
     try:
         return [load_connector(n, v) for n in (names or list(CONNECTOR_FILES))]
     except SpecError as e:
-        err.print(f"[red]{e}[/red]")
+        err.print(f"[red]{esc(e)}[/red]")
         raise typer.Exit(2) from None
 
 
@@ -87,7 +88,7 @@ def list_cmd():
 
     for name, path in CONNECTOR_FILES.items():
         spec = load_connector(path)
-        console.print(f"{name:24s} {spec.connector_class:50s} {path}")
+        console.print(esc(f"{name:24s} {spec.connector_class:50s} {path}"))
 
 
 @connectors_app.command("validate")
@@ -114,24 +115,24 @@ def validate_cmd(
         runner = unsupported_by_runner(spec.config)
         status = "[green]ok[/green]" if not problems else "[red]INVALID[/red]"
         console.print(
-            f"{spec.name} ({spec.connector_class}): documented options {status}; "
+            f"{esc(spec.name)} ({esc(spec.connector_class)}): documented options {status}; "
             f"python runner: {'supported' if not runner else 'NOT supported'}"
         )
         for p in problems:
-            console.print(f"  [red]- {p}[/red]")
+            console.print(f"  [red]- {esc(p)}[/red]")
         for p in runner:
-            console.print(f"  [yellow]- runner: {p}[/yellow]")
+            console.print(f"  [yellow]- runner: {esc(p)}[/yellow]")
         bad += bool(problems)
         if connect_url:
             try:
                 res = ConnectClient(connect_url).validate(spec.connector_class, spec.config)
                 errs = validation_errors(res)
-                console.print(f"  Connect validate: {res.get('error_count', len(errs))} error(s)")
+                console.print(f"  Connect validate: {esc(res.get('error_count', len(errs)))} error(s)")
                 for e in errs:
-                    console.print(f"  [red]- {e}[/red]")
+                    console.print(f"  [red]- {esc(e)}[/red]")
                 bad += bool(errs)
             except ConnectError as e:
-                err.print(f"  [red]{e}[/red]")
+                err.print(f"  [red]{esc(e)}[/red]")
                 bad += 1
     raise typer.Exit(1 if bad else 0)
 
@@ -148,7 +149,7 @@ def _rest(fn):
     try:
         return fn()
     except ConnectError as e:
-        err.print(f"[red]{e}[/red]")
+        err.print(f"[red]{esc(e)}[/red]")
         raise typer.Exit(1) from None
 
 
@@ -170,10 +171,10 @@ def deploy_cmd(
     for spec in _specs(names, cloud, wh.collection_prefix, name_prefix):
         problems = check_options(spec.config)
         if problems:
-            err.print(f"[red]{spec.name}: not deployed:[/red]\n  - " + "\n  - ".join(problems))
+            err.print(f"[red]{esc(spec.name)}: not deployed:[/red]\n  - " + esc("\n  - ".join(problems)))
             raise typer.Exit(1)
         res = _rest(lambda: c.deploy(spec.name, spec.config))  # noqa: B023 - called in the same iteration
-        console.print(f"[green]deployed[/green] {spec.name}: tasks={len((res or {}).get('tasks', []))}")
+        console.print(f"[green]deployed[/green] {esc(spec.name)}: tasks={len((res or {}).get('tasks', []))}")
 
 
 @connectors_app.command("status")
@@ -187,21 +188,21 @@ def status_cmd(name: str = typer.Argument(..., help="Connector name."), connect_
 def pause_cmd(name: str = typer.Argument(...), connect_url: str = UrlOpt):
     """PUT /connectors/{name}/pause."""
     _rest(lambda: _client(connect_url).pause(name))
-    console.print(f"paused {name}")
+    console.print(f"paused {esc(name)}")
 
 
 @connectors_app.command("resume")
 def resume_cmd(name: str = typer.Argument(...), connect_url: str = UrlOpt):
     """PUT /connectors/{name}/resume."""
     _rest(lambda: _client(connect_url).resume(name))
-    console.print(f"resumed {name}")
+    console.print(f"resumed {esc(name)}")
 
 
 @connectors_app.command("delete")
 def delete_cmd(name: str = typer.Argument(...), connect_url: str = UrlOpt):
     """DELETE /connectors/{name}."""
     _rest(lambda: _client(connect_url).delete(name))
-    console.print(f"deleted {name}")
+    console.print(f"deleted {esc(name)}")
 
 
 @connectors_app.command("topics")
@@ -219,12 +220,15 @@ def topics_cmd(
         t.add_column(col)
     for s in specs:
         t.add_row(
-            s.name, str(s.partitions), str(s.replication_factor), ", ".join(f"{k}={v}" for k, v in s.config.items())
+            esc(s.name),
+            str(s.partitions),
+            str(s.replication_factor),
+            esc(", ".join(f"{k}={v}" for k, v in s.config.items())),
         )
     console.print(t)
     if create:
         for name, what in ensure_topics(cloud.kafka.client_config(), specs).items():
-            console.print(f"  {name}: {what}")
+            console.print(esc(f"  {name}: {what}"))
 
 
 @connectors_app.command("run")
@@ -290,7 +294,7 @@ def run_cmd(
             topic_specs=load_topics(variables(cloud)),
         )
     except (RunnerConfigError, ValueError) as e:
-        err.print(f"[red]cannot run: {e}[/red]")
+        err.print(f"[red]cannot run: {esc(e)}[/red]")
         raise typer.Exit(2) from None
     setup_logging(log_level)
     log = get_logger("connector-runner")
@@ -319,5 +323,5 @@ def run_cmd(
     errors = runner.errors()
     if errors:
         for e in errors:
-            err.print(f"[red]{e}[/red]")
+            err.print(f"[red]{esc(e)}[/red]")
         raise typer.Exit(1)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
+from edgesight.limits import clip
+from edgesight.term import esc
 from ops.cli_common import ConfigOpt, load_cloud
 
 dlq_app = typer.Typer(
@@ -52,7 +53,7 @@ def show(
     try:
         recs = read(cfg.kafka.client_config(), name, limit=limit)
     except DeadLetterError as e:
-        err.print(f"[red]{escape(str(e))}[/red]")
+        err.print(f"[red]{esc(e)}[/red]")
         raise typer.Exit(1) from None
     if as_json:
         for r in recs:
@@ -73,7 +74,7 @@ def show(
                 )
             )
         return
-    t = Table(title=f"{name}: {len(recs)} record(s)")
+    t = Table(title=f"{esc(name)}: {len(recs)} record(s)")
     for col in ("offset", "source", "consumer", "stage", "field", "error"):
         t.add_column(col, overflow="fold")
     for r in recs:
@@ -82,7 +83,8 @@ def show(
             t.add_row(f"{r.partition}:{r.offset}", "-", "-", "-", "-", "(no dead-letter context headers)")
         else:
             t.add_row(
-                f"{r.partition}:{r.offset}", c.source, c.connector, c.stage, c.field or "-", escape(c.message[:300])
+                f"{r.partition}:{r.offset}",
+                *(esc(v) for v in (c.source, c.connector, c.stage, c.field or "-", clip(c.message, 300))),
             )
     console.print(t)
 
@@ -113,7 +115,9 @@ def replay_cmd(
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(), TimeElapsedColumn(), console=err
         ) as prog:
-            task = prog.add_task(f"replaying {name}" if not dry_run else f"reading {name} (dry run)", total=None)
+            task = prog.add_task(
+                f"replaying {esc(name)}" if not dry_run else f"reading {esc(name)} (dry run)", total=None
+            )
             rep = replay(
                 cfg.kafka.client_config(),
                 name,
@@ -124,7 +128,7 @@ def replay_cmd(
                 progress=lambda n: prog.advance(task, n),
             )
     except DeadLetterError as e:
-        err.print(f"[red]{escape(str(e))}[/red]")
+        err.print(f"[red]{esc(e)}[/red]")
         raise typer.Exit(1) from None
     print(
         json.dumps(

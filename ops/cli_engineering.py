@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgesight.term import esc
 from ops.cli_common import ConfigOpt, load_cloud
 
 engineering_app = typer.Typer(
@@ -28,10 +29,12 @@ err = Console(stderr=True)
 def _settings(model, **overrides):
     from pydantic import ValidationError
 
+    from edgesight.config import ConfigError, format_validation_error
+
     try:
         return model(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as e:
-        err.print(f"[red]invalid option: {e}[/red]")
+        err.print(f"[red]{esc(ConfigError('the command-line options', format_validation_error(e)))}[/red]")
         raise typer.Exit(2) from None
 
 
@@ -155,13 +158,13 @@ def fleet_list(
         t.add_column(col)
     for r in rows:
         t.add_row(
-            r["agent_id"],
-            r["camera_id"],
-            r["state"],
-            r["model"] or "-",
-            r["model_version"] or "-",
-            r["variant"] or "-",
-            r["last_seen"][:19],
+            esc(r["agent_id"]),
+            esc(r["camera_id"]),
+            esc(r["state"]),
+            esc(r["model"] or "-"),
+            esc(r["model_version"] or "-"),
+            esc(r["variant"] or "-"),
+            esc(r["last_seen"][:19]),
             f"{r['age_s']:.0f}",
             "[red]STALE[/red]" if r["stale"] else "[green]ok[/green]",
         )

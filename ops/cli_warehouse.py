@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgesight.term import esc
 from ops.cli_common import ConfigOpt
 
 warehouse_app = typer.Typer(
@@ -44,7 +45,7 @@ def _ctx(config, warehouse_config, prefix):
         if prefix is not None:
             wh = WarehouseConfig.model_validate({**wh.model_dump(), "collection_prefix": prefix})
     except (ConfigError, ValueError) as e:
-        err.print(f"[red]{e}[/red]")
+        err.print(f"[red]{esc(e)}[/red]")
         raise typer.Exit(2) from None
     return cloud, wh
 
@@ -55,10 +56,10 @@ def _time(v: str | None, name: str) -> datetime | None:
     try:
         dt = datetime.fromisoformat(v.replace("Z", "+00:00"))
     except ValueError:
-        err.print(f"[red]--{name}: not an ISO-8601 time: {v!r}[/red]")
+        err.print(f"[red]--{name}: not an ISO-8601 time: {esc(repr(v))}[/red]")
         raise typer.Exit(2) from None
     if dt.tzinfo is None:
-        err.print(f"[red]--{name}: give a timezone (e.g. {v}Z)[/red]")
+        err.print(f"[red]--{name}: give a timezone (e.g. {esc(v)}Z)[/red]")
         raise typer.Exit(2)
     return dt
 
@@ -84,15 +85,17 @@ def init_cmd(
     if as_json:
         console.print_json(json.dumps(asdict(rep), default=str))
         return
-    console.print(f"database {rep.database}")
+    console.print(f"database {esc(rep.database)}")
     for name, state in rep.collections.items():
         ttl = rep.ttl[name]
         console.print(
-            f"  {name}: {state}; indexes {', '.join(rep.indexes[name])}; TTL on {ttl['field']} "
-            f"expireAfterSeconds={ttl['expireAfterSeconds']} ({ttl['action']})"
+            esc(
+                f"  {name}: {state}; indexes {', '.join(rep.indexes[name])}; TTL on {ttl['field']} "
+                f"expireAfterSeconds={ttl['expireAfterSeconds']} ({ttl['action']})"
+            )
         )
     for note in rep.notes:
-        console.print(f"  [yellow]{note}[/yellow]")
+        console.print(f"  [yellow]{esc(note)}[/yellow]")
 
 
 @warehouse_app.command("retention")
@@ -114,15 +117,17 @@ def retention_cmd(
         if days is not None:
             r = set_retention(coll, days)
             console.print(
-                f"{coll_name}: TTL on {r['field']} = {r['expireAfterSeconds']} s ({days} days): {r['action']}"
+                esc(f"{coll_name}: TTL on {r['field']} = {r['expireAfterSeconds']} s ({days} days): {r['action']}")
             )
         else:
             ix = ttl_index(coll)
             console.print(
-                f"{coll_name}: "
+                f"{esc(coll_name)}: "
                 + (
-                    f"TTL on ts expireAfterSeconds={ix['expireAfterSeconds']} "
-                    f"({ix['expireAfterSeconds'] / 86400:g} days), index {ix['name']}"
+                    esc(
+                        f"TTL on ts expireAfterSeconds={ix['expireAfterSeconds']} "
+                        f"({ix['expireAfterSeconds'] / 86400:g} days), index {ix['name']}"
+                    )
                     if ix
                     else "[red]no TTL index[/red] (run `warehouse init`)"
                 )
@@ -172,13 +177,13 @@ def query_cmd(
         t.add_column(col)
     for d in docs:
         t.add_row(
-            _json_default(d["ts"]) if isinstance(d.get("ts"), datetime) else str(d.get("ts")),
-            d.get("camera_id", ""),
-            d.get("label", ""),
+            _json_default(d["ts"]) if isinstance(d.get("ts"), datetime) else esc(d.get("ts")),
+            esc(d.get("camera_id", "")),
+            esc(d.get("label", "")),
             f"{d.get('score', 0):.2f}",
-            str(d.get("track_id", "")),
-            ",".join(d.get("zones", [])),
-            d["_id"],
+            esc(d.get("track_id", "")),
+            esc(",".join(d.get("zones", []))),
+            esc(d["_id"]),
         )
     console.print(t)
 
@@ -222,19 +227,19 @@ def export_cmd(
     from cloud.warehouse.store import Query
 
     if fmt not in ("jsonl", "csv"):
-        err.print(f"[red]--format must be jsonl or csv, got {fmt!r}[/red]")
+        err.print(f"[red]--format must be jsonl or csv, got {esc(repr(fmt))}[/red]")
         raise typer.Exit(2)
     cloud, wh = _ctx(config, warehouse_config, collection_prefix)
     w = _wh(cloud, wh)
     q = Query(camera=camera, label=label, zone=zone, start=_time(start, "start"), end=_time(end, "end"))
     with Progress(console=err) as prog:
-        task = prog.add_task(f"export {out.name}", total=None)
+        task = prog.add_task(f"export {esc(out.name)}", total=None)
 
         def cb(n, total):
             prog.update(task, completed=n, total=total)
 
         n = w.export(q, out, fmt, progress=cb)
-    console.print(f"exported {n} detection(s) to {out}")
+    console.print(f"exported {n} detection(s) to {esc(out)}")
 
 
 @warehouse_app.command("delete")

@@ -27,6 +27,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from edgesight.samples import VTEST
+from edgesight.term import esc
 
 RTSP_SERVER = Path(__file__).resolve().parent / "cameras" / "rtsp_server.py"
 console = Console()
@@ -146,14 +147,14 @@ def run_demo(config_path: Path | None, seconds: float) -> int:
     console.rule("[bold]EdgeSight demo")
     console.print("1/6 embedded cloud stack")
     try:
-        stack.up(progress=lambda m: console.print(f"    {m}"))
+        stack.up(progress=lambda m: console.print(f"    {esc(m)}"))
     except StackError as e:
-        console.print(f"[red]cannot start the stack: {e}[/red]")
+        console.print(f"[red]cannot start the stack: {esc(e)}[/red]")
         return 1
     work = stack.data_dir / "demo"
     (work / "logs").mkdir(parents=True, exist_ok=True)
     console.print("2/6 detector")
-    model_dir = ensure_model(lambda m: console.print(f"    {m}"))
+    model_dir = ensure_model(lambda m: console.print(f"    {esc(m)}"))
     procs = Procs(work / "logs")
     env = {"EDGESIGHT_MODEL_DIR": str(model_dir), "MQTT_PASSWORD": cfg.mqtt.password.get_secret_value(), **stack.env()}
     cloud_yaml = work / "cloud.yaml"
@@ -197,10 +198,10 @@ def run_demo(config_path: Path | None, seconds: float) -> int:
         )
         line = rtsp.stdout.readline().decode().strip()
         if not line.startswith("READY"):
-            console.print(f"[red]RTSP camera did not start: see {work / 'logs' / 'rtsp-camera.log'}[/red]")
+            console.print(f"[red]RTSP camera did not start: see {esc(work / 'logs' / 'rtsp-camera.log')}[/red]")
             return 1
         rtsp_url = line.split()[1]
-        console.print(f"    {rtsp_url}")
+        console.print(f"    {esc(rtsp_url)}")
         console.print("4/6 cloud consumers: sink connectors (MongoDB, S3), data engineering, fleet registry")
         common = ["-c", str(cloud_yaml)]
         topics = subprocess.run(
@@ -211,7 +212,7 @@ def run_demo(config_path: Path | None, seconds: float) -> int:
             timeout=120,
         )
         if topics.returncode != 0:
-            console.print(f"[red]creating topics failed:[/red] {topics.stderr.strip()[-800:]}")
+            console.print(f"[red]creating topics failed:[/red] {esc(topics.stderr.strip()[-800:])}")
             return 1
         console.print("    topics created from connectors/topics.yaml (cloud-ops connectors topics --create)")
         procs.start("sink-connectors", [*_cli("ops.cli"), "connectors", "run", *common], env)
@@ -229,7 +230,7 @@ def run_demo(config_path: Path | None, seconds: float) -> int:
             while True:
                 if agent.poll() is not None:
                     console.print(
-                        f"[red]edge agent exited ({agent.returncode}); see {work / 'logs' / 'edge-agent.log'}[/red]"
+                        f"[red]edge agent exited ({agent.returncode}); see {esc(work / 'logs' / 'edge-agent.log')}[/red]"
                     )
                     return 1
                 st = _status(url)
@@ -244,8 +245,10 @@ def run_demo(config_path: Path | None, seconds: float) -> int:
                     prog.update(
                         task,
                         completed=min(elapsed, seconds),
-                        description=f"{p.get('frames_inferred', 0)} frames, {p.get('events_published', 0)} events, "
-                        f"{p.get('keyframes_published', 0)} keyframes | {cams}",
+                        description=esc(
+                            f"{p.get('frames_inferred', 0)} frames, {p.get('events_published', 0)} events, "
+                            f"{p.get('keyframes_published', 0)} keyframes | {cams}"
+                        ),
                     )
                     if elapsed >= seconds:
                         break
@@ -269,13 +272,13 @@ def show_results(stack) -> None:
     client = cfg.mongo.client()
     wh = client[cfg.mongo.warehouse_db]
     an = client[cfg.mongo.analytics_db]
-    t = Table(title=f"warehouse {cfg.mongo.warehouse_db}.detections")
+    t = Table(title=esc(f"warehouse {cfg.mongo.warehouse_db}.detections"))
     for c in ("camera", "events", "new tracks", "ended tracks", "with keyframe"):
         t.add_column(c)
     for cam in sorted(wh["detections"].distinct("camera_id")):
         q = {"camera_id": cam}
         t.add_row(
-            cam,
+            esc(cam),
             str(wh["detections"].count_documents(q)),
             str(wh["detections"].count_documents({**q, "kind": "new"})),
             str(wh["detections"].count_documents({**q, "kind": "end"})),
@@ -285,21 +288,23 @@ def show_results(stack) -> None:
     s3 = cfg.s3.client()
     objs = s3.list_objects_v2(Bucket=cfg.s3.keyframe_bucket, Prefix="keyframes/").get("Contents", [])
     console.print(
-        f"S3 bucket {cfg.s3.keyframe_bucket}: {len(objs)} keyframe objects "
-        f"({sum(o['Size'] for o in objs) / 1024:.0f} KiB), e.g. {objs[0]['Key'] if objs else '-'}"
+        esc(
+            f"S3 bucket {cfg.s3.keyframe_bucket}: {len(objs)} keyframe objects "
+            f"({sum(o['Size'] for o in objs) / 1024:.0f} KiB), e.g. {objs[0]['Key'] if objs else '-'}"
+        )
     )
     if objs:
         url = s3.generate_presigned_url(
             "get_object", Params={"Bucket": cfg.s3.keyframe_bucket, "Key": objs[-1]["Key"]}, ExpiresIn=3600
         )
-        console.print(f"    presigned URL (1 h): {url}")
-    t = Table(title=f"analytics {cfg.mongo.analytics_db}")
+        console.print(f"    presigned URL (1 h): {esc(url)}")
+    t = Table(title=esc(f"analytics {cfg.mongo.analytics_db}"))
     t.add_column("collection")
     t.add_column("documents")
     t.add_column("example")
     for name in sorted(an.list_collection_names()):
         doc = an[name].find_one({}, {"_id": 0}) or {}
-        t.add_row(name, str(an[name].count_documents({})), json.dumps(doc, default=str)[:110])
+        t.add_row(esc(name), str(an[name].count_documents({})), esc(json.dumps(doc, default=str)[:110]))
     console.print(t)
     crossings = (
         list(an["line_crossings_minute"].find({}, {"_id": 0}))
@@ -307,14 +312,15 @@ def show_results(stack) -> None:
         else []
     )
     if crossings:
-        console.print(f"line crossings per minute: {json.dumps(crossings[:4], default=str)[:400]}")
+        console.print(f"line crossings per minute: {esc(json.dumps(crossings[:4], default=str)[:400])}")
     client.close()
 
 
 def where_to_look(stack, work: Path, cloud_yaml: Path) -> None:
     cfg = stack.config
     console.rule("where to look")
-    console.print(f"""  MongoDB     {stack.mongo_uri}  databases {cfg.mongo.warehouse_db} (detections, keyframes), {cfg.mongo.analytics_db} (counts, crossings, dwell, tracks, fleet)
+    console.print(
+        esc(f"""  MongoDB     {stack.mongo_uri}  databases {cfg.mongo.warehouse_db} (detections, keyframes), {cfg.mongo.analytics_db} (counts, crossings, dwell, tracks, fleet)
   S3          {stack.s3_endpoint}  bucket {cfg.s3.keyframe_bucket}  (access key {cfg.s3.access_key}; secret in examples/cloud.yaml defaults)
   Kafka       {stack.bootstrap}  topics edgesight.detections.v1, edgesight.keyframes.v1, edgesight.status.v1
   MQTT        {cfg.mqtt.host}:{cfg.mqtt.port}  mosquitto_sub -u {cfg.mqtt.username} -P ... -t 'edgesight/#' -v
@@ -323,3 +329,4 @@ def where_to_look(stack, work: Path, cloud_yaml: Path) -> None:
   queries     cloud-ops warehouse query -c {cloud_yaml} --camera street-file --limit 5
               cloud-ops fleet list -c {cloud_yaml}
   stop        cloud-ops stack down""")
+    )

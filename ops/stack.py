@@ -14,8 +14,11 @@ which it would otherwise silently move) is checked *before* anything starts; a
 busy port fails with a message naming it and nothing is left running. PIDs,
 ports and command lines are recorded in ``<data_dir>/stack.json``; ``down``
 stops only processes that are recorded there *and* still run the recorded
-program. The same :class:`Stack` backs the pytest fixtures (private stacks on
-free ports).
+program. ``up`` starts only the services that are not running (a crashed broker
+comes back alone, on its recorded port; the others keep their pids) and
+``restart(service)`` stops and starts one service. Servers run with umask 077 and
+``up`` tightens the data dir: files 0600, directories 0700. The same
+:class:`Stack` backs the pytest fixtures (private stacks on free ports).
 """
 
 from __future__ import annotations
@@ -29,11 +32,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cloud.config import HOST, CloudConfig, StackConfig
+from edgesight.files import PRIVATE_FILE_MODE, PRIVATE_UMASK, private_dir, restrict_tree
 from edgesight.log import get_logger
 
 log = get_logger("stack")
@@ -44,6 +48,14 @@ STATE_FILE = "stack.json"
 
 class StackError(RuntimeError):
     """The stack could not be started/stopped; the message says what and why."""
+
+
+def _check_services(names: Iterable[str]) -> tuple[str, ...]:
+    names = tuple(names)
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown or not names:
+        raise StackError(f"unknown service {', '.join(unknown) or '(none)'}: choose from {', '.join(SERVICES)}")
+    return names
 
 
 # ---- binaries --------------------------------------------------------------------------
@@ -226,10 +238,14 @@ class Stack:
             base = base.model_copy(update={"stack": settings})
         self.data_dir = Path(base.stack.data_dir).absolute()
         self.state_path = self.data_dir / STATE_FILE
-        # A running stack answers on the ports it was started with (recorded), whatever the defaults say now.
-        recorded = {
-            f"{name}_port": svc.port for name, svc in self.read_state().items() if _pid_runs(svc.pid, svc.argv[0])
-        }
+        # A running stack answers on the ports it was started with (recorded), whatever the defaults say now;
+        # a service of it that died comes back on its recorded port too (clients keep their endpoints).
+        state = self.read_state()
+        recorded = (
+            {f"{name}_port": svc.port for name, svc in state.items()}
+            if any(_pid_runs(svc.pid, svc.argv[0]) for svc in state.values())
+            else {}
+        )
         if recorded:
             base = base.model_copy(update={"stack": base.stack.model_copy(update=recorded)})
         self.config = base.for_stack()
@@ -259,31 +275,36 @@ class Stack:
         return {k: ServiceState(**v) for k, v in doc.get("services", {}).items()}
 
     def _write_state(self, services: dict[str, ServiceState]) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"services": {k: asdict(v) for k, v in services.items()}}, indent=2))
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE), "w") as fh:
+            fh.write(json.dumps({"services": {k: asdict(v) for k, v in services.items()}}, indent=2))
         os.replace(tmp, self.state_path)
 
     # -- up --
-    def up(self, progress: Callable[[str], None] | None = None) -> dict[str, ServiceState]:
-        """Start every service that is not already running; wait until each is really ready."""
+    def up(
+        self, progress: Callable[[str], None] | None = None, services: Iterable[str] | None = None
+    ) -> dict[str, ServiceState]:
+        """Start every service (or those in ``services``) that is not running; wait until each is ready.
+
+        Services already running keep running (same pid, same ports): after a broker crash ``up``
+        starts only the broker. Kafka on s3 storage needs S3, so S3 is started with it when down."""
         say = progress or (lambda m: log.info(m))
         st = self.settings
-        existing = {k: v for k, v in self.read_state().items() if _pid_runs(v.pid, v.argv[0])}
-        if len(existing) == len(SERVICES):
-            say("stack already running")
-            return existing
-        if existing:
-            raise StackError(
-                f"a partial stack is running from {self.data_dir} ({', '.join(sorted(existing))}); "
-                f"run `cloud-ops stack down` first"
-            )
-        binaries = {s: find_binary(s) for s in SERVICES}
+        wanted = _check_services(services) if services is not None else SERVICES
+        running = {k: v for k, v in self.read_state().items() if _pid_runs(v.pid, v.argv[0])}
+        missing = [s for s in SERVICES if s in wanted and s not in running]
+        if "kafka" in missing and st.broker_storage == "s3" and "s3" not in running and "s3" not in missing:
+            missing.insert(0, "s3")
+        if not missing:
+            say("stack already running" if services is None else f"{', '.join(wanted)} already running")
+            return running
+        binaries = {s: find_binary(s) for s in missing}
 
-        weed_ports = self._seaweed_ports()
-        wanted = {"kafka": st.kafka_port, "s3": st.s3_port, "mongo": st.mongo_port, "mqtt": st.mqtt_port}
-        wanted.update({f"s3 (seaweedfs {k})": v for k, v in weed_ports.items()})
-        busy = [f"{HOST}:{p} ({name})" for name, p in wanted.items() if port_in_use(p)]
+        weed_ports = self._seaweed_ports() if "s3" in missing else {}
+        ports = {s: getattr(st, f"{s}_port") for s in missing}
+        ports.update({f"s3 (seaweedfs {k})": v for k, v in weed_ports.items()})
+        busy = [f"{HOST}:{p} ({name})" for name, p in ports.items() if port_in_use(p)]
         if busy:
             raise StackError(
                 "cannot start the stack, port(s) already in use: "
@@ -292,49 +313,70 @@ class Stack:
             )
 
         for sub in ("logs", "mongo"):
-            (self.data_dir / sub).mkdir(parents=True, exist_ok=True)
+            private_dir(self.data_dir / sub)
+        if running:
+            say(f"running: {', '.join(sorted(running))} (kept); starting {', '.join(missing)}")
         started: dict[str, ServiceState] = {}
         try:
-            started["s3"] = self._start(
-                "s3", self._seaweed_argv(binaries["s3"], weed_ports), st.s3_port, extra_ports=weed_ports
-            )
-            # --data-dir: one SQLite file per logical database; own pid/log files (the defaults in /tmp are
-            # global and make a second server on the machine refuse to start).
-            started["mongo"] = self._start(
-                "mongo",
-                [
-                    binaries["mongo"],
-                    "--data-dir",
-                    str(self.data_dir / "mongo"),
-                    "--pid-file",
-                    str(self.data_dir / "mongo" / "nx-27017.pid"),
-                    "--log-file",
-                    str(self.data_dir / "logs" / "mongo-server.log"),
-                    "--host",
-                    HOST,
-                    "-p",
-                    str(st.mongo_port),
-                ],
-                st.mongo_port,
-            )
-            started["mqtt"] = self._start("mqtt", [binaries["mqtt"], "-c", str(self._mosquitto_conf())], st.mqtt_port)
-            self._write_state(started)
+            for name in ("s3", "mongo", "mqtt"):
+                if name in missing:
+                    started[name] = self._start_service(name, binaries[name], weed_ports)
+            self._write_state({**running, **started})
             deadline = time.monotonic() + st.ready_timeout_s
-            self._wait("s3", started, deadline, self._probe_s3, say)
-            started["kafka"] = self._start(
-                "kafka", self._tansu_argv(binaries["kafka"]), st.kafka_port, env=self._tansu_env()
-            )
-            self._write_state(started)
-            self._wait("mongo", started, deadline, self._probe_mongo, say)
-            self._wait("mqtt", started, deadline, self._probe_mqtt, say)
-            self._wait("kafka", started, deadline, self._probe_kafka, say)
+            if "s3" in started:
+                self._wait("s3", started, deadline, self._probe_s3, say)
+            if "kafka" in missing:
+                started["kafka"] = self._start_service("kafka", binaries["kafka"], weed_ports)
+                self._write_state({**running, **started})
+            for name in ("mongo", "mqtt", "kafka"):
+                if name in started:
+                    self._wait(name, started, deadline, getattr(self, self.PROBES[name]), say)
         except BaseException:
             self._stop_all(started)
-            self._kill_strays()
-            self._write_state({})
+            if not running:
+                self._kill_strays()
+            self._write_state(running)
             raise
+        restrict_tree(self.data_dir)  # data written before (or by a server that ignores the umask): 0600/0700
         say(f"stack ready in {self.data_dir}")
-        return started
+        return {**running, **started}
+
+    def restart(self, service: str, progress: Callable[[str], None] | None = None) -> ServiceState:
+        """Stop one service (if it runs) and start it again on its recorded port; the others keep running."""
+        (name,) = _check_services([service])
+        say = progress or (lambda m: log.info(m))
+        svc = self.read_state().get(name)
+        if svc is not None:
+            self._stop_all({name: svc}, say=say)
+        return self.up(progress, services=[name])[name]
+
+    def _start_service(self, name: str, binary: str, weed_ports: dict[str, int]) -> ServiceState:
+        st = self.settings
+        if name == "s3":
+            return self._start("s3", self._seaweed_argv(binary, weed_ports), st.s3_port, extra_ports=weed_ports)
+        if name == "kafka":
+            return self._start("kafka", self._tansu_argv(binary), st.kafka_port, env=self._tansu_env())
+        if name == "mqtt":
+            return self._start("mqtt", [binary, "-c", str(self._mosquitto_conf())], st.mqtt_port)
+        # --data-dir: one SQLite file per logical database; own pid/log files (the defaults in /tmp are
+        # global and make a second server on the machine refuse to start).
+        return self._start(
+            "mongo",
+            [
+                binary,
+                "--data-dir",
+                str(self.data_dir / "mongo"),
+                "--pid-file",
+                str(self.data_dir / "mongo" / "nx-27017.pid"),
+                "--log-file",
+                str(self.data_dir / "logs" / "mongo-server.log"),
+                "--host",
+                HOST,
+                "-p",
+                str(st.mongo_port),
+            ],
+            st.mongo_port,
+        )
 
     def _start(
         self,
@@ -346,7 +388,7 @@ class Stack:
         extra_ports: dict[str, int] | None = None,
     ) -> ServiceState:
         logf = self.data_dir / "logs" / f"{name}.log"
-        fh = open(logf, "ab")
+        fh = os.fdopen(os.open(logf, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE), "ab")
         full_env = dict(os.environ)
         full_env.update(env or {})
         proc = subprocess.Popen(
@@ -357,6 +399,7 @@ class Stack:
             cwd=self.data_dir,
             env=full_env,
             start_new_session=True,
+            umask=PRIVATE_UMASK,  # what the server writes (volumes, databases, logs) is owner-only
         )
         fh.close()
         log.info("started", extra={"service": name, "pid": proc.pid, "port": port})
@@ -444,7 +487,7 @@ class Stack:
             )
         )
         s3json.chmod(0o600)
-        (self.data_dir / "s3").mkdir(exist_ok=True)
+        private_dir(self.data_dir / "s3")
         return [
             weed,
             "mini",
@@ -486,8 +529,7 @@ class Stack:
         }
 
     def _mosquitto_conf(self) -> Path:
-        d = self.data_dir / "mqtt"
-        d.mkdir(exist_ok=True)
+        d = private_dir(self.data_dir / "mqtt")
         mq = self.config.mqtt
         import pwd
 
@@ -564,14 +606,18 @@ class Stack:
     def _probe_mongo(self) -> str:
         client = self.config.mongo.client(timeout_ms=2000)
         try:
-            info = client.server_info()
+            hello = client.admin.command("hello")
+            info = client.admin.command("buildInfo")
             coll = client["edgesight_health"]["ping"]
             token = uuid.uuid4().hex
             coll.insert_one({"_id": token})
             if coll.find_one({"_id": token}) is None:
                 raise StackError("inserted document not found")
             coll.delete_one({"_id": token})
-            return f"MongoDB wire version {info.get('version', '?')}"
+            return (
+                f"MongoDB {info.get('version') or 'version not reported'}, "
+                f"wire version {hello.get('minWireVersion', 0)}-{hello['maxWireVersion']}"
+            )
         finally:
             client.close()
 

@@ -17,6 +17,7 @@ from edgesight.log import setup_logging
 from edgesight.samples import VTEST
 from ops.stack import Stack
 from ops.testing import make_stack
+from tests.secrets_audit import pytest_configure, pytest_sessionfinish  # noqa: F401 - the secrets audit's hooks
 
 
 @pytest.fixture(scope="session", autouse=True)

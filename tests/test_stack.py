@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -278,3 +279,71 @@ def test_free_ports_never_hands_out_a_port_twice_nor_an_excluded_one():
     excluded = set(range(20000, _ephemeral_range()[0]))
     got = free_ports(3, exclude=excluded)
     assert len(set(got)) == 3 and not set(got) & excluded and not set(got) & set(later)
+
+
+def _not_private(root: Path) -> list[str]:
+    """Everything below ``root`` that others could read: directories must be 0700, regular files 0600."""
+    bad = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [".", *dirnames, *filenames]:
+            full = Path(dirpath) / name
+            try:
+                st = full.lstat()
+            except FileNotFoundError:
+                continue
+            mode = st.st_mode & 0o777
+            if full.is_dir() and not full.is_symlink():
+                if mode != 0o700:
+                    bad.append(f"{full.relative_to(root)}/ {oct(mode)}")
+            elif full.is_file() and not full.is_symlink() and mode != 0o600:
+                bad.append(f"{full.relative_to(root)} {oct(mode)}")
+    return bad
+
+
+def test_up_starts_only_what_is_missing_restart_one_service_and_private_data(tmp_path):
+    """After a broker crash `stack up` starts only the broker (the others keep their pids); `stack restart kafka`
+    restarts only Kafka; `stack status` shows MongoDB's wire version; data files are 0600 in 0700 dirs."""
+    from ops.testing.publish import BrokerControl
+
+    data = tmp_path / "partial"
+    env = {**os.environ, "COLUMNS": "200"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*CLI, "stack", *args, "--data-dir", str(data)], capture_output=True, text=True, timeout=120, env=env
+        )
+
+    st = Stack(settings=private_settings(data))
+    old = os.umask(0o022)  # a usual login umask: the stack must not depend on it
+    try:
+        st.up()
+    finally:
+        os.umask(old)
+    others = ("s3", "mongo", "mqtt")
+    try:
+        before = {k: v.pid for k, v in st.read_state().items()}
+        kafka_port = st.read_state()["kafka"].port
+        BrokerControl(st).stop()  # SIGKILL: the broker crashed
+        up = cli("up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        after = st.read_state()
+        assert {k: after[k].pid for k in others} == {k: before[k] for k in others}
+        assert after["kafka"].pid != before["kafka"] and _pid_runs(after["kafka"].pid, after["kafka"].argv[0])
+        assert after["kafka"].port == kafka_port  # clients keep their endpoint
+        again = cli("restart", "kafka")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "kafka restarted" in again.stdout
+        restarted = st.read_state()
+        assert restarted["kafka"].pid != after["kafka"].pid
+        assert {k: restarted[k].pid for k in others} == {k: before[k] for k in others}
+        bad = cli("restart", "kafkaa")
+        assert bad.returncode == 1 and "unknown service kafkaa" in bad.stderr
+        status = cli("status", "--json")
+        assert status.returncode == 0, status.stdout + status.stderr
+        rows = {r["name"]: r for r in json.loads(status.stdout)}
+        assert all(r["healthy"] for r in rows.values()), rows
+        assert re.search(r"wire version \d+-\d+", rows["mongo"]["detail"]), rows["mongo"]
+        assert "?" not in rows["mongo"]["detail"]
+        assert not _not_private(data), _not_private(data)
+    finally:
+        st.down()

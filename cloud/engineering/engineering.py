@@ -10,7 +10,7 @@ from cloud.stream import TP, BatchLoop, Failure, Handler, WriteResult
 from edgesight import metrics
 from edgesight.wire import Topics, WireError, decode_event
 
-from .consumer import consumer_loop, wire_failure
+from .consumer import consumer_loop, storable, wire_failure
 from .facts import event_to_fact
 from .settings import EngineeringConfig
 from .store import AnalyticsStore
@@ -36,6 +36,7 @@ class EngineeringHandler(Handler):
     """Detection events -> facts (per record) -> one store update per batch."""
 
     name = "engineering"
+    accept_stage = "VALUE_CONVERTER"
 
     def __init__(self, store: AnalyticsStore):
         self.store = store
@@ -45,6 +46,9 @@ class EngineeringHandler(Handler):
         fact, err = decode_record(msg.value())
         if err is not None:
             return wire_failure(err)
+        failure = storable(fact)
+        if failure is not None:
+            return failure
         self._facts.append(fact)
         return None
 

@@ -29,7 +29,7 @@ from edgesight import metrics
 from edgesight.log import get_logger
 from edgesight.wire import AgentStatus, CameraStatus, Topics, WireError, decode_status
 
-from .consumer import consumer_loop, wire_failure
+from .consumer import consumer_loop, storable, wire_failure
 from .settings import FleetConfig
 from .store import is_dup_only, resolve_write_concern
 
@@ -177,6 +177,7 @@ class FleetHandler(Handler):
     """Heartbeats -> agent and camera documents (per record) -> guarded replaces of the newest per batch."""
 
     name = "fleet"
+    accept_stage = "VALUE_CONVERTER"
 
     def __init__(self, store: FleetStore, settings: FleetConfig):
         self.store, self.st = store, settings
@@ -195,6 +196,10 @@ class FleetHandler(Handler):
             a, cs = status_docs(decode_status(msg.value()), self._received_at)
         except WireError as e:
             return wire_failure(e)
+        for doc in ([a] if a is not None else []) + cs:
+            failure = storable(doc)
+            if failure is not None:
+                return failure
         if a is not None:
             self._agents.append(a)
         self._cams.extend(cs)

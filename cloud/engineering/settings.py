@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from cloud.stream.dlq import DLQ_MAX_OTHER, DLQ_MAX_RECORD_BYTES, DLQ_MAX_VALUE
 from edgesight.config import StrictModel
 
 
@@ -27,6 +28,14 @@ class ConsumerConfig(StrictModel):
     )
     metrics_port: int | None = Field(None, ge=0, lt=65536, description="Prometheus /metrics port (0 = any free port)")
     session_timeout_ms: int | None = Field(None, ge=1000, le=300000, description="default: kafka.session_timeout_ms")
+    dlq_max_value_bytes: int = Field(
+        DLQ_MAX_VALUE,
+        ge=1,
+        le=DLQ_MAX_RECORD_BYTES - DLQ_MAX_OTHER,
+        description="a failed record's value larger than this is dropped from its dead letter (the header "
+        "edgesight.errors.value.dropped.bytes keeps its size), so every dead letter fits the broker's default "
+        "message size",
+    )
 
 
 class EngineeringConfig(ConsumerConfig):

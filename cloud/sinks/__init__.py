@@ -9,7 +9,7 @@ returned, so a crash replays at most the unflushed batch, and idempotent writes
 """
 
 from .base import BatchingSink, FlushResult, Item
-from .mongo import MongoSink
+from .mongo import DocumentNotEncodable, MongoSink, bson_size
 from .s3 import S3Sink
 
-__all__ = ["BatchingSink", "FlushResult", "Item", "MongoSink", "S3Sink"]
+__all__ = ["BatchingSink", "DocumentNotEncodable", "FlushResult", "Item", "MongoSink", "S3Sink", "bson_size"]

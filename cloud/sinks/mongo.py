@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import bson
 from pymongo import InsertOne, ReplaceOne
 from pymongo.errors import BulkWriteError
+
+from edgesight.limits import clip
 
 from .base import BatchingSink, FlushResult, Item
 
@@ -12,6 +17,21 @@ DEFAULT_MAX_BSON = 16 * 1024 * 1024
 
 class DocumentTooLarge(ValueError):
     pass
+
+
+class DocumentNotEncodable(ValueError):
+    """A document BSON cannot hold (an integer beyond 64 bits, a string that is not UTF-8, ...)."""
+
+
+def bson_size(doc: Mapping[str, Any]) -> int:
+    """Bytes of ``doc`` as BSON; :class:`DocumentNotEncodable` when it has no BSON form. Only the document is
+    at fault, so the error is that record's failure, never a reason to retry the batch."""
+    try:
+        return len(bson.encode(doc))
+    except Exception as e:  # noqa: BLE001 - OverflowError, InvalidDocument, UnicodeEncodeError, RecursionError, ...
+        raise DocumentNotEncodable(
+            f"the document cannot be stored as BSON: {type(e).__name__}: {clip(str(e))}"
+        ) from None
 
 
 def max_bson_size(client) -> int:
@@ -50,13 +70,17 @@ class MongoSink(BatchingSink):
         res = FlushResult()
         ok: list[Item] = []
         for it in items:
-            size = len(bson.encode(it.payload))
+            try:
+                size = bson_size(it.payload)
+            except DocumentNotEncodable as e:
+                res.failed.append((it, e))
+                continue
             if size > self.max_bson:
                 res.failed.append(
                     (
                         it,
                         DocumentTooLarge(
-                            f"document _id={it.payload.get('_id')!r} is {size} bytes, over the server's BSON limit of "
+                            f"document _id={clip(repr(it.payload.get('_id')))} is {size} bytes, over the server's BSON limit of "
                             f"{self.max_bson} bytes"
                         ),
                     )

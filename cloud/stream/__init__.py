@@ -5,12 +5,11 @@ Handlers: the MongoDB and S3 sink connector tasks (``connectors.tasks``), the en
 fleet consumers (``cloud.engineering``).
 """
 
+from .dlq import DLQ_MAX_RECORD_BYTES, DLQ_MAX_VALUE, DeadLetterError, safe_text
 from .handler import TP, ErrorPolicy, Failure, Handler, TaskFailed, WriteResult
 from .loop import (
-    DLQ_MAX_VALUE,
     BatchLoop,
     ConsumerMetrics,
-    DeadLetterError,
     LoopMetrics,
     LoopStats,
     handle_signals,
@@ -18,6 +17,7 @@ from .loop import (
 )
 
 __all__ = [
+    "DLQ_MAX_RECORD_BYTES",
     "DLQ_MAX_VALUE",
     "TP",
     "BatchLoop",
@@ -32,4 +32,5 @@ __all__ = [
     "WriteResult",
     "handle_signals",
     "retry_durable",
+    "safe_text",
 ]

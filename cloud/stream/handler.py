@@ -4,8 +4,10 @@ The loop hands each record to :meth:`Handler.accept` (convert, validate, buffer)
 :meth:`Handler.write` to make the buffered records durable. A record either
 
 - is *taken* (``accept`` returns ``None``): its effect is written by a later ``write``;
-- *fails* (``accept`` returns a :class:`Failure`, or ``write`` lists it in ``WriteResult.failed``):
-  the loop applies the :class:`ErrorPolicy` (dead-letter it, or stop the task);
+- *fails* (``accept`` returns a :class:`Failure` or raises any exception, or ``write`` lists it in
+  ``WriteResult.failed``): the loop applies the :class:`ErrorPolicy` (dead-letter it, or stop the task)
+  and calls :meth:`Handler.discard`; an exception ``write`` raises is a batch failure (a server down): the
+  handler retries it with ``loop.retry``;
 - is *still buffered* after ``write`` (a sink that keeps files open across batches): then ``write``
   returns in ``WriteResult.checkpoint`` only the offsets that are safe to commit.
 
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from .dlq import DLQ_MAX_VALUE, check_max_value
 
 if TYPE_CHECKING:
     from .loop import BatchLoop
@@ -58,12 +62,18 @@ class ErrorPolicy:
     log_errors: bool = True
     log_messages: bool = False  # the record's key in the log line
     task_id: int = 0
+    dlq_max_value_bytes: int = DLQ_MAX_VALUE  # a larger value is dropped from the dead letter (its size kept)
+
+    def __post_init__(self) -> None:
+        check_max_value(self.dlq_max_value_bytes)
 
 
 class Handler:
     """Base class of the loop's handlers; the defaults do nothing."""
 
     name: str = "consumer"
+    # Kafka Connect's stage for an exception ``accept`` did not turn into a Failure itself
+    accept_stage: str = "TASK_PUT"
 
     def open(self, loop: BatchLoop) -> None:
         """Before the first poll: open clients; ``loop.retry`` makes durable writes retry with back-off."""
@@ -71,6 +81,11 @@ class Handler:
     def accept(self, msg: Any) -> Failure | None:
         """Convert/validate/buffer one record; a :class:`Failure` sends it to the error policy."""
         raise NotImplementedError
+
+    def discard(self, msg: Any) -> None:
+        """``msg`` failed in ``accept`` (returned a Failure or raised) and was dead-lettered or skipped: it has no
+        effect, and its offset may be committed once nothing older is pending (handlers with their own
+        checkpoint mark it here)."""
 
     def write(self, final: bool) -> WriteResult:
         """Called after every poll (with or without records) and once more with ``final=True`` at the end."""

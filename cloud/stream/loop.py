@@ -3,15 +3,20 @@
 At-least-once delivery with an exactly-once *effect*:
 
 1. ``consume`` up to ``batch_size`` records (auto-commit off, :func:`edgesight.kafka.consumer_config`);
-2. each record goes to the handler's ``accept``; a failed one goes to :meth:`BatchLoop._failed`, the
-   one place that applies the :class:`ErrorPolicy` (raise :class:`TaskFailed`, or dead-letter it);
+2. each record goes to the handler's ``accept``; a failed one (a :class:`Failure` returned, or *any*
+   exception raised for it) goes to :meth:`BatchLoop._failed`, the one place that applies the
+   :class:`ErrorPolicy` (dead-letter it, or stop the task), so no record can stop the loop;
 3. the handler's ``write`` makes the batch durable (it returns after the sink acknowledged) and says
    which records the sink refused and which offsets are committable;
-4. the dead letters are produced (idempotent producer, ``acks=all``) and flushed; a delivery failure
-   stops the loop before anything is committed;
+4. the dead letters (bounded: :mod:`cloud.stream.dlq`) are produced (idempotent producer, ``acks=all``)
+   and flushed; a broker that refuses one record gets a minimal dead letter, then the record is logged
+   and skipped; an unavailable broker is retried with back-off and nothing is committed meanwhile;
 5. only then are the offsets committed, synchronously, for the partitions still assigned.
 
-A crash anywhere before 5 redelivers the batch: the handlers' writes are idempotent. ``stop`` (set by
+A crash anywhere before 5 redelivers the batch: the handlers' writes are idempotent. With
+``errors.tolerance=none`` the first failed record stops the task (:class:`TaskFailed`, Kafka Connect's
+contract) after the records before it were written and committed: a restart stops at that record again,
+with the same error, and writes nothing twice. ``stop`` (set by
 SIGTERM/SIGINT through :func:`handle_signals`) finishes the current batch, writes what is buffered
 (``write(final=True)``), commits, leaves the group and returns.
 """
@@ -24,17 +29,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from edgesight import metrics
-from edgesight.kafka import consumer_config, producer_config
+from edgesight.kafka import consumer_config
+from edgesight.limits import clip
 from edgesight.log import ContextLogger, get_logger
 from edgesight.wire import deadletter
 
+from .dlq import DeadLetterError, DeadLetterProducer, Letter, build_letter, coordinates, safe_text
 from .handler import TP, ErrorPolicy, Failure, Handler, TaskFailed, WriteResult
 
 T = TypeVar("T")
-DLQ_MAX_VALUE = 16 * 1024 * 1024  # larger values are dropped from the dead letter (VALUE_DROPPED header)
 
 RECORDS = metrics.counter(
     "consumer_records_total", "Records handled by a cloud consumer, by result", ["consumer", "result"]
@@ -44,10 +50,6 @@ BATCH_SECONDS = metrics.histogram("consumer_batch_seconds", "Time to handle, wri
 COMMITTED = metrics.gauge("consumer_committed_offset", "Last committed offset", ["consumer", "topic", "partition"])
 ASSIGNED = metrics.gauge("consumer_assigned_partitions", "Partitions currently assigned", ["consumer"])
 ERRORS = metrics.counter("consumer_errors_total", "Errors by kind", ["consumer", "kind"])
-
-
-class DeadLetterError(RuntimeError):
-    """Dead letters were not acknowledged by the broker: nothing is committed."""
 
 
 class LoopMetrics(Protocol):
@@ -130,8 +132,8 @@ def retry_durable(fn: Callable[[], T], *, stop: threading.Event, log: ContextLog
         except Exception as e:
             if stop.is_set() and delay > 4:
                 raise
-            log.error("write failed; retrying", extra={"error": f"{type(e).__name__}: {e}", "retry_in_s": delay})
-            time.sleep(delay)
+            log.error("write failed; retrying", extra={"error": safe_text(e, 500), "retry_in_s": delay})
+            stop.wait(delay)  # a stop request ends the wait at once
             delay = min(delay * 2, 15.0)
 
 
@@ -145,48 +147,6 @@ def handle_signals(stop: threading.Event, log: ContextLogger) -> None:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, _stop)
-
-
-class DeadLetterProducer:
-    """Copies failed records, unchanged, to the dead-letter topic; :meth:`flush` raises unless all were acked."""
-
-    def __init__(self, base: Mapping[str, Any], topic: str, client_id: str):
-        from confluent_kafka import Producer
-
-        self.topic = topic
-        self._p = Producer(producer_config(base, client_id=client_id, max_message_bytes=DLQ_MAX_VALUE + 1024 * 1024))
-        self._errors: list[str] = []
-        self._pending = 0
-
-    def _delivered(self, err: Any, _msg: Any) -> None:
-        if err is not None:
-            self._errors.append(str(err))
-
-    def send(self, msg: Any, headers: Sequence[tuple[str, bytes]]) -> None:
-        out: list[tuple[str, str | bytes | None]] = list(headers)
-        value = msg.value()
-        if value is not None and len(value) > DLQ_MAX_VALUE:
-            out.append((deadletter.VALUE_DROPPED, str(len(value)).encode()))
-            value = b""
-        self._p.produce(self.topic, key=msg.key(), value=value, headers=out, on_delivery=self._delivered)
-        self._pending += 1
-        self._p.poll(0)
-
-    def flush(self, timeout: float = 30.0) -> None:
-        if not self._pending:
-            return
-        left = self._p.flush(timeout)
-        errors, self._errors, self._pending = self._errors, [], 0
-        if left or errors:
-            raise DeadLetterError(
-                f"dead-letter delivery failed ({left} undelivered, errors: {errors[:3]}); offsets not committed"
-            )
-
-    def close(self, timeout: float) -> None:
-        self._p.flush(timeout)
-        close = getattr(self._p, "close", None)  # confluent-kafka >= 2.13
-        if close is not None:
-            close()
 
 
 class BatchLoop:
@@ -249,7 +209,14 @@ class BatchLoop:
                 session_timeout_ms=self.session_timeout_ms,
             )
             if self.policy.dlq_topic:
-                self._dlq = DeadLetterProducer(self.kafka, self.policy.dlq_topic, f"{self.client_id}-dlq")
+                self._dlq = DeadLetterProducer(
+                    self.kafka,
+                    self.policy.dlq_topic,
+                    f"{self.client_id}-dlq",
+                    log=self.log,
+                    stop=self.stop,
+                    on_skip=lambda: self.metrics.error("dlq_skipped"),
+                )
             c = self._consumer = Consumer(conf)
             c.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke)
             self.log.info("consumer started", extra={"dlq": self.policy.dlq_topic, "batch_size": self.batch_size})
@@ -321,18 +288,51 @@ class BatchLoop:
     def _accept(self, msg: Any) -> None:
         tp = (msg.topic(), msg.partition())
         self.stats.partitions_seen.add(tp)
-        self._pending[tp] = max(self._pending.get(tp, 0), msg.offset() + 1)
-        failure = self.handler.accept(msg)  # an exception here ends the loop (the batch is redelivered)
+        try:
+            failure = self.handler.accept(msg)
+        except TaskFailed as e:  # the handler's own "stop the task" (e.g. behavior.on.null.values=fail)
+            self._stop_task([(msg, Failure(self.handler.accept_stage, _qualname(self.handler), e))])
+        except Exception as e:  # noqa: BLE001 - any exception for one record is that record's failure
+            failure = Failure(self.handler.accept_stage, _qualname(self.handler), e)
         if failure is not None:
-            self._failed(msg, failure, at_write=False)
+            if not self._tolerated(at_write=False):
+                self._stop_task([(msg, failure)])
+            self.handler.discard(msg)
+            self._failed(msg, failure)
+        self._pending[tp] = max(self._pending.get(tp, 0), msg.offset() + 1)
 
-    def _failed(self, msg: Any, f: Failure, *, at_write: bool) -> None:
-        """The one place that decides what happens to a record that failed (in accept or in the sink's write)."""
-        if not (self.policy.tolerate and (self.policy.tolerate_writes or not at_write)):
-            raise TaskFailed(
-                f"{self.name}: record {msg.topic()}[{msg.partition()}]@{msg.offset()} failed in stage "
-                f"{f.stage} ({type(f.exc).__name__}: {f.exc}) and errors.tolerance=none"
-            ) from f.exc
+    def _tolerated(self, *, at_write: bool) -> bool:
+        return self.policy.tolerate and (self.policy.tolerate_writes or not at_write)
+
+    def _stop_task(self, fatal: list[tuple[Any, Failure]], res: WriteResult | None = None) -> NoReturn:
+        """A failure ``errors.tolerance=none`` does not tolerate: write and commit what came before it (``res``:
+        the write that found it; else what accept took so far), then raise :class:`TaskFailed`."""
+        msg, f = fatal[0]
+        reason = safe_text(f.exc, 500)
+        self.log.error(
+            "record failed and errors.tolerance=none: the task stops at this record",
+            extra={"source": coordinates(msg), "stage": f.stage, "class": f.class_name, "error": reason},
+        )
+        if res is None:
+            res = self.handler.write(final=True)
+        first: dict[TP, int] = {}
+        for m, _ in fatal:
+            tp = (m.topic(), m.partition())
+            first[tp] = min(first.get(tp, m.offset()), m.offset())
+        offsets = dict(res.checkpoint if res.checkpoint is not None else self._pending)
+        for tp, o in first.items():  # never past a failed record: a restart stops at it again
+            if tp in offsets:
+                offsets[tp] = min(offsets[tp], o)
+        self._pending = {}
+        self._checkpoint(WriteResult(written=res.written, failed=[], checkpoint=offsets), time.perf_counter())
+        raise TaskFailed(
+            f"{self.name}: record {coordinates(msg)} failed in stage {f.stage} ({f.class_name}: {reason}) and "
+            "errors.tolerance=none; the records before it were written and committed. The task stops here, and "
+            "stops at this record again after a restart, until its offset is moved past it or errors are tolerated"
+        ) from f.exc
+
+    def _failed(self, msg: Any, f: Failure) -> None:
+        """The one place that handles a record that failed (in accept or in the sink's write) and is tolerated."""
         self.stats.poison += 1
         self.metrics.dead_lettered(f.stage)
         if self.policy.log_errors:
@@ -341,33 +341,48 @@ class BatchLoop:
                 "partition": msg.partition(),
                 "offset": msg.offset(),
                 "stage": f.stage,
-                "error": f"{type(f.exc).__name__}: {f.exc}",
+                "error": safe_text(f.exc, 500),
             }
-            if getattr(f.exc, "field", None):
-                extra["field"] = f.exc.field  # type: ignore[attr-defined]
+            field = getattr(f.exc, "field", None)
+            if isinstance(field, str) and field:
+                extra["field"] = clip(field, 100)
             if self.policy.log_messages:
                 extra["key"] = (msg.key() or b"")[:200].decode(errors="replace")
             self.log.warning("record failed; dead-lettered" if self._dlq else "record failed; skipped", extra=extra)
         if self._dlq is None:
             return
-        headers = list(msg.headers() or [])
+        self._dlq.send(self._letter(msg, f))
+
+    def _letter(self, msg: Any, f: Failure) -> Letter:
+        context: list[tuple[str, bytes]] = []
         if self.policy.context_headers:
-            headers += deadletter.context_headers(
-                topic=msg.topic() or "",
-                partition=msg.partition(),
-                offset=msg.offset(),
-                connector=self.name,
-                task_id=self.policy.task_id,
-                stage=f.stage,
-                class_name=f.class_name,
-                exc=f.exc,
-            )
-        self._dlq.send(msg, headers)
+            try:
+                context = self._context(msg, f, f.exc)
+            except Exception as e:  # noqa: BLE001 - an exception that cannot be described (hostile __str__)
+                context = self._context(msg, f, RuntimeError(safe_text(f.exc, 500) + f" ({safe_text(e, 100)})"))
+        letter = build_letter(msg, context, max_value_bytes=self.policy.dlq_max_value_bytes)
+        if letter.notes:
+            self.log.warning("dead letter bounded", extra={"source": letter.source, "notes": clip(letter.notes, 500)})
+        return letter
+
+    def _context(self, msg: Any, f: Failure, exc: BaseException) -> list[tuple[str, bytes]]:
+        return deadletter.context_headers(
+            topic=msg.topic() or "",
+            partition=msg.partition(),
+            offset=msg.offset(),
+            connector=self.name,
+            task_id=self.policy.task_id,
+            stage=f.stage,
+            class_name=f.class_name,
+            exc=exc,
+        )
 
     def _checkpoint(self, res: WriteResult, t0: float) -> None:
         """Dead-letter what the sink refused, flush the dead letters, then commit."""
+        if res.failed and not self._tolerated(at_write=True):
+            self._stop_task(res.failed, res)
         for msg, f in res.failed:
-            self._failed(msg, f, at_write=True)
+            self._failed(msg, f)
         offsets = res.checkpoint if res.checkpoint is not None else self._pending
         self._pending = {}
         if not (res or offsets):
@@ -421,6 +436,10 @@ class BatchLoop:
         self.stats.assigned = sorted(self._assigned)
         self.metrics.assigned(len(self._assigned))
         self.log.info("partitions revoked", extra=_describe(gone))
+
+
+def _qualname(obj: object) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
 def _describe(tps: set[TP]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cloud.config import CloudConfig
-from cloud.stream import TP, BatchLoop, ErrorPolicy, Handler
+from cloud.stream import TP, BatchLoop, ErrorPolicy, Handler, safe_text
 from edgesight.log import get_logger
 from edgesight.metrics import counter, gauge, histogram
 
@@ -111,7 +111,7 @@ class ConnectorTask:
             self.loop.run(until_idle_s=self.idle_exit_s)
         except BaseException as e:  # noqa: BLE001 - reported by the runner
             self.error = e
-            self.log.error("task failed", extra={"error": f"{type(e).__name__}: {e}"})
+            self.log.error("task failed", extra={"error": safe_text(e, 500)})
 
     @property
     def stats(self) -> dict[str, Any]:

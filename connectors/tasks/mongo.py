@@ -6,20 +6,23 @@ before batch N+1's write starts, so commits stay in order and after the data is 
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from cloud.sinks import FlushResult, Item, MongoSink
+from cloud.sinks.mongo import DEFAULT_MAX_BSON
 from cloud.stream import TP, BatchLoop, Failure, Handler, WriteResult
-from edgesight.wire import WireError, decode_event
+from edgesight.wire import WireError, decode_event, parse_json
 
 from ..options import MONGO_SINK
-from ..smt import TransformError, build_chain
+from ..smt import build_chain
 from ..spec import ConnectorSpec
 
 JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
 ID_STRATEGY = "com.mongodb.kafka.connect.sink.processor.id.strategy.ProvidedInValueStrategy"
+MONGO_MAX_RECORD_BYTES = 2 * DEFAULT_MAX_BSON
+"""A record the MongoDB sink parses: larger JSON is refused before parsing (a document must fit in BSON's 16 MiB;
+JSON is at most about twice its BSON size)."""
 
 
 class MongoSinkHandler(Handler):
@@ -47,17 +50,22 @@ class MongoSinkHandler(Handler):
             return None
         doc = self._document(value)
         if isinstance(doc, Failure):
-            self.sink.mark(msg.topic(), msg.partition(), msg.offset())
             return doc
         self.sink.add(Item(doc, msg.topic(), msg.partition(), msg.offset(), ctx=msg))
         return None
 
+    def discard(self, msg: Any) -> None:
+        self.sink.mark(msg.topic(), msg.partition(), msg.offset())
+
     def _document(self, value: bytes) -> dict | Failure:
-        try:
-            obj = json.loads(value)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            err = ValueError(f"Converting byte[] to Kafka Connect data failed due to serialization error: {e}")
+        try:  # bounded: size, depth, integer digits; not UTF-8 / not JSON
+            obj = parse_json(value, "detection event", MONGO_MAX_RECORD_BYTES)
+        except WireError as e:
+            err = ValueError(f"Converting byte[] to Kafka Connect data failed due to serialization error: {e.message}")
             return Failure("VALUE_CONVERTER", JSON_CONVERTER, err)
+        if not isinstance(obj, dict):  # JSON, but no document (Connect: a schemaless value that is not a Map)
+            err = WireError("detection event", "(message)", f"expected a JSON object, got {type(obj).__name__}")
+            return Failure("TASK_PUT", "edgesight.wire.decode_event", err)
         try:
             decode_event(obj)
         except WireError as e:
@@ -66,7 +74,7 @@ class MongoSinkHandler(Handler):
         for cls, fn in self.chain:
             try:
                 doc = fn(doc)
-            except TransformError as e:
+            except Exception as e:  # noqa: BLE001 - whatever a transform raises fails this record at its stage
                 return Failure("TRANSFORMATION", cls, e)
         if not isinstance(doc, dict) or "_id" not in doc:
             return Failure("TASK_PUT", ID_STRATEGY, ValueError("Provided _id field not found in the value document"))

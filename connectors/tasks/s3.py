@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from cloud.sinks import FlushResult, Item, MongoSink, S3Sink
+from cloud.sinks import DocumentNotEncodable, FlushResult, Item, MongoSink, S3Sink, bson_size
 from cloud.stream import TP, BatchLoop, Failure, Handler, TaskFailed, WriteResult
-from edgesight.wire import WireError, decode_keyframe
+from edgesight.limits import clip
+from edgesight.wire import KeyframeMeta, WireError, decode_keyframe
 
 from ..joda import joda_format
 from ..options import S3_SINK, RunnerConfigError
@@ -132,19 +133,24 @@ class S3SinkHandler(Handler):
                 raise TaskFailed(f"{self.name}: null value at {tp}@{msg.offset()} and behavior.on.null.values=fail")
             self._advance(tp, msg.offset())
             return None
-        failure = self._add(tp, msg)
-        if failure is not None:
-            self._advance(tp, msg.offset())
-        return failure
+        return self._add(tp, msg)
+
+    def discard(self, msg: Any) -> None:
+        self._advance((msg.topic(), msg.partition()), msg.offset())
 
     def _add(self, tp: TP, msg: Any) -> Failure | None:
         try:
-            meta, _ = decode_keyframe(msg.key(), msg.value(), msg.headers())
+            meta, _ = decode_keyframe(msg.key(), msg.value(), _unique(msg.headers()))
         except WireError as e:
             return Failure("TASK_PUT", "edgesight.wire.decode_keyframe", e)
+        if self.index_sink is not None:
+            try:  # the index document must be storable, or the object would be written and never indexed
+                bson_size(_meta_doc(meta))
+            except DocumentNotEncodable as e:
+                return Failure("TASK_PUT", INDEX_CLASS, e)
         try:
             enc = self.encoded_partition(msg)
-        except ValueError as e:
+        except (ValueError, OverflowError, OSError) as e:  # no timestamp, or one no calendar can show
             return Failure("TASK_PUT", self.partitioner, e)
         files = self.files.setdefault(tp, {})
         kind, ts = msg.timestamp()
@@ -226,9 +232,8 @@ class S3SinkHandler(Handler):
             self.s3.head_object(Bucket=self.bucket, Key=it.payload[0])
         return FlushResult(written=len(items))
 
-    def _index_doc(self, tp: TP, key: str, msg: Any, meta: Any) -> Item:
-        doc = json.loads(meta.model_dump_json(by_alias=True, exclude_none=True))
-        doc.pop("schema", None)
+    def _index_doc(self, tp: TP, key: str, msg: Any, meta: KeyframeMeta) -> Item:
+        doc = _meta_doc(meta)
         doc["_id"] = doc.pop("keyframe_id")
         doc["ts"] = meta.ts
         doc.update(
@@ -248,3 +253,19 @@ class S3SinkHandler(Handler):
             self.next_commit.pop(tp, None)
             self.skips.pop(tp, None)
         self.closed = [(tp, f) for tp, f in self.closed if tp not in tps]
+
+
+def _meta_doc(meta: KeyframeMeta) -> dict[str, Any]:
+    doc = json.loads(meta.model_dump_json(by_alias=True, exclude_none=True))
+    doc.pop("schema", None)
+    return doc
+
+
+def _unique(headers: list[tuple[str, bytes | None]] | None) -> list[tuple[str, bytes | None]] | None:
+    """The headers, refused when a name repeats (the metadata would be ambiguous: which one counts?)."""
+    seen: set[str] = set()
+    for k, _ in headers or ():
+        if k in seen:
+            raise WireError("keyframe", clip(str(k), 64), "header repeated (ambiguous metadata)")
+        seen.add(k)
+    return headers

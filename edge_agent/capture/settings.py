@@ -11,7 +11,7 @@ Example::
         roi: [0.0, 0.25, 1.0, 0.75]     # normalised x, y, w, h
         motion: {enabled: true, min_area: 0.002}
         watchdog: {stall_timeout_s: 5}
-        backoff: {initial_s: 1, max_s: 30, jitter: 0.2, max_retries: 10}
+        backoff: {initial_s: 1, max_s: 30, jitter: 0.2}   # retries forever, at most 30 s apart
       - id: lobby
         url: /data/lobby.mp4
         loop: true
@@ -27,7 +27,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from edgesight.config import StrictModel
+from edgesight.config import StrictModel, check_url_port
 
 SourceKind = Literal["rtsp", "http", "file", "usb", "folder"]
 
@@ -63,15 +63,21 @@ class WatchdogConfig(StrictModel):
     read_timeout_s: float = Field(5.0, gt=0.0)
 
 
+BACKOFF_MAX_S = 3600.0  # no reconnect delay is longer than this: a returning camera is picked up within it
+BACKOFF_MAX_MULTIPLIER = 10.0
+_BACKOFF_MAX_EXPONENT = 64  # multiplier**64 stays finite (<= 1e64); the cap max_s is reached long before
+
+
 class BackoffConfig(StrictModel):
-    initial_s: float = Field(0.5, gt=0.0)
-    max_s: float = Field(30.0, gt=0.0)
-    multiplier: float = Field(2.0, ge=1.0)
+    initial_s: float = Field(0.5, gt=0.0, le=BACKOFF_MAX_S)
+    max_s: float = Field(30.0, gt=0.0, le=BACKOFF_MAX_S)
+    multiplier: float = Field(2.0, ge=1.0, le=BACKOFF_MAX_MULTIPLIER)
     # Each delay is multiplied by a random factor in [1 - jitter, 1 + jitter].
     jitter: float = Field(0.2, ge=0.0, lt=1.0)
     # Consecutive failed attempts (open failures / streams that die before delivering a
-    # frame) before the camera is marked ``failed``. None = retry forever.
-    max_retries: int | None = Field(10, ge=0)
+    # frame) before the camera is marked ``failed``. None (the default) = retry forever, at
+    # most ``max_s`` (x jitter) apart: a camera that is down for hours comes back by itself.
+    max_retries: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _order(self) -> BackoffConfig:
@@ -79,14 +85,17 @@ class BackoffConfig(StrictModel):
             raise ValueError(f"backoff.max_s ({self.max_s}) must be >= backoff.initial_s ({self.initial_s})")
         return self
 
+    def _base(self, attempt: int) -> float:
+        # the exponent is capped: retrying forever must never overflow a float
+        return min(self.max_s, self.initial_s * self.multiplier ** min(max(0, attempt - 1), _BACKOFF_MAX_EXPONENT))
+
     def delay(self, attempt: int, rand: float) -> float:
         """Delay before retry number ``attempt`` (1-based); ``rand`` uniform in [0, 1)."""
-        base = min(self.max_s, self.initial_s * self.multiplier ** max(0, attempt - 1))
-        return max(0.0, base * (1.0 + self.jitter * (2.0 * rand - 1.0)))
+        return max(0.0, self._base(attempt) * (1.0 + self.jitter * (2.0 * rand - 1.0)))
 
     def bound(self, attempt: int) -> float:
         """Upper bound of :meth:`delay` for ``attempt``."""
-        return min(self.max_s, self.initial_s * self.multiplier ** max(0, attempt - 1)) * (1.0 + self.jitter)
+        return self._base(attempt) * (1.0 + self.jitter)
 
 
 class CameraConfig(StrictModel):
@@ -138,6 +147,8 @@ class CameraConfig(StrictModel):
             )
         if v.startswith("usb:") and not _USB_RE.match(v):
             raise ValueError("USB camera must be written usb:N with N a device index, e.g. usb:0")
+        if m and m.group(1).lower() != "file":
+            check_url_port(v, "camera url")
         return v
 
     @field_validator("ffmpeg_options")

@@ -11,8 +11,9 @@
 
 Cameras are independent: adding, removing, restarting or losing one never touches
 the others' threads. States: ``starting`` -> ``streaming`` <-> ``reconnecting`` ->
-``failed`` (after ``backoff.max_retries`` consecutive failed attempts, or at once when
-retrying cannot help: missing file, unsupported codec, garbage file), ``stopped``
+``failed`` (after ``backoff.max_retries`` consecutive failed attempts when one is set; by
+default a camera retries forever, at most ``backoff.max_s`` apart; at once when retrying
+cannot help: missing file, unsupported codec, garbage file), ``stopped``
 (operator or end of a non-looping file) and ``disabled`` (``enabled: false``). Each
 state change is logged (component="capture", camera=id), exported as
 ``edgesight_capture_state{camera,state}`` and passed to ``on_state_change(camera_id,

@@ -128,6 +128,8 @@ class CameraStats:
         self.dropped: dict[str, int] = {r: 0 for r in DROP_REASONS}
         self.decode_errors = 0
         self.reconnects = 0
+        self.retry_attempt = 0  # consecutive failed attempts so far (0 while streaming)
+        self.next_retry_at: float | None = None  # epoch seconds of the next connect attempt, when waiting
         self.last_frame_mono: float | None = None  # last successful grab
         self.last_delivered_seq = -1
         self.source_description = ""
@@ -160,6 +162,11 @@ class CameraStats:
         self.reconnects += 1
         self._m_reconn.inc()
 
+    def waiting(self, attempt: int, delay: float | None) -> None:
+        """Record the retry state: ``attempt`` consecutive failures, next try in ``delay`` s (None: not waiting)."""
+        self.retry_attempt = attempt
+        self.next_retry_at = None if delay is None else time.time() + delay
+
     def delivered(self, seq: int) -> None:
         self.frames_delivered += 1
         self.last_delivered_seq = seq
@@ -179,6 +186,8 @@ class CameraStats:
             "frames_dropped": dropped,
             "decode_errors": self.decode_errors,
             "reconnects": self.reconnects,
+            "retry_attempt": self.retry_attempt,
+            "next_retry_at": None if self.next_retry_at is None else round(self.next_retry_at, 3),
             "last_seq": self.last_delivered_seq,
             "last_frame_age_s": None
             if self.last_frame_mono is None
@@ -296,6 +305,7 @@ class CaptureWorker(threading.Thread):
                 failures += 1
                 if e.permanent or (max_retries is not None and failures > max_retries):
                     why = e.reason if e.permanent else f"{e.reason} (gave up after {failures} attempts)"
+                    self.stats.waiting(failures, None)
                     self._set_state(CameraState.FAILED, why)
                     return
                 delay = cfg.backoff.delay(failures, self._rng.random())
@@ -304,6 +314,7 @@ class CaptureWorker(threading.Thread):
                     + (f"/{max_retries}" if max_retries is not None else "")
                     + f" in {delay:.1f}s"
                 )
+                self.stats.waiting(failures, delay)
                 self._set_state(CameraState.RECONNECTING, reason)
                 if self._stop_evt.wait(delay):
                     break
@@ -312,10 +323,13 @@ class CaptureWorker(threading.Thread):
                 failures += 1
                 reason = f"internal error opening source: {type(e).__name__}: {e}"
                 self._log.error(reason, extra={"exc_text": traceback.format_exc()})
-                if self._stop_evt.wait(cfg.backoff.delay(failures, self._rng.random())):
+                delay = cfg.backoff.delay(failures, self._rng.random())
+                self.stats.waiting(failures, delay)
+                if self._stop_evt.wait(delay):
                     break
                 continue
 
+            self.stats.waiting(0, None)
             self.stats.source_description = src.description
             self._reconnect_reason = None
             if self.motion_gate is not None:
@@ -346,10 +360,12 @@ class CaptureWorker(threading.Thread):
             healthy = self.stats.frames_read - read_before > 0 and lasted >= HEALTHY_SESSION_S
             failures = 1 if healthy else failures + 1
             if max_retries is not None and failures > max_retries:
+                self.stats.waiting(failures, None)
                 self._set_state(CameraState.FAILED, f"{end} (gave up after {failures} attempts)")
                 return
             delay = cfg.backoff.delay(failures, self._rng.random())
             reason = f"{end}; reconnecting in {delay:.1f}s"
+            self.stats.waiting(failures, delay)
             self._set_state(CameraState.RECONNECTING, reason)
             if self._stop_evt.wait(delay):
                 break

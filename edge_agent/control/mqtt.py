@@ -7,32 +7,41 @@ Topics (see :func:`edgesight.wire.topics.mqtt_topics`)::
     edgesight/<agent>/status                     out  retained AgentStatus; the last will sets state=offline
     edgesight/<agent>/camera/<camera>/status     out  retained CameraStatus
 
-Commands are decoded with the wire contract; an invalid one is answered with an
-``ok: false`` ack naming the field at fault. Valid ones run on a worker thread
-(never on paho's network thread, so a slow command cannot stall keep-alives),
-one at a time in arrival order; the handler's return value becomes the ack's
-``result`` and any exception its ``error``. Nothing a command does can crash
-the agent.
+Every payload gets exactly one ack. A payload over :data:`~edgesight.limits.COMMAND_MAX_BYTES` is
+refused before any parsing; the rest is decoded with the wire contract (bounded: size, depth,
+integer digits), and an invalid one is answered with an ``ok: false`` ack naming the field at
+fault. The ack carries the payload's top-level ``command_id`` when one can be read, ``unknown``
+otherwise. Valid commands run on a worker thread (never on paho's network thread, so a slow
+command cannot stall keep-alives), one at a time in arrival order, from a bounded queue
+(``control.command_queue``): when it is full a command is answered ``busy`` at once. The handler's
+return value becomes the ack's ``result`` and any exception its ``error``. Nothing a command
+does can stop the worker, and :meth:`ControlPlane.stop` returns within its timeout. Input echoed
+into acks and logs is clipped (:func:`edgesight.limits.clip`).
 """
 
 from __future__ import annotations
 
 import json
 import queue
+import re
 import socket
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
+from json.decoder import scanstring  # type: ignore[attr-defined]  # the C string scanner json uses
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from edgesight import __version__
+from edgesight.limits import COMMAND_MAX_BYTES, clip
 from edgesight.log import get_logger
 from edgesight.metrics import counter, gauge
-from edgesight.wire import AgentStatus, CameraStatus, ControlAck, WireError, decode_command, dumps
+from edgesight.wire import AgentStatus, CameraStatus, ControlAck, decode_command, dumps
+from edgesight.wire.models import ACTIONS
 from edgesight.wire.topics import mqtt_topics
 
 from .settings import ControlConfig
@@ -42,12 +51,22 @@ COMMANDS = counter(
 )
 CONNECTED = gauge("control_connected", "1 while the agent is connected to its MQTT broker", ["agent"])
 
+PEEK_MAX_BYTES = 4096
+"""Of a payload over ``COMMAND_MAX_BYTES``, only this prefix is scanned for its ``command_id``."""
+UNKNOWN_ID = "unknown"
+"""The ack's ``command_id`` when the payload's own cannot be read."""
+ACK_ID_MAX_CHARS = 128  # ControlAck.command_id's bound
+STOPPING = "agent stopping; command not run"
+ERROR_MAX_CHARS = 1024
+"""An ack's ``error`` and a log line's message are cut to this (what they echo is clipped shorter by the codec)."""
+
 
 class CommandError(Exception):
     """Raised by a command handler: the command was understood but cannot be carried out."""
 
 
 Handler = Callable[[Any], dict[str, Any] | None]
+_STOP = object()  # wakes the worker on stop
 
 
 class ControlPlane:
@@ -59,7 +78,7 @@ class ControlPlane:
         self.handler = handler
         self.topics = mqtt_topics(agent_id, config.topic_root)
         self.log = get_logger("control", agent_id=agent_id)
-        self._queue: queue.Queue = queue.Queue(maxsize=1000)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=config.command_queue)
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._worker = threading.Thread(target=self._work, name=f"control-{agent_id}", daemon=True)
@@ -104,19 +123,37 @@ class ControlPlane:
         if wait_s and not self._connected.wait(wait_s):
             self.log.warning("MQTT not connected yet; commands will be accepted once it is")
 
-    def stop(self, final_status: AgentStatus | None = None) -> None:
-        """Publish a final (retained) status, then disconnect cleanly (no last will is sent)."""
+    def stop(self, final_status: AgentStatus | None = None, timeout: float = 5.0) -> None:
+        """Finish the running command (up to half of ``timeout``), answer the queued ones ``ok: false``
+        (agent stopping), publish a final (retained) status, then disconnect cleanly (no last will is
+        sent). Returns within ``timeout`` seconds, whatever a handler does."""
+        if self._stop.is_set():
+            return
+        deadline = time.monotonic() + timeout
         self._stop.set()
-        if final_status is not None and self._connected.is_set():
-            info = self._client.publish(self.topics["status"], dumps(final_status), qos=1, retain=True)
+        try:
+            self._queue.put_nowait(_STOP)
+        except queue.Full:
+            pass  # the worker checks the stop flag after each command
+        if self._worker.is_alive():
+            self._worker.join(timeout / 2)
+        last = None
+        while True:
             try:
-                info.wait_for_publish(3)
+                payload = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if payload is not _STOP:
+                last = self._safe_ack(_recover_id(payload), _known_action(payload), ok=False, error=STOPPING)
+        if final_status is not None and self._connected.is_set():
+            last = self._client.publish(self.topics["status"], dumps(final_status), qos=1, retain=True)
+        if last is not None and self._connected.is_set():
+            try:
+                last.wait_for_publish(max(0.1, min(3.0, deadline - time.monotonic())))
             except (RuntimeError, ValueError):
                 pass
         self._client.disconnect()
         self._client.loop_stop()
-        self._queue.put(None)
-        self._worker.join(5)
         CONNECTED.labels(self.agent_id).set(0)
 
     @property
@@ -135,7 +172,7 @@ class ControlPlane:
         """Remove a camera's retained status (camera removed): an empty retained message deletes it."""
         self._client.publish(self.topics["camera_status"].format(camera_id=camera_id), b"", qos=1, retain=True)
 
-    # -- paho callbacks (network thread: keep them short) --
+    # -- paho callbacks (network thread: keep them short, never block) --
     def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
         if reason_code.is_failure:
             self.log.error(f"MQTT connection refused: {reason_code}")
@@ -155,30 +192,47 @@ class ControlPlane:
             self.log.warning(f"MQTT disconnected ({reason_code}); reconnecting")
 
     def _on_message(self, client, userdata, msg) -> None:
-        try:
-            self._queue.put_nowait(msg.payload)
-        except queue.Full:
-            self._ack(_peek_id(msg.payload), None, ok=False, error="agent busy: command queue full, try again")
+        payload = bytes(msg.payload)
+        if len(payload) > COMMAND_MAX_BYTES:  # refused before any parsing
+            self._refuse(payload, f"payload of {len(payload)} bytes; at most {COMMAND_MAX_BYTES} (COMMAND_MAX_BYTES)")
+        elif self._stop.is_set():
+            self._refuse(payload, STOPPING)
+        else:
+            try:
+                self._queue.put_nowait(payload)
+            except queue.Full:
+                self._refuse(
+                    payload,
+                    f"agent busy: command queue full ({self.config.command_queue} waiting, "
+                    "control.command_queue), try again",
+                )
+
+    def _refuse(self, payload: bytes, error: str) -> None:
+        action = _known_action(payload)
+        COMMANDS.labels(self.agent_id, action or "invalid", "rejected").inc()
+        self.log.warning(f"refused command: {clip(error, ERROR_MAX_CHARS)}")
+        self._safe_ack(_recover_id(payload), action, ok=False, error=error)
 
     # -- command execution (worker thread) --
     def _work(self) -> None:
-        while True:
+        while not self._stop.is_set():
             payload = self._queue.get()
-            if payload is None:
+            if payload is _STOP:
                 return
-            self._execute(payload)
+            try:
+                self._execute(payload)
+            except BaseException as e:  # nothing a command does may end this loop
+                self.log.error(f"command not answered: {clip(f'{type(e).__name__}: {e}')}", exc_info=True)
 
     def _execute(self, payload: bytes) -> None:
         try:
             cmd = decode_command(payload)
-        except WireError as e:
-            COMMANDS.labels(self.agent_id, _peek(payload, "action") or "invalid", "rejected").inc()
-            self.log.warning(f"rejected command: {e}")
-            self._ack(_peek_id(payload), _peek(payload, "action"), ok=False, error=str(e))
+        except Exception as e:  # noqa: BLE001 - WireError, or anything the parser raised: the sender is told
+            self._refuse(payload, f"{e}" if isinstance(e, ValueError) else f"invalid command: {type(e).__name__}")
             return
         if cmd.agent_id is not None and cmd.agent_id != self.agent_id:
             COMMANDS.labels(self.agent_id, cmd.action, "rejected").inc()
-            self._ack(
+            self._safe_ack(
                 cmd.command_id,
                 cmd.action,
                 ok=False,
@@ -189,45 +243,126 @@ class ControlPlane:
             result = self.handler(cmd) or {}
         except CommandError as e:
             COMMANDS.labels(self.agent_id, cmd.action, "failed").inc()
-            self.log.warning(f"command {cmd.action} failed: {e}", extra={"command_id": cmd.command_id})
-            self._ack(cmd.command_id, cmd.action, ok=False, error=str(e))
+            self.log.warning(
+                f"command {cmd.action} failed: {clip(str(e), ERROR_MAX_CHARS)}", extra={"command_id": cmd.command_id}
+            )
+            self._safe_ack(cmd.command_id, cmd.action, ok=False, error=str(e))
             return
-        except Exception as e:
+        except Exception as e:  # a handler bug is this command's error, not the agent's end
             COMMANDS.labels(self.agent_id, cmd.action, "failed").inc()
-            self.log.exception(f"command {cmd.action} raised", extra={"command_id": cmd.command_id})
-            self._ack(cmd.command_id, cmd.action, ok=False, error=f"internal error: {type(e).__name__}: {e}")
+            self.log.error(
+                f"command {cmd.action} raised {clip(f'{type(e).__name__}: {e}')}",
+                extra={"command_id": cmd.command_id},
+                exc_info=True,
+            )
+            self._safe_ack(cmd.command_id, cmd.action, ok=False, error=f"internal error: {type(e).__name__}: {e}")
             return
         COMMANDS.labels(self.agent_id, cmd.action, "ok").inc()
         self.commands_handled += 1
         self.log.info(f"command {cmd.action} done", extra={"command_id": cmd.command_id, "result": result})
-        self._ack(cmd.command_id, cmd.action, ok=True, result=result)
+        self._safe_ack(cmd.command_id, cmd.action, ok=True, result=result)
 
-    def _ack(
+    def _safe_ack(
         self, command_id: str, action: str | None, *, ok: bool, result: dict | None = None, error: str | None = None
-    ) -> None:
-        ack = ControlAck(
-            command_id=command_id,
-            agent_id=self.agent_id,
-            action=action,
-            ok=ok,
-            result=result or {},
-            error=error,
-            ts=_now(),
-        )
-        self._client.publish(self.topics["ack"], dumps(ack), qos=1)
+    ) -> mqtt.MQTTMessageInfo | None:
+        """Publish one ack (``error`` clipped); a failure to publish is logged, never raised."""
+        try:
+            ack = ControlAck(
+                command_id=command_id,
+                agent_id=self.agent_id,
+                action=action,
+                ok=ok,
+                result=result or {},
+                error=clip(error, ERROR_MAX_CHARS) if error is not None else None,
+                ts=_now(),
+            )
+            return self._client.publish(self.topics["ack"], dumps(ack), qos=1)
+        except Exception as e:  # noqa: BLE001 - e.g. a result that does not serialise
+            self.log.error(f"ack for command {clip(command_id, 64)} not sent: {clip(f'{type(e).__name__}: {e}')}")
+            return None
 
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _peek(payload: bytes, key: str) -> str | None:
-    try:
-        v = json.loads(payload).get(key)
-        return str(v)[:128] if v not in (None, "") else None
-    except Exception:  # noqa: BLE001 - best effort on an invalid payload
+# ---- reading a command_id out of a payload that cannot be decoded (linear, no recursion) ----
+
+_WS = re.compile(r"[ \t\n\r]*")
+_BRACKET_OR_QUOTE = re.compile(r'["\[\]{}]')
+_SCALAR_END = re.compile(r"[,}\]\s]")
+
+
+def _skip_ws(text: str, i: int) -> int:
+    m = _WS.match(text, i)
+    return m.end() if m else i
+
+
+def _skip_container(text: str, i: int) -> int:
+    """Index after the array/object opening at ``i``; ValueError when the text ends first."""
+    depth = 0
+    while True:
+        m = _BRACKET_OR_QUOTE.search(text, i)
+        if m is None:
+            raise ValueError("cut off")
+        if m.group() == '"':
+            _, i = scanstring(text, m.end())
+            continue
+        depth += 1 if m.group() in "[{" else -1
+        i = m.end()
+        if depth == 0:
+            return i
+
+
+def _top_level_string(text: str, key: str) -> str | None:
+    """The string value of ``key`` in the top-level JSON object of ``text`` (the last one, as ``json.loads``
+    keeps), read whatever the other values hold and wherever the text is cut off; None when there is none."""
+    found: str | None = None
+    i = _skip_ws(text, 0)
+    if text[i : i + 1] != "{":
         return None
+    i += 1
+    try:
+        while True:
+            i = _skip_ws(text, i)
+            if text[i : i + 1] != '"':
+                return found
+            k, i = scanstring(text, i + 1)
+            i = _skip_ws(text, i)
+            if text[i : i + 1] != ":":
+                return found
+            i = _skip_ws(text, i + 1)
+            c = text[i : i + 1]
+            value: str | None = None
+            if c == '"':
+                value, i = scanstring(text, i + 1)
+            elif c in ("{", "["):
+                i = _skip_container(text, i)
+            else:
+                m = _SCALAR_END.search(text, i)
+                i = m.start() if m else len(text)
+            if k == key:
+                found = value
+            i = _skip_ws(text, i)
+            if text[i : i + 1] != ",":
+                return found
+            i += 1
+    except ValueError:  # a malformed string or the text ends inside a value
+        return found
 
 
-def _peek_id(payload: bytes) -> str:
-    return _peek(payload, "command_id") or "unknown"
+def _peek(payload: bytes, key: str) -> str | None:
+    data = payload if len(payload) <= COMMAND_MAX_BYTES else payload[:PEEK_MAX_BYTES]
+    return _top_level_string(data.decode("utf-8", errors="replace"), key)
+
+
+def _recover_id(payload: bytes) -> str:
+    """The payload's top-level ``command_id`` when it is a usable one, else :data:`UNKNOWN_ID`."""
+    cid = _peek(payload, "command_id")
+    return cid if cid and len(cid) <= ACK_ID_MAX_CHARS else UNKNOWN_ID
+
+
+def _known_action(payload: bytes) -> str | None:
+    """The payload's ``action`` when it is one of the contract's (so metrics labels stay bounded)."""
+    action = _peek(payload, "action")
+    return action if action in ACTIONS else None

@@ -62,6 +62,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from edgesight import metrics
 from edgesight.kafka import TopicSpec
 from edgesight.log import get_logger
+from edgesight.nativelog import RateLimitedLog, RepeatLimiter
 from edgesight.wire import (
     AgentStatus,
     DetectionEvent,
@@ -213,7 +214,11 @@ class EdgePublisher:
         self._thread: threading.Thread | None = None
         self._fatal = threading.Event()
         self._connected = False
-        self._last_error: str | None = None
+        self._last_error: str | None = None  # cleared once the broker acknowledges again
+        self._last_error_at: float | None = None  # epoch s of the last error (kept after recovery)
+        self._recovered_at: float | None = None  # epoch s of the first ack after that error
+        self._error_limiter = RepeatLimiter()  # error_cb repeats during an outage: once per window
+        self._rdkafka_log = RateLimitedLog(get_logger("publish.librdkafka", agent=agent_id))
         self._last_offset: dict[tuple[str, int], int] = {}  # highest acked offset per partition
         self._recreations = 0
         self._recreate_backoff = 0.25
@@ -263,7 +268,7 @@ class EdgePublisher:
         self._rd_records = self._rd_bytes = 0
         conf = producer_config(self.config)
         conf["error_cb"] = self._on_error
-        conf["logger"] = get_logger("publish.librdkafka", agent=self.agent_id)
+        conf["logger"] = self._rdkafka_log  # librdkafka's own lines: JSON, repeats rate-limited
         return Producer(conf)
 
     def close(self, timeout: float = 10.0) -> bool:
@@ -397,6 +402,8 @@ class EdgePublisher:
                 return
             self._last_offset[k] = off
             self._recreate_backoff = 0.25
+            if self._last_error is not None:
+                self._last_error, self._recovered_at = None, time.time()
             self.spool.resolve(seq)
             self._count(kind, "acked")
             lat = max(0.0, time.time() - accept_ms / 1000.0)
@@ -427,20 +434,23 @@ class EdgePublisher:
                     "delivery failed with a producer-state error; recreating the producer",
                     extra={"topic": KIND_NAMES[kind], "seq": seq, "error": err.str(), "code": err.name()},
                 )
-            self._last_error = err.str()
+            self._set_error(err.str())
             self._fatal.set()
+
+    def _set_error(self, text: str) -> None:
+        self._last_error, self._last_error_at, self._recovered_at = text, time.time(), None
 
     def _fail(self, seq: int, kind: int, err: KafkaError) -> None:
         self.spool.resolve(seq)
         self._count(kind, "failed")
-        self._last_error = str(err)
+        self._set_error(str(err))
         self._log.error(
             "record failed permanently and was released",
             extra={"topic": KIND_NAMES[kind], "seq": seq, "error": err.str(), "code": err.name()},
         )
 
     def _on_error(self, err: KafkaError) -> None:
-        self._last_error = err.str()
+        self._set_error(err.str())
         if err.fatal():
             self._log.error("fatal producer error; the producer will be recreated", extra={"error": err.str()})
             self._fatal.set()
@@ -448,8 +458,10 @@ class EdgePublisher:
             if self._connected:
                 self._log.warning("broker unreachable: spooling", extra={"error": err.str()})
             self._connected = False
-        else:
-            self._log.warning("producer error", extra={"error": err.str(), "code": err.name()})
+        elif (suppressed := self._error_limiter.check(err.str())) is not None:
+            self._log.warning(
+                "producer error", extra={"error": err.str(), "code": err.name(), "suppressed": suppressed}
+            )
 
     def _recreate(self) -> None:
         now = time.monotonic()
@@ -554,6 +566,9 @@ class EdgePublisher:
             "agent_id": self.agent_id,
             "connected": self._connected,
             "last_error": self._last_error,
+            "last_error_at": self._last_error_at,
+            "recovered_at": self._recovered_at,
+            "log_repeats_suppressed": self._rdkafka_log.limiter.suppressed_total + self._error_limiter.suppressed_total,
             "suspicious_acks": self._suspicious,
             "producer_recreations": self._recreations,
             "by_topic": {k: dict(v) for k, v in self._counts.items()},

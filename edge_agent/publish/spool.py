@@ -86,6 +86,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgesight.files import PRIVATE_FILE_MODE, private_dir, restrict_tree
 from edgesight.log import get_logger
 
 from .settings import SpoolConfig
@@ -234,14 +235,15 @@ class Spool:
     # ---- open / recovery --------------------------------------------------------------
     def open(self) -> Spool:
         with self._lock:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            self._lockfd = os.open(self.dir / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+            private_dir(self.dir)  # detections and keyframes: owner only (0700 / 0600)
+            self._lockfd = os.open(self.dir / "LOCK", os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
             try:
                 fcntl.flock(self._lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(self._lockfd)
                 self._lockfd = -1
                 raise SpoolError(f"spool {self.dir} is in use by another process (LOCK held)") from None
+            restrict_tree(self.dir)  # segments written by an older version were 0644
             ck = self._read_checkpoint()
             self._acked_seq = int(ck.get("acked_seq", -1))
             self._skip = [list(r) for r in ck.get("skip", []) if r[1] > self._acked_seq]
@@ -358,7 +360,7 @@ class Spool:
                 os.fdatasync(self._wfd)  # a sealed segment is always on disk
             os.close(self._wfd)
         path = self.dir / f"seg-{self._end:020d}.log"
-        wfd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        wfd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE)
         rfd = os.open(path, os.O_RDONLY)
         if self._segments and self._segments[-1].base == self._end:  # empty last segment: reuse
             seg = self._segments[-1]
@@ -649,7 +651,7 @@ class Spool:
             "written_at": time.time(),
         }
         tmp = self.dir / "checkpoint.json.tmp"
-        with open(tmp, "w") as fh:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE), "w") as fh:
             json.dump(doc, fh)
         os.replace(tmp, self.dir / "checkpoint.json")
         self._ckpt_dirty = False

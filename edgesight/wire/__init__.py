@@ -12,6 +12,7 @@ from .codec import (
     encode_keyframe,
     event_key,
     json_schemas,
+    parse_json,
 )
 from .models import (
     AgentStatus,
@@ -62,4 +63,5 @@ __all__ = [
     "event_key",
     "json_schemas",
     "make_event_id",
+    "parse_json",
 ]

@@ -14,6 +14,16 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from ..limits import (
+    COMMAND_MAX_BYTES,
+    HEADER_MAX_BYTES,
+    HEADERS_MAX_COUNT,
+    RECORD_MAX_BYTES,
+    BoundExceeded,
+    InputError,
+    clip,
+    loads_bounded,
+)
 from .models import (
     ACTIONS,
     SCHEMA_ACK,
@@ -54,6 +64,11 @@ def _field(loc: Sequence[Any]) -> str:
     return out or "(message)"
 
 
+def _echo(value: Any) -> str:
+    """``repr`` of a value from the message, clipped (see :func:`edgesight.limits.clip`)."""
+    return clip(repr(value))
+
+
 def _from_validation(kind: str, err: ValidationError) -> WireError:
     e = err.errors(include_url=False)[0]
     loc = list(e["loc"])
@@ -68,7 +83,7 @@ def _from_validation(kind: str, err: ValidationError) -> WireError:
     elif e["type"] == "union_tag_invalid":
         loc, msg = (
             ["action"],
-            f"unknown action {e.get('input', {}).get('action')!r}; expected one of {e['ctx']['expected_tags']}",
+            f"unknown action {_echo(e.get('input', {}).get('action'))}; expected one of {e['ctx']['expected_tags']}",
         )
     elif e["type"] == "union_tag_not_found":
         loc, msg = ["action"], "required field is missing"
@@ -78,13 +93,22 @@ def _from_validation(kind: str, err: ValidationError) -> WireError:
     return WireError(kind, _field(loc), msg)
 
 
-def _load_json(kind: str, raw: bytes | str | dict) -> dict:
-    if isinstance(raw, dict):
-        return raw
+def parse_json(data: bytes | bytearray | str, kind: str = "message", max_bytes: int = RECORD_MAX_BYTES) -> Any:
+    """Parse JSON from outside within the bounds of :mod:`edgesight.limits`; raises :class:`WireError`
+    (field ``(message)``) naming the bound. For consumers that parse a record before decoding it."""
     try:
-        obj = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise WireError(kind, "(message)", f"not valid JSON: {e}") from None
+        return loads_bounded(data, max_bytes=max_bytes)
+    except BoundExceeded as e:
+        raise WireError(kind, "(message)", str(e)) from None
+    except InputError as e:
+        msg = str(e)
+        raise WireError(
+            kind, "(message)", msg if msg.startswith("not valid JSON") else f"not valid JSON: {msg}"
+        ) from None
+
+
+def _load_json(kind: str, raw: bytes | bytearray | str | dict, max_bytes: int = RECORD_MAX_BYTES) -> dict:
+    obj = raw if isinstance(raw, dict) else parse_json(raw, kind, max_bytes)
     if not isinstance(obj, dict):
         raise WireError(kind, "(message)", f"expected a JSON object, got {type(obj).__name__}")
     return obj
@@ -94,8 +118,8 @@ def _check_schema(kind: str, obj: dict, expected: str) -> None:
     s = obj.get("schema", expected)
     if s != expected:
         if isinstance(s, str) and s.split("/")[0] == expected.split("/")[0]:
-            raise WireError(kind, "schema", f"unsupported version {s!r}; this build understands {expected!r}")
-        raise WireError(kind, "schema", f"expected {expected!r}, got {s!r}")
+            raise WireError(kind, "schema", f"unsupported version {_echo(s)}; this build understands {expected!r}")
+        raise WireError(kind, "schema", f"expected {expected!r}, got {_echo(s)}")
 
 
 def dumps(model: Any) -> bytes:
@@ -142,25 +166,45 @@ def encode_keyframe(meta: KeyframeMeta, jpeg: bytes) -> tuple[bytes, bytes, list
     return meta.object_key.encode(), jpeg, keyframe_headers(meta)
 
 
+def _text(kind: str, field: str, raw: bytes | bytearray) -> str:
+    try:
+        return bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise WireError(kind, field, f"not UTF-8: invalid byte at offset {e.start}") from None
+
+
+def _keyframe_headers(headers: Headers | None) -> dict[str, Any]:
+    kind = "keyframe"
+    if headers and len(headers) > HEADERS_MAX_COUNT:
+        raise WireError(kind, "headers", f"{len(headers)} headers (bound HEADERS_MAX_COUNT = {HEADERS_MAX_COUNT})")
+    hdr: dict[str, Any] = {}
+    for k, v in headers or ():
+        name = clip(str(k), 64) or "headers"
+        if v is not None and len(v) > HEADER_MAX_BYTES:
+            raise WireError(kind, name, f"header of {len(v)} bytes (bound HEADER_MAX_BYTES = {HEADER_MAX_BYTES})")
+        hdr[k] = _text(kind, name, v) if isinstance(v, (bytes, bytearray)) else v
+    if not hdr:
+        raise WireError(kind, "headers", "no metadata headers")
+    return hdr
+
+
 def decode_keyframe(
     key: bytes | str | None, value: bytes | None, headers: Headers | None
 ) -> tuple[KeyframeMeta, bytes]:
     kind = "keyframe"
     if not value:
         raise WireError(kind, "value", "empty value; expected JPEG bytes")
-    hdr: dict[str, Any] = {}
-    for k, v in headers or ():
-        hdr[k] = v.decode() if isinstance(v, (bytes, bytearray)) else v
-    if not hdr:
-        raise WireError(kind, "headers", "no metadata headers")
+    hdr = _keyframe_headers(headers)
     _check_schema(kind, hdr, SCHEMA_KEYFRAME)
     try:
         meta = KeyframeMeta.model_validate(hdr)
     except ValidationError as err:
         raise _from_validation(kind, err) from None
-    record_key = key.decode() if isinstance(key, (bytes, bytearray)) else key
+    record_key = _text(kind, "key", key) if isinstance(key, (bytes, bytearray)) else key
     if record_key != meta.object_key:
-        raise WireError(kind, "key", f"record key {record_key!r} differs from header object_key {meta.object_key!r}")
+        raise WireError(
+            kind, "key", f"record key {_echo(record_key)} differs from header object_key {_echo(meta.object_key)}"
+        )
     if not value.startswith(JPEG_MAGIC):
         raise WireError(kind, "value", "not a JPEG (missing FF D8 FF magic)")
     if len(value) != meta.size:
@@ -186,7 +230,7 @@ def decode_status(raw: bytes | str | dict) -> AgentStatus | CameraStatus:
 
 def decode_command(raw: bytes | str | dict) -> ControlCommand:
     kind = "control command"
-    obj = _load_json(kind, raw)
+    obj = _load_json(kind, raw, COMMAND_MAX_BYTES)
     _check_schema(kind, obj, SCHEMA_COMMAND)
     try:
         return _command_adapter.validate_python(obj)

@@ -262,6 +262,71 @@ class AgentStatus(WireModel):
 # ---- control plane (MQTT) -------------------------------------------------------------
 
 
+# Bounds of a command's fields (the MQTT payload's size is bounded before parsing: control.max_payload_bytes).
+MAX_ZONES: Final = 64  # zones of one set_zones / add_camera
+MAX_LINES: Final = 64  # lines of one set_lines / add_camera
+MAX_VERTICES: Final = 256  # vertices of one zone polygon
+MAX_GEOMETRY_DEPTH: Final = 4  # nesting of one zone or line (zone > polygon > point > number)
+MAX_CAMERA_DEPTH: Final = 6  # nesting of add_camera's camera object (camera > zones > zone > polygon > point)
+MAX_CAMERA_NODES: Final = 50_000  # values (objects, lists, scalars) in add_camera's camera object
+MAX_COMMAND_STRING: Final = 4096  # characters of any string inside a command's free-form objects
+
+
+def _check_tree(value: Any, field: str, *, max_depth: int, depth_bound: str) -> None:
+    """Refuse a JSON-like value nested deeper than ``max_depth``, with more than ``max_nodes`` values or a
+    string longer than :data:`MAX_COMMAND_STRING` (iterative: no recursion on hostile input)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    nodes = 0
+    while stack:
+        v, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_CAMERA_NODES:
+            raise ValueError(f"{field} holds more than {MAX_CAMERA_NODES} values (MAX_CAMERA_NODES)")
+        if isinstance(v, str):
+            if len(v) > MAX_COMMAND_STRING:
+                raise ValueError(
+                    f"{field} holds a string of {len(v)} characters; at most {MAX_COMMAND_STRING} (MAX_COMMAND_STRING)"
+                )
+            continue
+        if not isinstance(v, (dict, list, tuple)):
+            continue
+        if depth >= max_depth:
+            raise ValueError(f"{field} is nested deeper than {max_depth} levels ({depth_bound})")
+        items = list(v.keys()) + list(v.values()) if isinstance(v, dict) else list(v)
+        stack.extend((x, depth + 1) for x in items)
+
+
+def _check_geometry(items: list[dict[str, Any]], field: str, max_items: int) -> list[dict[str, Any]]:
+    if len(items) > max_items:
+        raise ValueError(f"{len(items)} {field}; at most {max_items} per camera")
+    for i, item in enumerate(items):
+        _check_tree(item, f"{field}[{i}]", max_depth=MAX_GEOMETRY_DEPTH, depth_bound="MAX_GEOMETRY_DEPTH")
+        polygon = item.get("polygon")
+        if isinstance(polygon, list) and len(polygon) > MAX_VERTICES:
+            raise ValueError(f"{field}[{i}].polygon has {len(polygon)} vertices; at most {MAX_VERTICES} (MAX_VERTICES)")
+    return items
+
+
+def _check_zones(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return _check_geometry(items, "zones", MAX_ZONES)
+
+
+def _check_lines(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return _check_geometry(items, "lines", MAX_LINES)
+
+
+def _check_camera(camera: dict[str, Any]) -> dict[str, Any]:
+    _check_tree(camera, "camera", max_depth=MAX_CAMERA_DEPTH, depth_bound="MAX_CAMERA_DEPTH")
+    for key, check in (("zones", _check_zones), ("lines", _check_lines)):
+        if isinstance(camera.get(key), list):
+            check(camera[key])
+    return camera
+
+
+Zones = Annotated[list[dict[str, Any]], Field(max_length=MAX_ZONES), AfterValidator(_check_zones)]
+Lines = Annotated[list[dict[str, Any]], Field(max_length=MAX_LINES), AfterValidator(_check_lines)]
+
+
 class _Command(WireModel):
     schema_: Literal["edgesight.command/1"] = Field(SCHEMA_COMMAND, alias="schema")
     command_id: Annotated[str, Field(min_length=1, max_length=128, description="correlation id, echoed in the ack")]
@@ -270,7 +335,10 @@ class _Command(WireModel):
 
 class AddCamera(_Command):
     action: Literal["add_camera"]
-    camera: dict[str, Any] = Field(description="a camera section as in the agent config file")
+    camera: Annotated[dict[str, Any], AfterValidator(_check_camera)] = Field(
+        description="a camera section as in the agent config file (its source must be in the agent's "
+        "control.allowed_sources)"
+    )
 
 
 class _CameraCommand(_Command):
@@ -295,7 +363,7 @@ class RestartCamera(_CameraCommand):
 
 class SetFps(_CameraCommand):
     action: Literal["set_fps"]
-    fps: float = Field(gt=0.0, le=240.0)
+    fps: float = Field(gt=0.0, le=240.0, strict=True, allow_inf_nan=False, description="a finite number (not a string)")
 
 
 class SetModelVariant(_Command):
@@ -305,12 +373,12 @@ class SetModelVariant(_Command):
 
 class SetZones(_CameraCommand):
     action: Literal["set_zones"]
-    zones: list[dict[str, Any]]
+    zones: Zones
 
 
 class SetLines(_CameraCommand):
     action: Literal["set_lines"]
-    lines: list[dict[str, Any]]
+    lines: Lines
 
 
 class Snapshot(_CameraCommand):

@@ -40,7 +40,8 @@ def agent(stack, model_dir, tmp_path):
                 "kafka": {"bootstrap_servers": stack.bootstrap, "topic_prefix": f"t{uuid.uuid4().hex[:8]}"},
                 "spool": {"dir": str(tmp_path / "spool"), "max_bytes": "256MiB"},
             },
-            "control": {"enabled": False},
+            # add_camera commands may open local files only under allowed_sources.directories
+            "control": {"enabled": False, "allowed_sources": {"directories": [str(samples.VTEST.parent)]}},
             "metrics": {"enabled": False},
         }
     )

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import pytest
@@ -14,9 +16,9 @@ import pytest
 from edgesight import http
 
 
-def get(url: str, method: str = "GET") -> tuple[int, bytes]:
+def get(url: str, method: str = "GET", timeout: float = 5) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=5) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -75,5 +77,43 @@ def test_a_slow_client_is_cut_off_and_blocks_nobody(monkeypatch):
             t0 = time.monotonic()
             assert slow.recv(64) == b""  # the server closed it
             assert time.monotonic() - t0 < 5
+    finally:
+        srv.close()
+
+
+def test_paths_match_exactly_not_by_prefix(server):
+    _, _, url = server
+    for path in ("/statusXYZ", "/status/", "/healthzz", "/healthz/x", "/metrics.txt", "/"):
+        assert get(url + path)[0] == 404, path
+    assert get(url + "/healthz?probe=1") == (200, b"ok")
+    assert get(url + "/metrics?name[]=x")[0] == 200
+
+
+@pytest.mark.timeout(60)
+def test_a_burst_of_200_concurrent_requests_is_all_answered(server):
+    """More requests at once than MAX_CONNECTIONS and far more than the old backlog (5): none times out."""
+    _, _, url = server
+    n = 200
+    start = threading.Barrier(n)
+
+    def one(_: int) -> tuple[int, bytes]:
+        start.wait(10)
+        return get(url + "/healthz", timeout=10)
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        results = list(pool.map(one, range(n)))
+    assert results == [(200, b"ok")] * n
+    assert n > http.MAX_CONNECTIONS and http.LISTEN_BACKLOG >= 128
+
+
+def test_no_free_slot_within_the_wait_is_answered_503_at_once(monkeypatch):
+    monkeypatch.setattr(http, "MAX_CONNECTIONS", 1)
+    monkeypatch.setattr(http, "SLOT_WAIT_S", 0.5)
+    srv = http.serve_http("127.0.0.1", 0)
+    try:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as slow:
+            slow.sendall(b"GET /hea")  # holds the only slot until REQUEST_TIMEOUT_S
+            time.sleep(0.2)
+            assert get(f"http://127.0.0.1:{srv.port}/healthz") == (503, b"busy")
     finally:
         srv.close()

@@ -1,0 +1,91 @@
+"""The suite's secrets audit (a pytest plugin, loaded by tests/conftest.py).
+
+Every process of the run logs through :func:`edgesight.log.setup_logging`; with ``EDGESIGHT_LOG_TEE`` set
+(here, for this process and every process it starts) each JSON line -- messages, extra fields, tracebacks,
+refused commands with the error of their ack, status and error records -- is also appended to one file. At
+the end of the session that file is searched for the suite's known secrets: the fixed ones below, those
+tests declare with :func:`known_secret`, and every secret registered in this process (the session stack's
+passwords and keys, values substituted from the environment). One found fails the session; the report
+names the line, never the secret.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from edgesight import log as eslog
+
+# Secrets the suite's tests hand to the system (test files, environment, commands).
+KNOWN_SECRETS = {
+    "hunter2-very-secret",
+    "kafka-pw-from-env",
+    "s3cr3t-from-env",
+    "pw123",
+    "Zq9-secret pw@/x%",
+    "env-only-s3cr3t",
+}
+MIN_LENGTH = 5  # shorter registered values (a port, "admin") match by chance; the fixed ones above are checked all
+
+
+def known_secret(value: str) -> str:
+    """Declare a secret a test uses: the audit checks no log line of the run holds it."""
+    KNOWN_SECRETS.add(value)
+    return value
+
+
+def scan(path: Path, secrets: set[str]) -> list[tuple[int, str]]:
+    """(line number, masked secret) for each secret found in the file's lines."""
+    found = []
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            found += [(n, _masked(s)) for s in secrets if s in line]
+    return found
+
+
+def _registered() -> set[str]:
+    """The secrets registered in this process; of a URL registered whole (a Mongo URI), only its credentials."""
+    with eslog._secrets_lock:
+        values = list(eslog._secrets)
+    out = set()
+    for v in values:
+        out |= {v[a:b] for a, b in eslog.url_secret_spans(v)} if "://" in v else {v}
+    return {v for v in out if len(v) >= MIN_LENGTH}
+
+
+def _masked(secret: str) -> str:
+    return f"{secret[:2]}...({len(secret)} chars)"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get(eslog.LOG_TEE_ENV):  # a nested run: the outer one audits
+        return
+    path = Path(tempfile.mkdtemp(prefix="edgesight-audit-")) / "log-lines.jsonl"
+    os.environ[eslog.LOG_TEE_ENV] = str(path)
+    config.stash[_PATH] = path
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    path = session.config.stash.get(_PATH, None)
+    if path is None or not path.exists():
+        return
+    found = scan(path, KNOWN_SECRETS | _registered())
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if found:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if reporter is not None:
+            reporter.write_line(f"secrets audit: {len(found)} secret(s) in the run's log lines ({path}):", red=True)
+            for n, masked in found[:50]:
+                reporter.write_line(f"  line {n}: {masked}", red=True)
+    else:
+        if reporter is not None:
+            lines = sum(1 for _ in path.open(encoding="utf-8", errors="replace"))
+            reporter.write_line(f"secrets audit: {lines} log lines of the run hold none of the known secrets")
+        path.unlink()
+        path.parent.rmdir()
+
+
+_PATH = pytest.StashKey[Path]()

@@ -32,7 +32,7 @@ from edgesight.http import HttpServer, serve_http
 from edgesight.kafka import ensure_topics
 from edgesight.log import get_logger, redact
 from edgesight.metrics import gauge
-from edgesight.wire import AgentStatus, CameraStatus, ModelRef
+from edgesight.wire import AgentStatus, CameraStatus, ModelRef, new_run_id
 
 M_UP = gauge("agent_up", "1 while the agent runs", ["agent"])
 
@@ -53,6 +53,9 @@ class Agent:
     ):
         self.config = config
         self.agent_id = config.agent_id
+        # This process's run of the agent (wire contract v2): track ids and frame seq restart with every run,
+        # so the cloud keys tracks by (agent, camera, run_id, track_id). Spooled records keep their own run's id.
+        self.run_id = new_run_id()
         self.log = get_logger("agent")
         self.started = time.time()
         self._stop = threading.Event()
@@ -68,6 +71,7 @@ class Agent:
         inf = config.inference
         self.pipeline = Pipeline(
             agent_id=self.agent_id,
+            run_id=self.run_id,
             supervisor=self.supervisor,
             detector_ref=lambda: self.engine,
             model_ref=self._model_ref,
@@ -109,6 +113,7 @@ class Agent:
             "agent started",
             extra={
                 "cameras": list(self.cameras),
+                "run_id": self.run_id,
                 "model": self._model_ref().model_dump(),
                 "providers": self.engine.active_providers,
                 "metrics_port": self.metrics_port,
@@ -227,6 +232,7 @@ class Agent:
             ts=_utc(),
             state=state,
             version=__version__,
+            run_id=self.run_id,
             hostname=socket.gethostname(),
             uptime_s=time.time() - self.started,
             cameras=cams,

@@ -162,7 +162,13 @@ def snapshot(agent: Agent, cmd: Snapshot) -> Result:
     for meta, jpeg in shot.keyframes:
         agent.publisher.publish_keyframe(meta, jpeg)
     meta = shot.keyframes[0][0]
-    return {"camera_id": cmd.camera_id, "object_key": meta.object_key, "bytes": meta.size}
+    # keyframe_id is what resolves (cloud-ops warehouse keyframe); object_key is the keyframe's record key.
+    return {
+        "camera_id": cmd.camera_id,
+        "keyframe_id": meta.keyframe_id,
+        "object_key": meta.object_key,
+        "bytes": meta.size,
+    }
 
 
 HANDLERS: dict[str, Handler] = {

@@ -20,6 +20,7 @@ def to_event(
     u: ObjectUpdate,
     *,
     agent_id: str,
+    run_id: str,
     camera_id: str,
     ts: float,
     seq: int,
@@ -41,9 +42,10 @@ def to_event(
     ]
     dt = datetime.fromtimestamp(ts, tz=timezone.utc)
     return DetectionEvent(
-        event_id=make_event_id(agent_id, camera_id, ts, seq, u.track_id, u.kind),
+        event_id=make_event_id(agent_id, camera_id, ts, seq, u.track_id, u.kind, run_id=run_id),
         kind=u.kind,
         agent_id=agent_id,
+        run_id=run_id,
         camera_id=camera_id,
         ts=dt,
         seq=seq,

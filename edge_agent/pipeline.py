@@ -82,6 +82,7 @@ class Pipeline:
         self,
         *,
         agent_id: str,
+        run_id: str,
         supervisor: Supervisor,
         detector_ref: Callable[[], Detector],
         model_ref: Callable[[], ModelRef],
@@ -94,6 +95,7 @@ class Pipeline:
         results_queue: int = 32,
     ):
         self.agent_id = agent_id
+        self.run_id = run_id  # this process's run (wire contract v2): track ids and seq restart with it
         self.supervisor = supervisor
         self.detector_ref = detector_ref
         self.model_ref = model_ref
@@ -148,6 +150,7 @@ class Pipeline:
                 ev = to_event(
                     u,
                     agent_id=self.agent_id,
+                    run_id=self.run_id,
                     camera_id=camera_id,
                     ts=ts,
                     seq=last.seq if last else 0,
@@ -257,6 +260,7 @@ class Pipeline:
             ev = to_event(
                 u,
                 agent_id=self.agent_id,
+                run_id=self.run_id,
                 camera_id=frame.camera_id,
                 ts=ts,
                 seq=frame.seq,

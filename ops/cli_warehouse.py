@@ -144,13 +144,16 @@ def query_cmd(
     label: str | None = typer.Option(None, "--label"),
     zone: str | None = typer.Option(None, "--zone"),
     track: int | None = typer.Option(None, "--track"),
+    run: str | None = typer.Option(
+        None, "--run", help="Agent run (run_id): track ids restart with each run; '' = detection/1 events."
+    ),
     start: str | None = StartOpt,
     end: str | None = EndOpt,
     limit: int = typer.Option(20, "--limit", min=0),
     count: bool = typer.Option(False, "--count"),
     as_json: bool = typer.Option(False, "--json", help="JSON lines."),
 ):
-    """Detections by camera, agent, label, zone, track and time range (newest first)."""
+    """Detections by camera, agent, label, zone, track, agent run and time range (newest first)."""
     from cloud.warehouse.store import Query, _json_default
 
     cloud, wh = _ctx(config, warehouse_config, collection_prefix)
@@ -161,6 +164,7 @@ def query_cmd(
         label=label,
         zone=zone,
         track=track,
+        run=run,
         start=_time(start, "start"),
         end=_time(end, "end"),
     )

@@ -15,6 +15,7 @@ from edgesight.wire import (
     CameraStatus,
     ControlAck,
     DetectionEvent,
+    DetectionEventV1,
     FrameSize,
     KeyframeMeta,
     ModelRef,
@@ -34,14 +35,16 @@ from edgesight.wire import (
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "edgesight" / "wire" / "schemas"
 TS = datetime(2026, 11, 26, 12, 30, 15, 250000, tzinfo=timezone.utc)
+RUN = "a1" * 16
 JPEG = b"\xff\xd8\xff\xe0" + b"x" * 100 + b"\xff\xd9"
 
 
 def make_event(**over) -> DetectionEvent:
     doc = dict(
-        event_id=make_event_id("site-1", "cam-1", TS, 42, 7, "new"),
+        event_id=make_event_id("site-1", "cam-1", TS, 42, 7, "new", run_id=RUN),
         kind="new",
         agent_id="site-1",
+        run_id=RUN,
         camera_id="cam-1",
         ts=TS,
         seq=42,
@@ -71,7 +74,7 @@ def test_event_round_trip_is_lossless():
     raw = encode_event(ev)
     back = decode_event(raw)
     assert back == ev
-    assert json.loads(raw)["schema"] == "edgesight.detection/1"
+    assert json.loads(raw)["schema"] == "edgesight.detection/2" and json.loads(raw)["run_id"] == RUN
     assert back.ts == TS and back.ts.tzinfo is not None
 
 
@@ -86,6 +89,38 @@ def test_event_id_is_deterministic_and_distinguishes_inputs():
         make_event_id("site-1", "cam-1", TS + timedelta(milliseconds=1), 42, 7, "new"),
     }
     assert a not in others and len(others) == 5
+    # detection/2: the agent run is part of the id (track ids and seq restart with the agent), a re-send is not
+    v2 = make_event_id("site-1", "cam-1", TS, 42, 7, "new", run_id=RUN)
+    assert v2 == make_event_id("site-1", "cam-1", TS, 42, 7, "new", run_id=RUN)
+    assert len({a, v2, make_event_id("site-1", "cam-1", TS, 42, 7, "new", run_id="b2" * 16)}) == 3
+
+
+def v1_json() -> dict:
+    """The same event as a not yet upgraded agent sends it (detection/1: no run_id)."""
+    d = event_json(schema="edgesight.detection/1", event_id=make_event_id("site-1", "cam-1", TS, 42, 7, "new"))
+    del d["run_id"]
+    return d
+
+
+def test_detection_v1_is_still_accepted_with_an_empty_run_id():
+    ev = decode_event(json.dumps(v1_json()).encode())
+    assert isinstance(ev, DetectionEventV1) and ev.run_id == "" and ev.track_id == 7
+    assert ev.event_id == make_event_id("site-1", "cam-1", TS, 42, 7, "new")  # v1 ids unchanged
+    assert decode_event(encode_event(make_event())).run_id == RUN
+
+
+@pytest.mark.parametrize(
+    "doc, field",
+    [
+        ({k: v for k, v in event_json().items() if k != "run_id"}, "run_id"),  # v2 needs a run
+        (event_json(run_id="not-hex"), "run_id"),
+        ({**v1_json(), "run_id": RUN}, "run_id"),  # not part of v1
+    ],
+)
+def test_run_id_belongs_to_v2_only(doc, field):
+    with pytest.raises(WireError) as ei:
+        decode_event(doc)
+    assert ei.value.field == field, str(ei.value)
 
 
 @pytest.mark.parametrize(
@@ -131,8 +166,9 @@ def test_non_json_is_rejected(raw, msg):
 
 def test_unknown_major_version_is_named():
     with pytest.raises(WireError) as ei:
-        decode_event(event_json(schema="edgesight.detection/2"))
+        decode_event(event_json(schema="edgesight.detection/3"))
     assert ei.value.field == "schema" and "unsupported version" in str(ei.value)
+    assert "'edgesight.detection/2' or 'edgesight.detection/1'" in str(ei.value)
 
 
 def test_keyframe_record_round_trip_and_integrity_checks():
@@ -226,14 +262,17 @@ def test_published_schema_files_match_the_models():
 
 def test_published_schema_agrees_with_the_codec():
     """An independent validator (jsonschema) accepts what we emit and rejects what we reject."""
-    schema = json.loads((SCHEMA_DIR / "detection.v1.json").read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+    v1 = jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / "detection.v1.json").read_text()))
+    validator = jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / "detection.v2.json").read_text()))
     good = event_json()
     assert not list(validator.iter_errors(good))
+    assert not list(v1.iter_errors(v1_json()))
+    assert list(v1.iter_errors(good)) and list(validator.iter_errors(v1_json()))  # each file is its version
     for bad in (
         event_json(score=2),
         event_json(colour="red"),
         {k: v for k, v in good.items() if k != "label"},
+        {k: v for k, v in good.items() if k != "run_id"},
         event_json(kind="moved"),
     ):
         assert list(validator.iter_errors(bad)), bad

@@ -30,7 +30,7 @@ Definitions (also in ``cloud/engineering/README.md``):
   ``exited``). A visit still inside when the track ends is closed at the last
   observation inside (``closed_by = "track_end"``); one still inside a live track
   is ``open`` with the dwell so far (last seen in zone - enter).
-* **tracks** ``(agent, camera, track_id)``: first/last seen, best score and the
+* **tracks** ``(agent, camera, run_id, track_id)``: first/last seen, best score and the
   keyframe of the best-scoring fact that carries one, label of the best-scoring
   observation, zones visited, crossings, ``events`` (distinct facts) and
   ``updates`` (distinct facts of kind ``update``).
@@ -47,7 +47,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from edgesight.wire import DetectionEvent
+from edgesight.wire import AnyDetectionEvent
 
 Fact = dict[str, Any]
 OBSERVATION_KINDS = ("new", "update")
@@ -68,13 +68,17 @@ def camera_key(agent_id: str, camera_id: str) -> str:
     return f"{agent_id}/{camera_id}"
 
 
-def track_key(agent_id: str, camera_id: str, track_id: int | None) -> str | None:
-    """Tracks are per camera; ids are unique within one tracker run of the agent (an agent restart that
-    reuses an id continues the same summary: documented limitation)."""
-    return None if track_id is None else f"{agent_id}/{camera_id}/{track_id}"
+def track_key(agent_id: str, camera_id: str, run_id: str, track_id: int | None) -> str | None:
+    """Tracks are per camera and per agent run: track ids restart with every run of the agent, so the key is
+    ``<agent>/<camera>/<run_id>/<track_id>`` (detection/2). A detection/1 event has no run (``run_id`` ``""``)
+    and keeps the version-1 key ``<agent>/<camera>/<track_id>``: tracks of such an agent may still merge
+    across its restarts."""
+    if track_id is None:
+        return None
+    return f"{agent_id}/{camera_id}/{run_id}/{track_id}" if run_id else f"{agent_id}/{camera_id}/{track_id}"
 
 
-def event_to_fact(ev: DetectionEvent) -> Fact:
+def event_to_fact(ev: AnyDetectionEvent) -> Fact:
     """The fact of one validated event. Deterministic: the same event always gives the same fact."""
     ts = to_ms(ev.ts)
     crossings = sorted({(c.line, c.direction) for c in ev.crossings})
@@ -90,15 +94,15 @@ def event_to_fact(ev: DetectionEvent) -> Fact:
         "label": ev.label,
         "score": float(ev.score),
         "top_score": None if ev.top_score is None else float(ev.top_score),
+        "run_id": ev.run_id,
         "track_id": ev.track_id,
-        "track": track_key(ev.agent_id, ev.camera_id, ev.track_id),
+        "track": track_key(ev.agent_id, ev.camera_id, ev.run_id, ev.track_id),
         "zones": sorted(set(ev.zones)),
         "entered": sorted(set(ev.entered)),
         "exited": sorted(set(ev.exited)),
         "crossings": [{"line": ln, "direction": d} for ln, d in crossings],
-        "keyframe": None
-        if ev.keyframe is None
-        else {"keyframe_id": ev.keyframe.keyframe_id, "object_key": ev.keyframe.object_key},
+        # Only the id: detection/1's object_key names no S3 object (resolve the id: Warehouse.keyframe_object).
+        "keyframe": None if ev.keyframe is None else {"keyframe_id": ev.keyframe.keyframe_id},
         "model": {"name": ev.model.name, "version": ev.model.version, "variant": ev.model.variant},
     }
 
@@ -247,6 +251,7 @@ def track_summary(track: str, facts: Iterable[Fact]) -> dict:
         "_id": track,
         "agent_id": last["agent_id"],
         "camera_id": last["camera_id"],
+        "run_id": last.get("run_id", ""),
         "track_id": last["track_id"],
         "label": best["label"],
         "labels": sorted({f["label"] for f in fs}),
@@ -319,6 +324,7 @@ def dwell_docs(track: str, facts: Iterable[Fact]) -> list[dict]:
                 "track": track,
                 "agent_id": last["agent_id"],
                 "camera_id": last["camera_id"],
+                "run_id": last.get("run_id", ""),
                 "track_id": last["track_id"],
                 "label": best["label"],
                 "zone": z,

@@ -125,7 +125,7 @@ def _unpack(eid: str, d: dict, agent_id: str, camera_id: str) -> Fact:
         camera_id=camera_id,
         cam=camera_key(agent_id, camera_id),
         minute=minute_of(d["ts"]),
-        track=track_key(agent_id, camera_id, d.get("track_id")),
+        track=track_key(agent_id, camera_id, d.get("run_id", ""), d.get("track_id")),
     )
     return f
 

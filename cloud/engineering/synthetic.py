@@ -6,7 +6,7 @@ import random
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 
-from edgesight.wire import AgentStatus, CameraStatus, DetectionEvent, make_event_id
+from edgesight.wire import AgentStatus, AnyDetectionEvent, CameraStatus, DetectionEvent, DetectionEventV1, make_event_id
 
 CLASS_IDS = {"person": 0, "bicycle": 1, "car": 2, "dog": 16}
 W, H = 640, 480
@@ -29,11 +29,16 @@ def make_event(
     keyframe: str | None = None,
     index: int = 0,
     model_version: str = "1.0.0",
-) -> DetectionEvent:
-    """One valid event; ``crossings`` = [(line, 'in'|'out')], ``keyframe`` = an id (>= 8 chars) or None."""
+    run_id: str = "",
+) -> AnyDetectionEvent:
+    """One valid event; ``crossings`` = [(line, 'in'|'out')], ``keyframe`` = an id (>= 8 chars) or None.
+    With a ``run_id`` a detection/2 event, without one a detection/1 event (what a not yet upgraded agent sends)."""
     x = (seq * 7) % (W - 60)
-    return DetectionEvent(
-        event_id=make_event_id(agent, camera, ts, seq, track, kind, index),
+    model = DetectionEvent if run_id else DetectionEventV1
+    run = {"run_id": run_id} if run_id else {}
+    return model(
+        **run,
+        event_id=make_event_id(agent, camera, ts, seq, track, kind, index, run_id=run_id),
         kind=kind,
         agent_id=agent,
         camera_id=camera,
@@ -53,7 +58,10 @@ def make_event(
         crossings=[{"line": ln, "direction": d} for ln, d in crossings],
         keyframe=None
         if keyframe is None
-        else {"keyframe_id": keyframe, "object_key": f"keyframes/{agent}/{camera}/{keyframe}.jpg"},
+        else {
+            "keyframe_id": keyframe,
+            **({} if run_id else {"object_key": f"keyframes/{agent}/{camera}/{keyframe}.jpg"}),
+        },
     )
 
 
@@ -64,7 +72,7 @@ def load_stream(
     tracks_per_camera: int = 40,
     seed: int = 7,
     start: datetime = datetime(2026, 1, 1, 8, 0, tzinfo=timezone.utc),
-) -> Iterator[DetectionEvent]:
+) -> Iterator[AnyDetectionEvent]:
     """A realistic-looking stream for benchmarks: each camera runs tracks that wander through two zones and
     cross a line; about 2 events per second per track; ``n_events`` in total."""
     rnd = random.Random(seed)

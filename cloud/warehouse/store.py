@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,6 +48,7 @@ class Query:
     label: str | None = None
     zone: str | None = None
     track: int | None = None
+    run: str | None = None  # the agent run (detection/2 run_id; "" matches detection/1 events, which have none)
     start: datetime | None = None  # inclusive
     end: datetime | None = None  # exclusive
 
@@ -63,6 +64,8 @@ class Query:
             f["zones"] = self.zone
         if self.track is not None:
             f["track_id"] = self.track
+        if self.run is not None:
+            f["run_id"] = self.run or {"$exists": False}
         rng: dict[str, Any] = {}
         if self.start is not None:
             rng["$gte"] = _utc(self.start)
@@ -130,30 +133,50 @@ class Warehouse:
     def count(self, q: Query | None = None) -> int:
         return self.detections.count_documents((q or Query()).filter())
 
-    def track(self, camera: str, track_id: int) -> list[dict]:
-        """A track's detections in time order."""
-        return self.find(Query(camera=camera, track=track_id), limit=0, newest_first=False)
+    def track(self, camera: str, track_id: int, run_id: str | None = None) -> list[dict]:
+        """A track's detections in time order. Track ids restart with every run of an agent: give the run
+        (detection/2 ``run_id``) to get one track, not the same id of every run."""
+        return self.find(Query(camera=camera, track=track_id, run=run_id), limit=0, newest_first=False)
 
     # ---- keyframes ----
-    def keyframe(self, keyframe_id: str, *, presign: bool = True) -> dict | None:
-        """The keyframe index document, with ``url``: a presigned S3 GET URL (expires after presign_expiry_s)."""
+    def keyframe_object(self, ref: str | Mapping[str, Any]) -> tuple[str, str, dict] | None:
+        """Where a keyframe lies: ``(bucket, s3_key, index document)``, or None when it is not (yet) indexed.
+
+        The one resolution of a keyframe reference: ``ref`` is a keyframe_id or a reference document holding
+        one (a detection's ``keyframe``, an analytics track's ``keyframe``; detection/1's ``object_key`` is
+        ignored, it names no object). The S3 sink names objects after topic, partition and offset and indexes
+        keyframe_id -> bucket/s3_key in the keyframes collection: that index is the only source of truth."""
+        keyframe_id = ref if isinstance(ref, str) else ref.get("keyframe_id")
+        if not isinstance(keyframe_id, str):
+            return None
         doc = self.keyframes.find_one({"_id": keyframe_id})
         if doc is None:
             return None
+        bucket = doc.get("bucket") or self.bucket
+        if not bucket:
+            raise RuntimeError("keyframe index document without a bucket and no default keyframe bucket configured")
+        return bucket, doc["s3_key"], doc
+
+    def keyframe(self, ref: str | Mapping[str, Any], *, presign: bool = True) -> dict | None:
+        """The keyframe index document of a reference (see :meth:`keyframe_object`), with ``url``: a presigned
+        S3 GET URL (expires after presign_expiry_s)."""
+        found = self.keyframe_object(ref)
+        if found is None:
+            return None
+        bucket, key, doc = found
         if presign:
             if self.s3 is None:
                 raise RuntimeError("no S3 client configured for presigned URLs")
             doc["url"] = self.s3.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": doc.get("bucket", self.bucket), "Key": doc["s3_key"]},
-                ExpiresIn=self.presign_expiry_s,
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=self.presign_expiry_s
             )
         return doc
 
     def keyframe_for_event(self, event_id: str) -> dict | None:
+        """The keyframe of a detection (its ``keyframe`` reference, resolved by :meth:`keyframe`)."""
         ev = self.detections.find_one({"_id": event_id}, {"keyframe": 1})
         ref = (ev or {}).get("keyframe")
-        return self.keyframe(ref["keyframe_id"]) if ref else None
+        return self.keyframe(ref) if ref else None
 
     # ---- delete ----
     def delete(

@@ -226,7 +226,7 @@ class KeyframeSelector:
             reason=reason,
             track_id=track_id,
         )
-        ref = KeyframeRef(keyframe_id=meta.keyframe_id, object_key=meta.object_key)
+        ref = KeyframeRef(keyframe_id=meta.keyframe_id)
         cam.last_kf_ts = t
         cam.count += 1
         cam.bytes_total += len(jpeg)

@@ -29,18 +29,21 @@ from .models import (
     SCHEMA_ACK,
     SCHEMA_COMMAND,
     SCHEMA_DETECTION,
+    SCHEMA_DETECTION_V1,
     SCHEMA_KEYFRAME,
     SCHEMA_STATUS,
     AgentStatus,
+    AnyDetectionEvent,
     CameraStatus,
     ControlAck,
     ControlCommand,
     DetectionEvent,
+    DetectionEventV1,
     KeyframeMeta,
 )
 
 _command_adapter: TypeAdapter[ControlCommand] = TypeAdapter(ControlCommand)
-KNOWN_SCHEMAS = (SCHEMA_DETECTION, SCHEMA_KEYFRAME, SCHEMA_STATUS, SCHEMA_COMMAND, SCHEMA_ACK)
+KNOWN_SCHEMAS = (SCHEMA_DETECTION, SCHEMA_DETECTION_V1, SCHEMA_KEYFRAME, SCHEMA_STATUS, SCHEMA_COMMAND, SCHEMA_ACK)
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 Headers = Sequence[tuple[str, bytes | str | None]]
@@ -114,12 +117,16 @@ def _load_json(kind: str, raw: bytes | bytearray | str | dict, max_bytes: int = 
     return obj
 
 
-def _check_schema(kind: str, obj: dict, expected: str) -> None:
+def _check_schema(kind: str, obj: dict, expected: str, *older: str) -> str:
+    """The message's schema (default: ``expected``) when it is ``expected`` or one of the ``older`` versions
+    still accepted; else a :class:`WireError` naming the versions this build understands."""
     s = obj.get("schema", expected)
-    if s != expected:
-        if isinstance(s, str) and s.split("/")[0] == expected.split("/")[0]:
-            raise WireError(kind, "schema", f"unsupported version {_echo(s)}; this build understands {expected!r}")
-        raise WireError(kind, "schema", f"expected {expected!r}, got {_echo(s)}")
+    if s == expected or s in older:
+        return s
+    known = " or ".join(repr(v) for v in (expected, *older))
+    if isinstance(s, str) and s.split("/")[0] == expected.split("/")[0]:
+        raise WireError(kind, "schema", f"unsupported version {_echo(s)}; this build understands {known}")
+    raise WireError(kind, "schema", f"expected {known}, got {_echo(s)}")
 
 
 def dumps(model: Any) -> bytes:
@@ -139,12 +146,15 @@ def event_key(ev: DetectionEvent) -> bytes:
     return f"{ev.agent_id}/{ev.camera_id}".encode()
 
 
-def decode_event(raw: bytes | str | dict) -> DetectionEvent:
+def decode_event(raw: bytes | str | dict) -> AnyDetectionEvent:
+    """A version-2 event, or a version-1 event (no ``run_id``; its ``run_id`` property is ``""``). A message
+    without ``schema`` is read as the current version."""
     kind = "detection event"
     obj = _load_json(kind, raw)
-    _check_schema(kind, obj, SCHEMA_DETECTION)
+    version = _check_schema(kind, obj, SCHEMA_DETECTION, SCHEMA_DETECTION_V1)
+    model = DetectionEventV1 if version == SCHEMA_DETECTION_V1 else DetectionEvent
     try:
-        return DetectionEvent.model_validate(obj)
+        return model.model_validate(obj)
     except ValidationError as err:
         raise _from_validation(kind, err) from None
 
@@ -251,7 +261,8 @@ def decode_ack(raw: bytes | str | dict) -> ControlAck:
 def json_schemas() -> dict[str, dict]:
     """The published JSON Schema documents, by file name."""
     out = {
-        "detection.v1.json": DetectionEvent.model_json_schema(by_alias=True),
+        "detection.v1.json": DetectionEventV1.model_json_schema(by_alias=True),
+        "detection.v2.json": DetectionEvent.model_json_schema(by_alias=True),
         "keyframe.v1.json": KeyframeMeta.model_json_schema(by_alias=True),
         "agent-status.v1.json": AgentStatus.model_json_schema(by_alias=True),
         "camera-status.v1.json": CameraStatus.model_json_schema(by_alias=True),

@@ -23,7 +23,8 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 Ident = Annotated[str, Field(pattern=ID_PATTERN, description="identifier: letters, digits, '_', '.', '-' (max 64)")]
 
-SCHEMA_DETECTION: Final = "edgesight.detection/1"
+SCHEMA_DETECTION: Final = "edgesight.detection/2"
+SCHEMA_DETECTION_V1: Final = "edgesight.detection/1"  # still accepted by every consumer (decode_event)
 SCHEMA_KEYFRAME: Final = "edgesight.keyframe/1"
 SCHEMA_STATUS: Final = "edgesight.status/1"
 SCHEMA_COMMAND: Final = "edgesight.command/1"
@@ -99,7 +100,17 @@ class Crossing(WireModel):
 
 
 class KeyframeRef(WireModel):
+    """An event's keyframe (detection/2): its ``keyframe_id``, nothing else. Where the JPEG lies is decided by
+    the S3 sink (Kafka Connect names objects after topic, partition and offset, not after a field), so the
+    warehouse resolves the id through its keyframes index: :meth:`cloud.warehouse.Warehouse.keyframe_object`."""
+
     keyframe_id: Annotated[str, Field(min_length=8, max_length=64)]
+
+
+class KeyframeRefV1(KeyframeRef):
+    """detection/1's keyframe reference. Its ``object_key`` names no object in S3 (the sink stores the JPEG
+    elsewhere): accepted for compatibility, ignored; resolve ``keyframe_id`` as for version 2."""
+
     object_key: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
@@ -109,16 +120,32 @@ class EventKind(str, Enum):
     end = "end"  # track lost for longer than the tracker's buffer
 
 
-class DetectionEvent(WireModel):
-    """One tracked-object update on one frame (Frigate-style new/update/end lifecycle)."""
+RunId = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9a-f]{32}$",
+        description="the agent run that produced the record: a random id minted at agent start (see new_run_id)",
+    ),
+]
 
-    schema_: Literal["edgesight.detection/1"] = Field(SCHEMA_DETECTION, alias="schema")
+
+def new_run_id() -> str:
+    """A fresh run id, minted once per agent process start. Random (uuid4), not a persisted boot counter: it
+    needs no state on the device, so a wiped, restored or copied spool directory can never make two runs share
+    an id; records replayed from the spool keep the id they were written with."""
+    return uuid.uuid4().hex
+
+
+class _DetectionBody(WireModel):
+    """The fields every major version of a detection event shares."""
+
+    schema_: str = Field(alias="schema")
     event_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="deterministic: see make_event_id")]
     kind: EventKind = EventKind.update
     agent_id: Ident
     camera_id: Ident
     ts: UtcDatetime = Field(description="frame capture time, UTC")
-    seq: int = Field(ge=0, description="frame sequence number per camera")
+    seq: int = Field(ge=0, description="frame sequence number per camera (restarts with the agent run)")
     model: ModelRef
     label: Annotated[str, Field(min_length=1, max_length=64)]
     class_id: int = Field(ge=0)
@@ -127,7 +154,7 @@ class DetectionEvent(WireModel):
     box: Box
     box_norm: NormBox
     frame: FrameSize
-    track_id: int | None = Field(None, ge=0)
+    track_id: int | None = Field(None, ge=0, description="unique within one agent run (run_id) and camera")
     zones: list[Ident] = Field(default_factory=list, description="zones the object is in now")
     entered: list[Ident] = Field(default_factory=list)
     exited: list[Ident] = Field(default_factory=list)
@@ -135,7 +162,7 @@ class DetectionEvent(WireModel):
     keyframe: KeyframeRef | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> DetectionEvent:
+    def _consistent(self) -> _DetectionBody:
         if self.box.x2 > self.frame.width + 1 or self.box.y2 > self.frame.height + 1:
             raise ValueError("box lies outside the frame (box.x2/box.y2 exceed frame.width/height)")
         return self
@@ -145,12 +172,47 @@ class DetectionEvent(WireModel):
         return int(self.ts.timestamp() * 1000)
 
 
+class DetectionEvent(_DetectionBody):
+    """One tracked-object update on one frame (Frigate-style new/update/end lifecycle), version 2: ``run_id``
+    names the agent run, so ``(agent_id, camera_id, run_id, track_id)`` and ``(.., run_id, seq)`` are unique
+    across agent restarts."""
+
+    schema_: Literal["edgesight.detection/2"] = Field(SCHEMA_DETECTION, alias="schema")
+    run_id: RunId
+
+
+class DetectionEventV1(_DetectionBody):
+    """A version-1 detection event (no run id), still accepted from agents not yet upgraded. Its ``run_id`` is
+    ``""``: its tracks are keyed without a run, as before (they may merge across a restart of such an agent)."""
+
+    schema_: Literal["edgesight.detection/1"] = Field(SCHEMA_DETECTION_V1, alias="schema")
+    keyframe: KeyframeRefV1 | None = None
+
+    @property
+    def run_id(self) -> str:
+        return ""
+
+
+AnyDetectionEvent = DetectionEvent | DetectionEventV1
+
+
 def make_event_id(
-    agent_id: str, camera_id: str, ts: datetime | float, seq: int, track_id: int | None, kind: str, index: int = 0
+    agent_id: str,
+    camera_id: str,
+    ts: datetime | float,
+    seq: int,
+    track_id: int | None,
+    kind: str,
+    index: int = 0,
+    *,
+    run_id: str = "",
 ) -> str:
-    """Deterministic event id: identical inputs (a re-send) give an identical id."""
+    """Deterministic event id: identical inputs (a re-send) give an identical id. ``run_id`` (version 2) keeps
+    ids of different agent runs apart; ``""`` (version 1) gives the version-1 id."""
     t = ts.timestamp() if isinstance(ts, datetime) else float(ts)
-    name = f"{agent_id}/{camera_id}/{int(round(t * 1000))}/{seq}/{track_id if track_id is not None else f'd{index}'}/{kind}"
+    track = track_id if track_id is not None else f"d{index}"
+    run = f"{run_id}/" if run_id else ""
+    name = f"{run}{agent_id}/{camera_id}/{int(round(t * 1000))}/{seq}/{track}/{kind}"
     return uuid.uuid5(EDGESIGHT_NS, name).hex
 
 
@@ -162,8 +224,10 @@ class KeyframeReason(str, Enum):
 
 
 class KeyframeMeta(WireModel):
-    """Metadata of one JPEG keyframe. On Kafka: key = object_key, value = JPEG bytes,
-    headers = these fields (strings). In S3: stored under ``object_key``."""
+    """Metadata of one JPEG keyframe. On Kafka: key = object_key, value = JPEG bytes, headers = these fields
+    (strings). ``object_key`` is a stable name of the keyframe, *not* where it lies in S3: the S3 sink stores it
+    under ``topics/<topic>/<partition>/<topic>+<partition>+<offset>.jpg`` and indexes keyframe_id -> bucket and
+    ``s3_key`` in the warehouse (resolve with :meth:`cloud.warehouse.Warehouse.keyframe_object`)."""
 
     schema_: Literal["edgesight.keyframe/1"] = Field(SCHEMA_KEYFRAME, alias="schema")
     keyframe_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
@@ -182,7 +246,7 @@ class KeyframeMeta(WireModel):
 
     @staticmethod
     def make_object_key(agent_id: str, camera_id: str, ts: datetime, keyframe_id: str) -> str:
-        """Stable S3 key: ``keyframes/<agent>/<camera>/YYYY/MM/DD/HH/<keyframe_id>.jpg`` (UTC)."""
+        """Stable name (the Kafka record key): ``keyframes/<agent>/<camera>/YYYY/MM/DD/HH/<keyframe_id>.jpg`` (UTC)."""
         t = utc(ts)
         return f"keyframes/{agent_id}/{camera_id}/{t:%Y/%m/%d/%H}/{keyframe_id}.jpg"
 
@@ -253,6 +317,7 @@ class AgentStatus(WireModel):
     ts: UtcDatetime
     state: Literal["starting", "running", "degraded", "stopping", "offline"]
     version: Annotated[str, Field(min_length=1, max_length=64)]
+    run_id: RunId | None = Field(None, description="the agent's current run (optional addition within status/1)")
     hostname: str = ""
     uptime_s: float = Field(0.0, ge=0.0)
     cameras: list[CameraStatus] = Field(default_factory=list)

@@ -14,6 +14,7 @@ from ops.stack import Stack
 
 T0 = datetime(2026, 11, 26, 12, 0, 0, tzinfo=timezone.utc)
 MODEL = ModelRef(name="yolov4-tiny", version="1", variant="fp32")
+RUN_ID = "7e57" * 8  # the one agent run of the fixture stream (detection/2)
 
 
 def make_event(agent_id: str, camera_id: str, seq: int, *, track_id: int = 1, pad: int = 0) -> DetectionEvent:
@@ -22,9 +23,10 @@ def make_event(agent_id: str, camera_id: str, seq: int, *, track_id: int = 1, pa
     x = float(seq % 600)
     zones = [f"z{i}" for i in range(pad)]
     return DetectionEvent(
-        event_id=make_event_id(agent_id, camera_id, ts, seq, track_id, "update"),
+        event_id=make_event_id(agent_id, camera_id, ts, seq, track_id, "update", run_id=RUN_ID),
         kind="update",
         agent_id=agent_id,
+        run_id=RUN_ID,
         camera_id=camera_id,
         ts=ts,
         seq=seq,

@@ -12,6 +12,7 @@ from edgesight.wire import Box, DetectionEvent, FrameSize, KeyframeRef, ModelRef
 # Recent (the warehouse TTL would expire old test data on read), whole milliseconds.
 _now = datetime.now(timezone.utc)
 T0 = (_now - timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+RUN_ID = "7e57" * 8  # the one agent run of the test events (detection/2)
 Record = Sequence[Any]  # (key, value, headers | None[, timestamp_ms])
 
 
@@ -30,8 +31,9 @@ def make_event(
     ts = ts or (T0 + timedelta(milliseconds=100 * i))
     track = i % 7 if track is None else track
     return DetectionEvent(
-        event_id=make_event_id(agent, camera, ts, i, track, "update"),
+        event_id=make_event_id(agent, camera, ts, i, track, "update", run_id=RUN_ID),
         agent_id=agent,
+        run_id=RUN_ID,
         camera_id=camera,
         ts=ts,
         seq=i,

@@ -355,8 +355,8 @@ def test_two_cameras_to_kafka_with_mqtt_control(tmp_path, stack, model_dir, rtsp
     metas = [decode_keyframe(m.key, m.value, m.headers)[0] for m in keyframes]
     assert {m.camera_id for m in metas} == {"rtsp-cam", "file-cam"}
     assert snap_key in {m.object_key for m in metas}
-    refs = {e.keyframe.object_key for e in events if e.keyframe}
-    assert refs and refs <= {m.object_key for m in metas}, "events point at keyframes that were never published"
+    refs = {e.keyframe.keyframe_id for e in events if e.keyframe}
+    assert refs and refs <= {m.keyframe_id for m in metas}, "events point at keyframes that were never published"
     status = [decode_status(m.value) for m in read_topic(stack.bootstrap, topics.status, min_count=1)]
     assert any(s.agent_id == agent_id for s in status)
 

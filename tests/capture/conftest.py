@@ -139,7 +139,9 @@ class MjpegServer:
         with self._lock:
             self._want_up = True
             self._proc = self._spawn()
-        if not wait_port(self.port, 10):
+        # ffmpeg -listen 1 serves one client and then stops listening: a camera retrying every few
+        # hundred ms can be that client before this probe connects, so a running ffmpeg counts as up
+        if not wait_port(self.port, 10) and self._proc.poll() is not None:
             raise RuntimeError(f"ffmpeg MJPEG server did not listen on {self.port}")
         self._keeper = threading.Thread(target=self._keep, daemon=True)
         self._keeper.start()

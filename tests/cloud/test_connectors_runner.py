@@ -132,7 +132,7 @@ def test_keyframes_in_s3_and_warehouse_pointer(env):
     m0, j0, k0, v0, h0 = make_keyframe(99)
     corrupt = (k0, v0[:-4] + b"\x00\x00\xff\xd9", h0)  # sha256 no longer matches
     produce(cfg, topics.keyframes, recs + [corrupt])
-    ev = make_event(1, keyframe=KeyframeRef(keyframe_id=kfs[2][0].keyframe_id, object_key=kfs[2][0].object_key))
+    ev = make_event(1, keyframe=KeyframeRef(keyframe_id=kfs[2][0].keyframe_id))
     produce(cfg, topics.detections, [(ev.event_id.encode(), encode_event(ev), None)])
 
     r = _runner(cfg, wh, names=("mongo-sink-detections", "s3-sink-keyframes"))
@@ -305,3 +305,52 @@ def test_keyframe_indexer_next_to_connect(env):
         assert doc["s3_key"] in written
         with urllib.request.urlopen(doc["url"], timeout=10) as resp:
             assert resp.read() == jpeg
+
+
+def test_an_events_keyframe_reference_resolves_to_its_jpeg_in_s3(env):
+    """Follow the reference from the detection document in MongoDB to the JPEG in S3 (boto3), for a
+    detection/2 event (keyframe_id only) and a detection/1 event (whose object_key names no S3 object)."""
+    import json
+
+    from botocore.exceptions import ClientError
+
+    from edgesight.wire import make_event_id
+
+    cfg, wh, w, topics = env
+    create_topic(cfg, topics.keyframes, 2)
+    create_topic(cfg, topics.detections, 1)
+    kfs = [make_keyframe(i) for i in range(3)]
+    produce(cfg, topics.keyframes, [(k, v, h, int(m.ts.timestamp() * 1000)) for m, _, k, v, h in kfs])
+    m1, m2 = kfs[1][0], kfs[2][0]
+    ev2 = make_event(m1.seq, ts=m1.ts, track=m1.track_id, keyframe=KeyframeRef(keyframe_id=m1.keyframe_id))
+    v1 = json.loads(encode_event(make_event(m2.seq, ts=m2.ts, track=m2.track_id)))
+    del v1["run_id"]
+    v1["schema"] = "edgesight.detection/1"
+    v1["event_id"] = make_event_id("agent-1", "cam-1", m2.ts, m2.seq, m2.track_id, "update")
+    v1["keyframe"] = {"keyframe_id": m2.keyframe_id, "object_key": m2.object_key}
+    produce(
+        cfg,
+        topics.detections,
+        [(ev2.event_id.encode(), encode_event(ev2), None), (v1["event_id"].encode(), json.dumps(v1).encode(), None)],
+    )
+
+    r = _runner(cfg, wh, names=("mongo-sink-detections", "s3-sink-keyframes"))
+    _run_until(r, lambda: w.keyframes.count_documents({}) >= 3 and w.count() >= 2, "3 keyframes + 2 detections")
+    s3 = cfg.s3.client()  # boto3
+    for event_id, meta, jpeg in ((ev2.event_id, m1, kfs[1][1]), (v1["event_id"], m2, kfs[2][1])):
+        det = w.detections.find_one({"_id": event_id})
+        ref = det["keyframe"]
+        assert ref["keyframe_id"] == meta.keyframe_id
+        bucket, key, index = w.keyframe_object(ref)
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        assert body[:3] == b"\xff\xd8\xff" and body == jpeg and sha(body) == meta.sha256 == index["sha256"]
+        # it is this event's keyframe: same agent, camera, frame and track
+        assert (index["agent_id"], index["camera_id"], index["seq"], index["track_id"]) == (
+            det["agent_id"],
+            det["camera_id"],
+            det["seq"],
+            det["track_id"],
+        )
+    assert "object_key" not in w.detections.find_one({"_id": ev2.event_id})["keyframe"]  # v2: nothing misleading
+    with pytest.raises(ClientError):  # v1's object_key was never an S3 key: resolution ignores it
+        s3.head_object(Bucket=cfg.s3.keyframe_bucket, Key=m2.object_key)

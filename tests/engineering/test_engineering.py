@@ -131,7 +131,7 @@ def test_poison_records_go_to_the_dlq_with_the_reason_and_processing_continues(e
     no_camera = json.loads(dumps(good[2]))
     del no_camera["camera_id"]
     v2 = json.loads(dumps(good[3]))
-    v2["schema"] = "edgesight.detection/2"
+    v2["schema"] = "edgesight.detection/3"  # a major version this build does not know
     key = b"agent-a/cam-1"
     poison = [
         b"{not json",

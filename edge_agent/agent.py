@@ -126,17 +126,24 @@ class Agent:
             return
         self._stop.set()
         self.log.info("agent stopping: draining pipeline and flushing publisher")
-        self.supervisor.stop(timeout=5)
-        self.pipeline.stop(timeout=timeout)
+        # one deadline for the whole drain: each stage gets what is left of it (capped at its own
+        # limit); what the broker has not acknowledged by then stays journaled in the spool
+        deadline = time.monotonic() + timeout
+
+        def left(cap: float) -> float:
+            return max(0.2, min(cap, deadline - time.monotonic()))
+
+        self.supervisor.stop(timeout=left(5))
+        self.pipeline.stop(timeout=left(timeout))
         status = self.status(state="stopping")
         try:
             self.publisher.publish_status(status)
         except Exception:  # noqa: BLE001
             pass
-        flushed = self.publisher.flush(timeout=min(timeout, 15))
-        self.publisher.close(timeout=5)
+        flushed = self.publisher.flush(timeout=left(15))
+        self.publisher.close(timeout=left(5))
         if self.control:
-            self.control.stop(final_status=status.model_copy(update={"state": "offline"}))
+            self.control.stop(final_status=status.model_copy(update={"state": "offline"}), timeout=left(5))
         if self._http:
             self._http.close()
         M_UP.labels(self.agent_id).set(0)

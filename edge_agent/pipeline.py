@@ -127,9 +127,13 @@ class Pipeline:
     def stop(self, timeout: float = 30.0) -> None:
         """Stop taking frames, finish what was inferred (tracking + publish), end all tracks."""
         self._stop.set()
+        deadline = time.monotonic() + timeout
         self._infer_thread.join(timeout)
-        self.results.put(None)
-        self._track_thread.join(timeout)
+        try:  # never block here: a stuck tracking thread must not hold the shutdown
+            self.results.put(None, timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Full:
+            log.warning("tracking stage did not drain its queue in time; ending tracks now")
+        self._track_thread.join(max(0.1, deadline - time.monotonic()))
         with self._trackers_lock:
             cams = list(self._trackers)
         for cam in cams:

@@ -17,7 +17,11 @@ from edgesight.log import setup_logging
 from edgesight.samples import VTEST
 from ops.stack import Stack
 from ops.testing import make_stack
-from tests.secrets_audit import pytest_configure, pytest_sessionfinish  # noqa: F401 - the secrets audit's hooks
+from tests.secrets_audit import (  # noqa: F401 - the secrets audit's hooks
+    pytest_configure,
+    pytest_sessionfinish,
+    tee_mqtt,
+)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,7 +33,10 @@ def _logging():
 def stack(tmp_path_factory) -> Stack:
     st = make_stack(tmp_path_factory.mktemp("stack"))
     st.up()
+    m = st.config.mqtt
+    stop_audit = tee_mqtt(m.host, m.port, m.username, m.password.get_secret_value() if m.password else None)
     yield st
+    stop_audit()
     st.down()
 
 

@@ -2,7 +2,8 @@
 
 Every process of the run logs through :func:`edgesight.log.setup_logging`; with ``EDGESIGHT_LOG_TEE`` set
 (here, for this process and every process it starts) each JSON line -- messages, extra fields, tracebacks,
-refused commands with the error of their ack, status and error records -- is also appended to one file. At
+refused commands with the error of their ack, status and error records -- is also appended to one file, and so
+is every message published on the session stack's MQTT broker (acks, retained status; :func:`tee_mqtt`). At
 the end of the session that file is searched for the suite's known secrets: the fixed ones below, those
 tests declare with :func:`known_secret`, and every secret registered in this process (the session stack's
 passwords and keys, values substituted from the environment). One found fails the session; the report
@@ -11,8 +12,11 @@ names the line, never the secret.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,6 +48,41 @@ def scan(path: Path, secrets: set[str]) -> list[tuple[int, str]]:
         for n, line in enumerate(f, 1):
             found += [(n, _masked(s)) for s in secrets if s in line]
     return found
+
+
+def tee_mqtt(host: str, port: int, username: str | None, password: str | None) -> Callable[[], None]:
+    """Append every message published on the broker (acks, retained agent and camera status) to the audit
+    file, except the command topics (``.../cmd``: the suite's own input, which carries camera passwords by
+    design). Returns the function that stops it."""
+    path = os.environ.get(eslog.LOG_TEE_ENV)
+    if not path:
+        return lambda: None
+    import paho.mqtt.client as mqtt
+
+    lock = threading.Lock()
+
+    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.endswith("/cmd"):
+            return
+        line = json.dumps({"mqtt_topic": msg.topic, "payload": msg.payload.decode("utf-8", "replace")})
+        with lock, open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    def on_connect(c: mqtt.Client, *_a: object) -> None:
+        c.subscribe("#", qos=0)
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edgesight-secrets-audit")
+    if username:
+        c.username_pw_set(username, password)
+    c.on_message, c.on_connect = on_message, on_connect
+    c.connect(host, port, keepalive=30)
+    c.loop_start()
+
+    def stop() -> None:
+        c.loop_stop()
+        c.disconnect()
+
+    return stop
 
 
 def _registered() -> set[str]:

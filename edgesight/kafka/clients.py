@@ -13,9 +13,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from edgesight.log import get_logger
+from edgesight.nativelog import RateLimitedLog
+
 HEARTBEAT_FRACTION = 5  # heartbeat.interval.ms = session.timeout.ms / HEARTBEAT_FRACTION
 MIN_HEARTBEAT_MS = 500
 MIN_MAX_POLL_INTERVAL_MS = 300_000  # librdkafka's default; it must not be below the session timeout
+
+
+def rdkafka_logger(component: str) -> RateLimitedLog:
+    """A ``logger`` for a confluent-kafka client: librdkafka's lines join the JSON log stream (they go to
+    stderr as plain text otherwise), repeats rate-limited (a broker outage logs once, not per retry)."""
+    return RateLimitedLog(get_logger(f"librdkafka.{component}"))
 
 
 def consumer_config(
@@ -32,6 +41,7 @@ def consumer_config(
         "session.timeout.ms": session_timeout_ms,
         "heartbeat.interval.ms": max(MIN_HEARTBEAT_MS, session_timeout_ms // HEARTBEAT_FRACTION),
         "max.poll.interval.ms": max(MIN_MAX_POLL_INTERVAL_MS, session_timeout_ms),
+        "logger": base.get("logger") or rdkafka_logger("consumer"),
     }
 
 
@@ -46,6 +56,7 @@ def producer_config(
         "acks": "all",
         "enable.idempotence": True,
         "linger.ms": linger_ms,
+        "logger": base.get("logger") or rdkafka_logger("producer"),
     }
     if max_message_bytes is not None:
         conf["message.max.bytes"] = max_message_bytes

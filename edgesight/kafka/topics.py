@@ -86,7 +86,10 @@ def ensure_topics(
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient(dict(conf))
+    from .clients import rdkafka_logger
+
+    admin_conf: dict[str, Any] = {"logger": rdkafka_logger("admin"), **conf}
+    admin = AdminClient(admin_conf)
     md = admin.list_topics(timeout=timeout)
     brokers = max(1, len(md.brokers))
     result: dict[str, str] = {}

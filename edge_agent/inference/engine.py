@@ -158,15 +158,19 @@ class InferenceEngine:
         path = Path(model_path) if model_path else self.model.path(self.variant, verify=cfg.verify_sha256)
         self.class_names = self.model.class_names()
         cache = Path(cfg.trt_cache_dir) if cfg.trt_cache_dir else self.model.root / "trt_cache"
-        self.session = make_session(
-            path,
-            self.providers,
-            self.variant,
-            intra=cfg.intra_op_threads,
-            inter=cfg.inter_op_threads,
-            cache_dir=cache,
-            allow_spinning=cfg.allow_spinning,
-        )
+
+        def session(model_file: Path, providers: Sequence[str]) -> ort.InferenceSession:
+            return make_session(
+                model_file,
+                providers,
+                self.variant,
+                intra=cfg.intra_op_threads,
+                inter=cfg.inter_op_threads,
+                cache_dir=cache,
+                allow_spinning=cfg.allow_spinning,
+            )
+
+        self.session = session(path, self.providers)
         self.active_providers = self.session.get_providers()
         if (
             cfg.variant == "auto"
@@ -178,15 +182,7 @@ class InferenceEngine:
             self.variant = choose_variant("auto", self.active_providers, self.model)
             path = self.model.path(self.variant, verify=cfg.verify_sha256)
             log.warning(f"GPU provider unavailable at run time; using the {self.variant} variant on CPU")
-            self.session = make_session(
-                path,
-                self.active_providers,
-                self.variant,
-                intra=cfg.intra_op_threads,
-                inter=cfg.inter_op_threads,
-                cache_dir=cache,
-                allow_spinning=cfg.allow_spinning,
-            )
+            self.session = session(path, self.active_providers)
         m = self.model.manifest
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name

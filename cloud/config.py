@@ -30,6 +30,7 @@ class S3Config(StrictModel):
     secret_key: SecretStr = SecretStr("edgesight-dev-secret")
     keyframe_bucket: str = Field("edgesight-keyframes", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     presign_expiry_s: int = Field(3600, ge=1, le=604800)
+    ca_file: Path | None = Field(None, description="CA bundle that verifies an https endpoint (None = the system's)")
 
     @model_validator(mode="after")
     def _reg(self) -> S3Config:
@@ -48,6 +49,7 @@ class S3Config(StrictModel):
             region_name=self.region,
             aws_access_key_id=self.access_key,
             aws_secret_access_key=self.secret_key.get_secret_value(),
+            verify=str(self.ca_file) if self.ca_file else None,
             config=Config(
                 retries={"max_attempts": 3, "mode": "standard"},
                 connect_timeout=5,
@@ -102,6 +104,11 @@ class StackConfig(StrictModel):
     broker_bucket: str = Field("edgesight-kafka", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     broker_storage: Literal["s3", "memory"] = "s3"
     ready_timeout_s: float = Field(60.0, gt=0)
+    # Opt-in secure mode (issue #12; README "Who may do what"): identities from <data_dir>/identities, MQTT over
+    # TLS with per-identity passwords and ACLs, SeaweedFS with per-identity actions, Kafka TLS terminated by haproxy.
+    secure: bool = False
+    mqtt_plain_port: int | None = Field(None, gt=0, lt=65536, description="secure mode: also a plain MQTT listener")
+    mqtt_require_client_cert: bool = Field(False, description="secure mode: MQTT clients must present a certificate")
 
     @model_validator(mode="after")
     def _distinct(self) -> StackConfig:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
+from edgesight.kafka import ConsumedMessage, HeadersUnreadable
 from edgesight.log import get_logger
 from edgesight.wire.deadletter import DeadLetter, parse_headers, strip_context
 
@@ -110,7 +111,7 @@ def _drain(
         for m in msgs:
             if m.error() is not None:
                 raise DeadLetterError(f"reading the dead-letter topic failed: {m.error()}")
-            on_record(m)
+            on_record(ConsumedMessage(m))
             nxt[m.partition()] = m.offset() + 1
             n += 1
             if limit is not None and n >= limit:
@@ -118,7 +119,10 @@ def _drain(
 
 
 def _record(m) -> Record:
-    headers = [(k, v or b"") for k, v in (m.headers() or [])]
+    try:
+        headers = [(k, v or b"") for k, v in (m.headers() or [])]
+    except HeadersUnreadable:  # a record not written by a dead-letter producer: shown without its headers
+        headers = []
     return Record(m.partition(), m.offset(), m.key(), m.value(), headers, parse_headers(headers))
 
 

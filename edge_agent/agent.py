@@ -22,6 +22,7 @@ from edge_agent import commands
 from edge_agent.capture.supervisor import Supervisor
 from edge_agent.config import AgentCamera, AgentConfig
 from edge_agent.control.mqtt import STOPPING, CommandError, ControlPlane
+from edge_agent.feed import Feed, ProcessUsage
 from edge_agent.inference.engine import InferenceEngine
 from edge_agent.pipeline import Pipeline
 from edge_agent.publish.keyframes import KeyframeSelector
@@ -30,11 +31,26 @@ from edge_agent.tracking.settings import CameraTrackingConfig
 from edgesight import __version__
 from edgesight.http import HttpServer, serve_http
 from edgesight.kafka import ensure_topics
-from edgesight.log import get_logger, redact
+from edgesight.limits import RECORD_MAX_BYTES, clip
+from edgesight.log import get_logger, redact, redact_text
 from edgesight.metrics import gauge
-from edgesight.wire import AgentStatus, CameraStatus, ModelRef, new_run_id
+from edgesight.wire import (
+    AgentStatus,
+    AllowedSources,
+    BrokerStatus,
+    CameraStatus,
+    InferenceStatus,
+    ModelRef,
+    dumps,
+    new_run_id,
+)
+from edgesight.wire.models import STATUS_TEXT_MAX
 
 M_UP = gauge("agent_up", "1 while the agent runs", ["agent"])
+HEARTBEAT_MAX_BYTES = RECORD_MAX_BYTES // 2
+"""An agent heartbeat larger than this (many cameras with large zones) leaves the cameras' zones and lines out,
+so it stays well within what its consumers read (RECORD_MAX_BYTES); each camera's own status topic, published
+right after it, still carries them."""
 
 
 def _utc(ts: float | None = None) -> datetime:
@@ -68,6 +84,13 @@ class Agent:
         )
         self.publisher = publisher or EdgePublisher(config.publish, self.agent_id)
         self.keyframes = KeyframeSelector(config.publish.keyframes, self.agent_id)
+        self.control = (
+            ControlPlane(config.control, self.agent_id, self.handle_command) if config.control.enabled else None
+        )
+        # the TUI feed (previews, live events) and the figures the status messages carry
+        self.feed = Feed(config.control, self.agent_id, list(self.engine.class_names), sink=self.control)
+        self._usage = ProcessUsage()
+        self._last_errors: dict[str, str] = {}
         inf = config.inference
         self.pipeline = Pipeline(
             agent_id=self.agent_id,
@@ -82,9 +105,7 @@ class Agent:
             batch_max_size=inf.batch_max_size,
             batch_max_wait_ms=inf.batch_max_wait_ms,
             results_queue=config.pipeline.results_queue,
-        )
-        self.control = (
-            ControlPlane(config.control, self.agent_id, self.handle_command) if config.control.enabled else None
+            observer=self.feed,
         )
         self._http: HttpServer | None = None
         self.metrics_port: int | None = None
@@ -106,6 +127,7 @@ class Agent:
         self.supervisor.start()
         if self.control:
             self.control.start(wait_s=5)
+        self.feed.start()
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
         threading.Thread(target=self._status_loop, name="camera-status", daemon=True).start()
         M_UP.labels(self.agent_id).set(1)
@@ -142,6 +164,7 @@ class Agent:
             pass
         flushed = self.publisher.flush(timeout=left(15))
         self.publisher.close(timeout=left(5))
+        self.feed.stop(timeout=left(2))
         if self.control:
             self.control.stop(final_status=status.model_copy(update={"state": "offline"}), timeout=left(5))
         if self._http:
@@ -214,6 +237,9 @@ class Agent:
         for cam_id, st in self.supervisor.status().items():
             counters = st.counters
             dropped = counters.get("frames_dropped", {})
+            figures = self.feed.figures(cam_id)
+            cam = self.cameras.get(cam_id)
+            age = counters.get("last_frame_age_s")
             out[cam_id] = CameraStatus(
                 agent_id=self.agent_id,
                 camera_id=cam_id,
@@ -227,14 +253,31 @@ class Agent:
                 frames=int(counters.get("frames_delivered", 0)),
                 dropped=int(sum(dropped.values()) if isinstance(dropped, dict) else dropped or 0),
                 reconnects=int(counters.get("reconnects", 0)),
+                frame_age_s=None if age is None else max(0.0, float(age)),
+                detections_per_s=figures.detections_per_s,
+                latency_ms=figures.latency_ms,
+                last_error=self._last_error(cam_id, str(st.state), st.reason or ""),
+                frame=figures.frame,
+                zones=[z.model_dump(mode="json") for z in cam.zones] if cam else [],
+                lines=[ln.model_dump(mode="json") for ln in cam.lines] if cam else [],
             )
         return out
 
-    def status(self, state: str | None = None) -> AgentStatus:
-        cams = list(self.camera_statuses().values())
+    def _last_error(self, camera_id: str, state: str, reason: str) -> str:
+        """The camera's last error: the reason it is reconnecting or failed, kept until it streams again."""
+        if state in ("reconnecting", "failed") and reason:
+            self._last_errors[camera_id] = redact_text(clip(reason, STATUS_TEXT_MAX - 64))
+        elif state == "streaming":
+            self._last_errors.pop(camera_id, None)
+        return self._last_errors.get(camera_id, "")
+
+    def status(self, state: str | None = None, cameras: dict[str, CameraStatus] | None = None) -> AgentStatus:
+        cams = list((self.camera_statuses() if cameras is None else cameras).values())
         if state is None:
             state = "running" if all(c.state in ("streaming", "stopped", "disabled") for c in cams) else "degraded"
-        return AgentStatus(
+        allowed = self.config.control.allowed_sources
+        engine = self.engine
+        st = AgentStatus(
             agent_id=self.agent_id,
             ts=_utc(),
             state=state,
@@ -244,6 +287,26 @@ class Agent:
             uptime_s=time.time() - self.started,
             cameras=cams,
             spool=self.publisher.spool_status(),
+            cpu_percent=self._usage.cpu_percent(),
+            memory_rss_bytes=self._usage.memory_rss_bytes(),
+            inference=InferenceStatus(
+                provider=engine.active_providers[0] if engine.active_providers else "", variant=engine.variant
+            ),
+            broker=self._broker_status(),
+            allowed_sources=AllowedSources(
+                schemes=list(allowed.schemes), hosts=list(allowed.hosts), dirs=[str(d) for d in allowed.directories]
+            ),
+        )
+        if len(dumps(st)) > HEARTBEAT_MAX_BYTES:
+            st.cameras = [c.model_copy(update={"zones": [], "lines": []}) for c in cams]
+        return st
+
+    def _broker_status(self) -> BrokerStatus:
+        error = self.publisher.stats()["last_error"] or ""
+        return BrokerStatus(
+            connected=self.publisher.connected,
+            last_error=redact_text(clip(str(error), STATUS_TEXT_MAX - 64)),
+            undelivered=self.publisher.spool_status().records,
         )
 
     def status_doc(self) -> dict[str, Any]:
@@ -264,11 +327,12 @@ class Agent:
         interval = self.config.pipeline.heartbeat_interval_s
         while not self._stop.wait(interval):
             try:
-                st = self.status()
+                cams = self.camera_statuses()
+                st = self.status(cameras=cams)
                 self.publisher.publish_status(st)
                 if self.control and self.control.connected:
                     self.control.publish_status(st)
-                    for cam in st.cameras:
+                    for cam in cams.values():  # each with its zones and lines
                         self.control.publish_camera_status(cam)
             except Exception:
                 self.log.exception("heartbeat failed")

@@ -13,13 +13,12 @@ import urllib.request
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from edgesight.config import ConfigError
-from edgesight.limits import RECORD_MAX_BYTES, loads_bounded
+from edgesight.limits import RECORD_MAX_BYTES, clip, loads_bounded
 from edgesight.log import redact, redact_text
-from edgesight.term import esc
+from edgesight.term import cli_console, esc
 
 app = typer.Typer(
     help="EdgeSight edge agent: cameras -> detector -> tracking -> Kafka (with an on-disk spool), "
@@ -27,8 +26,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err = Console(stderr=True)
+console = cli_console()
+err = cli_console(stderr=True)
 
 ConfigArg = typer.Option(
     ..., "--config", "-c", help="Agent config YAML (see examples/agent.yaml).", envvar="EDGESIGHT_AGENT_CONFIG"
@@ -221,6 +220,37 @@ def _safe_url(url: str) -> str:
     return redact_text(url)
 
 
+CREDENTIALS_MAX_BYTES = 256 * 1024
+DEV_CONTROL = "  username: edgesight\n  password: ${MQTT_PASSWORD:-edgesight-dev-mqtt}\n  tls: false\n"
+
+
+def _install_credentials(bundle: Path, cred_dir: Path) -> tuple[str, str]:
+    """Write an agent's credentials (``cloud-ops identities add-agent --out``) as 0600 files under ``cred_dir``;
+    returns the agent id and the ``control:`` lines that use them. Exits 2 on a bad file or a known password."""
+    from edgesight.files import private_dir, write_private
+    from edgesight.mqtt import check_password
+
+    try:
+        with open(bundle, "rb") as fh:
+            doc = loads_bounded(fh.read(CREDENTIALS_MAX_BYTES + 1), max_bytes=CREDENTIALS_MAX_BYTES)
+        if not isinstance(doc, dict) or doc.get("schema") != "edgesight.credentials/1" or doc.get("role") != "agent":
+            raise ValueError("not an agent's credentials file (edgesight.credentials/1, role agent)")
+        name, mqtt = str(doc["name"]), doc["mqtt"]
+        check_password(str(mqtt["password"]), "the MQTT password")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        err.print(f"[red]refused {esc(bundle)}: {esc(clip(str(e), 200))}[/red]")
+        raise typer.Exit(2) from None
+    private_dir(cred_dir)
+    files = {"password_file": ("mqtt-password", str(mqtt["password"]) + "\n"), "ca_file": ("ca.pem", doc["ca_pem"])}
+    if mqtt.get("cert_pem") and mqtt.get("key_pem"):
+        files.update(cert_file=("client.pem", mqtt["cert_pem"]), key_file=("client.key", mqtt["key_pem"]))
+    lines = [f"  username: {name}", "  tls: true"]
+    for key, (fname, data) in files.items():
+        lines.append(f"  {key}: {write_private(cred_dir / fname, data)}")
+    console.print(f"wrote the credentials of agent {esc(name)} to {esc(cred_dir)} (files 0600)")
+    return name, "\n".join(lines) + "\n"
+
+
 @app.command()
 def install(
     config: Path = typer.Option(
@@ -236,18 +266,38 @@ def install(
     cpu_quota: str = typer.Option("", help="systemd CPUQuota (e.g. 350%); empty = unlimited."),
     enable: bool = typer.Option(False, help="Also run systemctl daemon-reload + enable --now."),
     skip_checks: bool = typer.Option(False, help="Do not run the environment checks."),
+    credentials: Path | None = typer.Option(
+        None,
+        help="The agent's credentials file (`cloud-ops identities add-agent --out`): MQTT login, CA, optional "
+        "client certificate; written 0600 under <config dir>/credentials. A known or short password is refused.",
+    ),
 ):
     """Write the config skeleton (if missing) and the systemd unit, then check the environment."""
     config = config.absolute()
+    control = None
+    if credentials is not None:
+        agent_id, control = _install_credentials(credentials, config.parent / "credentials")
     if not config.exists():
         config.parent.mkdir(parents=True, exist_ok=True)
         skeleton = (Path(__file__).resolve().parent.parent / "examples" / "agent.yaml").read_text()
         skeleton = skeleton.replace("agent_id: site-1", f"agent_id: {agent_id}")
+        if control is not None:
+            if DEV_CONTROL not in skeleton:
+                err.print("[red]the example config's control section changed; set control: by hand[/red]")
+                raise typer.Exit(1)
+            skeleton = skeleton.replace(DEV_CONTROL, control)
         config.write_text(skeleton)
         config.chmod(0o640)
         console.print(f"wrote config skeleton {esc(config)} (edit cameras and uplink, then `edge-agent validate`)")
+        if control is None:
+            err.print(
+                "[yellow]its MQTT login is the development default: issue the agent's own with "
+                "`cloud-ops identities add-agent` and pass it with --credentials[/yellow]"
+            )
     else:
         console.print(f"keeping existing config {esc(config)}")
+        if control is not None:
+            console.print(f"set these in its control: section (instead of username/password):\n{esc(control)}")
     exe = shutil.which("edge-agent") or str(Path(sys.executable).parent / "edge-agent")
     unit = UNIT_TEMPLATE.read_text().format(
         exe=exe,
@@ -294,6 +344,61 @@ def uninstall(
     if purge_config and purge_config.exists():
         purge_config.unlink()
         console.print(f"removed {esc(purge_config)}")
+
+
+@app.command()
+def tui(
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="Take broker, credentials and TLS from this agent config's control section."
+    ),
+    mqtt_host: str | None = typer.Option(None, help="MQTT broker host (default 127.0.0.1, or the config's)."),
+    mqtt_port: int | None = typer.Option(None, help="MQTT broker port (default 1883, or the config's)."),
+    username: str | None = typer.Option(None, envvar="EDGESIGHT_TUI_USERNAME", help="Operator's MQTT user."),
+    password: str | None = typer.Option(
+        None, envvar="EDGESIGHT_TUI_PASSWORD", help="Operator's MQTT password (prefer the environment variable)."
+    ),
+    tls: bool = typer.Option(False, "--tls", help="Connect with TLS."),
+    ca_file: Path | None = typer.Option(None, help="CA bundle that signed the broker's certificate (TLS)."),
+    cert_file: Path | None = typer.Option(None, help="Operator's client certificate (TLS)."),
+    key_file: Path | None = typer.Option(None, help="Key of the client certificate (TLS)."),
+    topic_root: str | None = typer.Option(
+        None, help="The site's MQTT topic root (default edgesight, or the config's)."
+    ),
+    web: bool = typer.Option(False, "--web", help="Serve the TUI to browsers (textual-serve) instead."),
+    host: str = typer.Option("127.0.0.1", help="--web: address to listen on (default: this machine only)."),
+    port: int = typer.Option(8000, help="--web: port to listen on."),
+    log_file: Path | None = typer.Option(None, help="Append the TUI's JSON log lines to this file."),
+):
+    """The site's agents and cameras in the terminal: status, health, events, preview, zone editor, commands."""
+    from pydantic import ValidationError
+
+    try:
+        from edge_agent.tui.run import run_terminal, serve_web
+        from edge_agent.tui.settings import OperatorConfig
+    except ImportError as e:
+        err.print(f"[red]the TUI needs its extra: pip install 'edgesight[tui]' ({esc(e)})[/red]")
+        raise typer.Exit(2) from None
+    base = _load(config).control.model_dump(include=set(OperatorConfig.model_fields)) if config else {}
+    given = {
+        "host": mqtt_host,
+        "port": mqtt_port,
+        "username": username,
+        "password": password,
+        "tls": tls or None,
+        "ca_file": ca_file,
+        "cert_file": cert_file,
+        "key_file": key_file,
+        "topic_root": topic_root,
+    }
+    try:
+        op = OperatorConfig.model_validate({**base, **{k: v for k, v in given.items() if v is not None}})
+    except ValidationError as e:
+        err.print(f"[red]{esc(e)}[/red]")
+        raise typer.Exit(2) from None
+    if web:
+        serve_web(op, host, port, log_file)
+    else:
+        raise typer.Exit(run_terminal(op, log_file))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,7 @@ from edge_agent.tracking.settings import LineConfig, ZoneConfig
 from edgesight.config import format_validation_error
 from edgesight.wire.models import (
     AddCamera,
+    Preview,
     RemoveCamera,
     RestartCamera,
     SetFps,
@@ -30,6 +31,7 @@ from edgesight.wire.models import (
     Snapshot,
     StartCamera,
     StopCamera,
+    iso_ms,
 )
 
 if TYPE_CHECKING:
@@ -85,6 +87,7 @@ def remove_camera(agent: Agent, cmd: RemoveCamera) -> Result:
     agent.supervisor.remove_camera(cmd.camera_id)
     ended = agent.pipeline.end_camera(cmd.camera_id)
     del agent.cameras[cmd.camera_id]
+    agent.feed.forget(cmd.camera_id)
     if agent.control:
         agent.control.clear_camera_status(cmd.camera_id)
     return {"camera_id": cmd.camera_id, "removed": True, "tracks_ended": ended}
@@ -140,6 +143,7 @@ def _set_geometry(
         raise _invalid(key, e) from None
     agent.cameras[camera_id] = new
     ended = agent.pipeline.end_camera(camera_id)
+    agent.camera_state_changed(camera_id)  # the retained camera status reports the new geometry at once
     return {"camera_id": camera_id, key: [i.name for i in items], "tracks_ended": ended}
 
 
@@ -161,6 +165,7 @@ def snapshot(agent: Agent, cmd: Snapshot) -> Result:
     shot = agent.keyframes.snapshot(cmd.camera_id, frame.image, frame.ts, frame.seq)
     for meta, jpeg in shot.keyframes:
         agent.publisher.publish_keyframe(meta, jpeg)
+    agent.feed.preview_once(cmd.camera_id)  # and one preview on the camera's preview topic
     meta = shot.keyframes[0][0]
     # keyframe_id is what resolves (cloud-ops warehouse keyframe); object_key is the keyframe's record key.
     return {
@@ -168,6 +173,17 @@ def snapshot(agent: Agent, cmd: Snapshot) -> Result:
         "keyframe_id": meta.keyframe_id,
         "object_key": meta.object_key,
         "bytes": meta.size,
+    }
+
+
+def preview(agent: Agent, cmd: Preview) -> Result:
+    """Publish the camera's preview every ``control.preview_interval_s`` for ``cmd.seconds`` (see edge_agent.feed)."""
+    _camera(agent, cmd.camera_id)
+    until = agent.feed.lease(cmd.camera_id, cmd.seconds)
+    return {
+        "camera_id": cmd.camera_id,
+        "until": iso_ms(until),
+        "interval_s": agent.config.control.preview_interval_s,
     }
 
 
@@ -182,4 +198,5 @@ HANDLERS: dict[str, Handler] = {
     "set_zones": set_zones,
     "set_lines": set_lines,
     "snapshot": snapshot,
+    "preview": preview,
 }

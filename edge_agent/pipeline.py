@@ -22,6 +22,9 @@ Where overload drops what (and where it is counted):
 - publish: never drops while the spool has room; a full spool drops its
   *oldest* records and counts them (``publish_spool_dropped_total``).
 Events and keyframes accepted by the publisher are journaled on disk.
+
+An optional :class:`FrameObserver` (the agent's TUI feed, :mod:`edge_agent.feed`) is handed each
+processed frame with its tracks and records; it only keeps references (it must never wait).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from edge_agent.capture.worker import Frame
 from edge_agent.detections import Detections
 from edge_agent.emit import frame_geometry, to_event
 from edge_agent.publish.keyframes import KeyframeSelector, TrackUpdate
-from edge_agent.tracking.events import CameraTracking
+from edge_agent.tracking.events import CameraTracking, ObjectUpdate
 from edge_agent.tracking.settings import CameraTrackingConfig
 from edgesight import metrics
 from edgesight.log import get_logger
@@ -71,10 +74,21 @@ class Publisher(Protocol):
     def publish_keyframe(self, meta: KeyframeMeta, jpeg: bytes) -> int: ...
 
 
+class FrameObserver(Protocol):
+    """Sees what the tracking thread processed (the TUI feed); called on that thread, so it must not wait."""
+
+    def observe(
+        self, frame: Frame, detections: int, tracked: Detections, records: list[ObjectUpdate], infer_s: float
+    ) -> None: ...
+
+    def ended(self, camera_id: str, records: list[ObjectUpdate]) -> None: ...
+
+
 @dataclass
 class Result:
     frame: Frame
     detections: Detections
+    infer_s: float = 0.0  # inference time of the frame's batch
 
 
 class Pipeline:
@@ -93,6 +107,7 @@ class Pipeline:
         batch_max_size: int = 4,
         batch_max_wait_ms: float = 10.0,
         results_queue: int = 32,
+        observer: FrameObserver | None = None,
     ):
         self.agent_id = agent_id
         self.run_id = run_id  # this process's run (wire contract v2): track ids and seq restart with it
@@ -103,6 +118,7 @@ class Pipeline:
         self.publisher = publisher
         self.keyframes = keyframes
         self.tracking_config = tracking_config
+        self.observer = observer
         self.batch_max_size = batch_max_size
         self.batch_max_wait_s = batch_max_wait_ms / 1000.0
         self.results: queue.Queue[Result | None] = queue.Queue(maxsize=results_queue)
@@ -164,6 +180,8 @@ class Pipeline:
                 self.publisher.publish_event(ev)
                 self.events_published += 1
                 M_EVENTS.labels(camera_id, "end").inc()
+            if self.observer is not None:
+                self.observer.ended(camera_id, records)
             return len(records)
 
     # -- stage 1: inference --
@@ -192,12 +210,13 @@ class Pipeline:
                 "inference failed on a batch; frames skipped", extra={"cameras": [f.camera_id for f in frames]}
             )
             return
-        M_STAGE.labels("inference").observe(time.perf_counter() - t0)
+        infer_s = time.perf_counter() - t0
+        M_STAGE.labels("inference").observe(infer_s)
         self.batches += 1
         for f, d in zip(frames, dets):
             M_INFER_FRAMES.labels(f.camera_id).inc()
             self.frames_inferred += 1
-            item = Result(f, d)
+            item = Result(f, d, infer_s)
             while not self._stop.is_set():
                 try:
                     self.results.put(item, timeout=0.25)  # back-pressure, never a drop
@@ -217,7 +236,7 @@ class Pipeline:
             t0 = time.perf_counter()
             try:
                 with self._trackers_lock:
-                    self._track_publish(item.frame, item.detections)
+                    self._track_publish(item)
             except Exception:
                 M_ERRORS.labels("tracking").inc()
                 log.exception("tracking/publish failed for a frame", extra={"camera": item.frame.camera_id})
@@ -238,11 +257,14 @@ class Pipeline:
         self._trackers[frame.camera_id] = (size, ct)
         return ct
 
-    def _track_publish(self, frame: Frame, dets: Detections) -> None:
+    def _track_publish(self, item: Result) -> None:
+        frame, dets = item.frame, item.detections
         if frame.camera_id not in self.supervisor.cameras():
             return  # the camera was removed while this frame was in flight
         ct = self._tracker_for(frame)
-        _tracked, records = ct.process(dets, frame.ts)
+        tracked, records = ct.process(dets, frame.ts)
+        if self.observer is not None:
+            self.observer.observe(frame, len(dets), tracked, records, item.infer_s)
         live = [u for u in records if u.kind != "end"]
         shot = self.keyframes.process(
             frame.camera_id,

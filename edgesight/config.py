@@ -52,9 +52,9 @@ def check_url_port(url: str, what: str) -> None:
 
 
 class StrictModel(BaseModel):
-    """Base for every config section: unknown keys are rejected, values validated on assignment."""
+    """Base for every config section: unknown keys are rejected, values validated on assignment, floats finite."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True, allow_inf_nan=False)
 
 
 class ConfigError(ValueError):

@@ -44,3 +44,19 @@ def restrict_tree(path: str | os.PathLike[str]) -> None:
                     os.chmod(full, PRIVATE_FILE_MODE)
             except FileNotFoundError:  # a server removed it meanwhile
                 continue
+
+
+def write_private(path: str | os.PathLike[str], data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` atomically with mode 0600 (its directory created 0700 if missing):
+    credentials, keys and generated server files are never readable by others, not even for a moment."""
+    p = Path(path)
+    if not p.parent.exists():
+        private_dir(p.parent)
+    tmp = p.with_name(f".{p.name}.tmp")
+    raw = data.encode() if isinstance(data, str) else data
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(raw)
+    os.chmod(tmp, PRIVATE_FILE_MODE)
+    os.replace(tmp, p)
+    return p

@@ -35,7 +35,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from edgesight.log import get_logger
+from edgesight.log import get_logger, tee_output
 
 MAX_HEAD_BYTES = 16 * 1024
 REQUEST_TIMEOUT_S = 10.0
@@ -170,6 +170,7 @@ def _handler_class(health: HealthCheck | None, status: StatusDoc | None) -> type
             elif path == "/status" and status is not None:
                 try:
                     body, ctype = json.dumps(status(), default=str).encode(), "application/json"
+                    tee_output("http /status", body)
                 except Exception:  # noqa: BLE001 - a failing status provider answers 500, the server keeps serving
                     _log.exception("status document failed")
                     self.send_error(500)

@@ -47,7 +47,14 @@ CONFIG_MAX_NODES: Final = 100_000
 
 
 class InputError(ValueError):
-    """Input that cannot be accepted: not UTF-8, not valid JSON, or past a bound."""
+    """Input that cannot be accepted: not UTF-8, not valid JSON, or past a bound. ``path`` names the value at
+    fault inside the document (``fps``, ``camera.zones[0].polygon``) when there is one, else ``None``."""
+
+    path: str | None = None
+
+    def at(self, path: str | None) -> InputError:
+        self.path = path or None
+        return self
 
 
 class BoundExceeded(InputError):
@@ -84,27 +91,103 @@ def json_depth(text: str) -> int:
     return max(accumulate(map(_DELTA.__getitem__, brackets)), default=0)
 
 
-def _parse_int(max_digits: int) -> Any:
-    def parse(s: str) -> int:
+class _Refused:
+    """Stands in the parsed tree for a number the hooks refused, so the error can name where it is."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: InputError):
+        self.error = error
+
+
+def _number_hooks(max_digits: int) -> tuple[Any, Any, Any, list[_Refused]]:
+    """json.loads hooks that put a :class:`_Refused` in place of a number past a bound; the list collects
+    them, so a document without one is not walked again."""
+    refused: list[_Refused] = []
+
+    def refuse(error: InputError) -> _Refused:
+        refused.append(_Refused(error))
+        return refused[-1]
+
+    def parse_int(s: str) -> Any:
         digits = len(s) - s.startswith("-")
         if digits > max_digits:
-            raise BoundExceeded("max_int_digits", max_digits, f"integer with {digits} digits")
+            return refuse(BoundExceeded("max_int_digits", max_digits, f"integer with {digits} digits"))
         return int(s)
 
-    return parse
+    def parse_float(s: str) -> Any:
+        if len(s) > MAX_FLOAT_CHARS:
+            return refuse(BoundExceeded("MAX_FLOAT_CHARS", MAX_FLOAT_CHARS, f"number of {len(s)} characters"))
+        v = float(s)
+        if not math.isfinite(v):
+            return refuse(InputError(f"number {clip(s, 40)} is out of range (not a finite 64-bit float)"))
+        return v
+
+    def parse_constant(s: str) -> Any:
+        return refuse(InputError(f"{s} is not a JSON number (JSON has no NaN or Infinity; send a finite number)"))
+
+    return parse_int, parse_float, parse_constant, refused
 
 
-def _parse_float(s: str) -> float:
-    if len(s) > MAX_FLOAT_CHARS:
-        raise BoundExceeded("MAX_FLOAT_CHARS", MAX_FLOAT_CHARS, f"number of {len(s)} characters")
-    v = float(s)
-    if not math.isfinite(v):
-        raise InputError(f"number {clip(s, 40)} is out of range")
-    return v
+PATH_MAX_PARTS: Final = 8
+"""Keys and indexes of a path named in an error; deeper ones are summarised."""
 
 
-def _parse_constant(s: str) -> Any:
-    raise InputError(f"{s} is not a JSON number")
+def _path(parts: list[str | int]) -> str:
+    out = ""
+    for p in parts[:PATH_MAX_PARTS]:
+        out += f"[{p}]" if isinstance(p, int) else ("." if out else "") + clip(p, 64)
+    if len(parts) > PATH_MAX_PARTS:
+        out += f"...({len(parts) - PATH_MAX_PARTS} levels more)"
+    return out
+
+
+def _first_refused(obj: Any) -> InputError | None:
+    """The first refused number in document order, with its path; iterative (no recursion)."""
+    stack: list[tuple[Any, list[str | int]]] = [(obj, [])]
+    while stack:
+        v, where = stack.pop()
+        if isinstance(v, _Refused):
+            return v.error.at(_path(where))
+        if isinstance(v, dict):
+            stack.extend((item, [*where, k]) for k, item in reversed(v.items()))
+        elif isinstance(v, list):
+            stack.extend((item, [*where, i]) for i, item in reversed(list(enumerate(v))))
+    return None
+
+
+_TOKEN = re.compile(r'"(?:[^"\\]+|\\[\s\S]?)*"?|[\[\]{}:,]|[^\[\]{}:,"]+')
+
+
+def _deep_path(text: str, max_depth: int) -> str:
+    """Where ``text`` first nests deeper than ``max_depth``: the path of keys and indexes leading there. One
+    linear pass over the tokens; it stops at the first level past the bound."""
+    frames: list[list[Any]] = []  # [key or index, expecting a key (objects only)]
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        if tok in "[{":
+            if len(frames) >= max_depth:
+                break
+            frames.append([0, False] if tok == "[" else [None, True])
+        elif tok in "]}":
+            if frames:
+                frames.pop()
+        elif not frames:
+            continue
+        elif tok == ",":
+            top = frames[-1]
+            if isinstance(top[0], int) and not top[1]:
+                top[0] += 1
+            else:
+                top[1] = True
+        elif tok == ":":
+            frames[-1][1] = False
+        elif tok.startswith('"') and frames[-1][1]:
+            try:
+                frames[-1][0] = json.loads(tok) if tok.endswith('"') and len(tok) > 1 else tok[1:]
+            except ValueError:
+                frames[-1][0] = tok[1:-1]
+    return _path([f[0] for f in frames if f[0] is not None])
 
 
 def _has_lone_surrogate(obj: Any) -> bool:
@@ -154,13 +237,14 @@ def loads_bounded(
         text = data
     depth = json_depth(text)
     if depth > max_depth:
-        raise BoundExceeded("max_depth", max_depth, f"JSON nested {depth} levels deep")
+        raise BoundExceeded("max_depth", max_depth, f"JSON nested {depth} levels deep").at(_deep_path(text, max_depth))
+    parse_int, parse_float, parse_constant, refused = _number_hooks(max_int_digits)
     try:
-        obj = json.loads(
-            text, parse_int=_parse_int(max_int_digits), parse_float=_parse_float, parse_constant=_parse_constant
-        )
+        obj = json.loads(text, parse_int=parse_int, parse_float=parse_float, parse_constant=parse_constant)
     except json.JSONDecodeError as e:
         raise InputError(f"not valid JSON: {e.msg} (char {e.pos})") from None
+    if refused:
+        raise _first_refused(obj) or refused[0].error
     if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(obj):
         raise InputError("not UTF-8: a string escapes an unpaired surrogate")
     return obj

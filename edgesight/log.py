@@ -246,6 +246,23 @@ def setup_logging(
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+_tee_lock = threading.Lock()
+
+
+def tee_output(source: str, text: str | bytes) -> None:
+    """Append what this process showed outside (a status document served, a CLI's printed output) to the
+    ``EDGESIGHT_LOG_TEE`` file as one JSON line, when that file is set: the test suite's secrets audit reads
+    it with the log lines. A no-op otherwise."""
+    tee = os.environ.get(LOG_TEE_ENV)
+    if not tee:
+        return
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    line = json.dumps({"tee": source, "text": text})
+    with _tee_lock, open(tee, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
 def get_logger(component: str, **fields: Any) -> ContextLogger:
     """Logger for a component; extra keyword fields (camera=..., topic=...) go on every line."""
     return ContextLogger(logging.getLogger(f"edgesight.{component}"), {"component": component, **fields})

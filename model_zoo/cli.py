@@ -16,18 +16,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from edgesight.term import esc
+from edgesight.term import cli_console, esc
 
 app = typer.Typer(
     help="EdgeSight model zoo: import, compress (int8/fp16), verify and benchmark detectors.",
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
+console = cli_console()
 
 StoreOpt = typer.Option(
     None,

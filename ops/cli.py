@@ -13,15 +13,15 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from edgesight.log import redact_text, setup_logging
-from edgesight.term import esc
+from edgesight.term import cli_console, esc
 from ops.cli_common import ConfigOpt, load_cloud
 from ops.cli_connectors import connectors_app
 from ops.cli_dlq import dlq_app
 from ops.cli_engineering import engineering_app, fleet_app
+from ops.cli_identities import identities_app
 from ops.cli_warehouse import warehouse_app
 
 app = typer.Typer(
@@ -42,12 +42,13 @@ app.add_typer(warehouse_app, name="warehouse")
 app.add_typer(engineering_app, name="engineering")
 app.add_typer(fleet_app, name="fleet")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(identities_app, name="identities")
 
-console = Console(stderr=False)
-err = Console(stderr=True)
+console = cli_console()
+err = cli_console(stderr=True)
 
 
-def _stack(config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage=None):
+def _stack(config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage=None, secure=None):
     from ops.stack import Stack
 
     cfg = load_cloud(
@@ -58,6 +59,7 @@ def _stack(config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage
         mongo_port=mongo_port,
         mqtt_port=mqtt_port,
         broker_storage=storage,
+        secure=secure,
     )
     return Stack(cfg)
 
@@ -78,13 +80,16 @@ def stack_up(
     mongo_port: int | None = MongoPortOpt,
     mqtt_port: int | None = MqttPortOpt,
     storage: str | None = typer.Option(None, help="Broker storage: s3 (durable, default) or memory."),
+    secure: bool = typer.Option(
+        False, "--secure", help="Secure mode (opt-in): TLS, per-identity MQTT ACLs and S3 identities (README)."
+    ),
 ):
     """Start the services that are not running (all four on a fresh data dir; running ones are kept) and wait
     until each answers a real client round trip."""
     from ops.stack import StackError
 
     setup_logging("WARNING")
-    st = _stack(config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage)
+    st = _stack(config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage, secure or None)
     t0 = time.monotonic()
     try:
         st.up(progress=lambda m: console.print(f"  {esc(m)}"))

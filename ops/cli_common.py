@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
 from cloud.config import CloudConfig
 from edgesight.config import ConfigError, format_validation_error
-from edgesight.term import esc
+from edgesight.term import cli_console, esc
 
-err = Console(stderr=True)
+if TYPE_CHECKING:
+    from cloud.warehouse.config import WarehouseConfig
+
+err = cli_console(stderr=True)
 
 ConfigOpt = typer.Option(
     None,
@@ -38,3 +41,21 @@ def load_cloud(config: Path | None, **stack_overrides) -> CloudConfig:
             err.print(f"[red]{esc(ConfigError('the stack options', format_validation_error(e)))}[/red]")
             raise typer.Exit(2) from None
     return cfg
+
+
+def load_warehouse(path: Path | None, prefix: str | None = None) -> WarehouseConfig:
+    """The validated warehouse config, ``prefix`` (``--collection-prefix``) overriding its collection prefix;
+    exits 2 naming what is wrong."""
+    from cloud.warehouse.config import WarehouseConfig
+
+    try:
+        wh = WarehouseConfig.load(path)
+        if prefix is not None:
+            wh = WarehouseConfig.model_validate({**wh.model_dump(), "collection_prefix": prefix})
+    except ConfigError as e:
+        err.print(f"[red]{esc(e)}[/red]")
+        raise typer.Exit(2) from None
+    except ValidationError as e:
+        err.print(f"[red]{esc(ConfigError('--collection-prefix', format_validation_error(e)))}[/red]")
+        raise typer.Exit(2) from None
+    return wh

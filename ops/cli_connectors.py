@@ -12,19 +12,18 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from edgesight.term import esc
-from ops.cli_common import ConfigOpt
+from edgesight.term import cli_console, esc
+from ops.cli_common import ConfigOpt, load_cloud, load_warehouse
 
 connectors_app = typer.Typer(
     help="Kafka Connect sink connectors: validate/deploy against a Connect REST API, "
     "or run them in Python on this machine (`run`).",
     no_args_is_help=True,
 )
-console = Console()
-err = Console(stderr=True)
+console = cli_console()
+err = cli_console(stderr=True)
 
 UrlOpt = typer.Option(
     "http://127.0.0.1:8083", "--connect-url", envvar="EDGESIGHT_CONNECT_URL", help="Kafka Connect REST API base URL."
@@ -42,32 +41,6 @@ WhOpt = typer.Option(
     help="Warehouse YAML (collection prefix, retention).",
     envvar="EDGESIGHT_WAREHOUSE_CONFIG",
 )
-
-
-def _cloud(config: Path | None):
-    from cloud.config import CloudConfig
-    from edgesight.config import ConfigError
-
-    try:
-        return CloudConfig.load(config)
-    except ConfigError as e:
-        err.print(f"[red]{esc(e)}[/red]")
-        raise typer.Exit(2) from None
-
-
-def _wh(path: Path | None, prefix: str | None):
-    from cloud.warehouse.config import WarehouseConfig
-    from edgesight.config import ConfigError
-
-    try:
-        w = WarehouseConfig.load(path)
-        if prefix is not None:
-            w = w.model_copy(update={"collection_prefix": prefix})
-            WarehouseConfig.model_validate(w.model_dump())
-        return w
-    except (ConfigError, ValueError) as e:
-        err.print(f"[red]{esc(e)}[/red]")
-        raise typer.Exit(2) from None
 
 
 def _specs(names: list[str] | None, cloud, collection_prefix: str, name_prefix: str):
@@ -107,8 +80,8 @@ def validate_cmd(
     from connectors.options import check_options, unsupported_by_runner
     from connectors.rest import ConnectClient, ConnectError, validation_errors
 
-    cloud = _cloud(config)
-    wh = _wh(warehouse_config, collection_prefix)
+    cloud = load_cloud(config)
+    wh = load_warehouse(warehouse_config, collection_prefix)
     bad = 0
     for spec in _specs(names, cloud, wh.collection_prefix, name_prefix):
         problems = check_options(spec.config)
@@ -165,8 +138,8 @@ def deploy_cmd(
     """Create or update each connector: PUT /connectors/{name}/config (after the static check)."""
     from connectors.options import check_options
 
-    cloud = _cloud(config)
-    wh = _wh(warehouse_config, collection_prefix)
+    cloud = load_cloud(config)
+    wh = load_warehouse(warehouse_config, collection_prefix)
     c = _client(connect_url)
     for spec in _specs(names, cloud, wh.collection_prefix, name_prefix):
         problems = check_options(spec.config)
@@ -213,7 +186,7 @@ def topics_cmd(
     from connectors.spec import load_topics, variables
     from edgesight.kafka import ensure_topics
 
-    cloud = _cloud(config)
+    cloud = load_cloud(config)
     specs = load_topics(variables(cloud))
     t = Table(title="topics (connectors/topics.yaml)")
     for col in ("topic", "partitions", "replication", "config"):
@@ -229,6 +202,45 @@ def topics_cmd(
     if create:
         for name, what in ensure_topics(cloud.kafka.client_config(), specs).items():
             console.print(esc(f"  {name}: {what}"))
+
+
+@connectors_app.command("export")
+def export_cmd(
+    names: list[str] | None = NamesArg,
+    fmt: str = typer.Option(
+        "k8s",
+        "--format",
+        help="k8s: Strimzi KafkaConnector (one per connector file), KafkaTopic (connectors/topics.yaml) "
+        "and KafkaUser (the roles' ACLs) resources; secrets become config-provider references.",
+    ),
+    config: Path | None = ConfigOpt,
+    collection_prefix: str | None = CollPrefixOpt,
+    warehouse_config: Path | None = WhOpt,
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write one YAML file per kind into this directory (default: stdout)."
+    ),
+):
+    """Export the connector files, topic specs and Kafka rights as Kubernetes resources (deploy/k8s)."""
+    from connectors.spec import SpecError
+    from ops.k8s import export_k8s
+
+    if fmt != "k8s":
+        err.print(f"[red]--format {esc(fmt)}: the only format is k8s[/red]")
+        raise typer.Exit(2)
+    cloud = load_cloud(config)
+    wh = load_warehouse(warehouse_config, collection_prefix)
+    try:
+        files = export_k8s(cloud, wh.collection_prefix, names)
+    except SpecError as e:
+        err.print(f"[red]{esc(e)}[/red]")
+        raise typer.Exit(2) from None
+    if output is None:
+        sys.stdout.write("".join(files.values()))
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (output / name).write_text(text)
+        console.print(esc(f"wrote {output / name}"))
 
 
 @connectors_app.command("run")
@@ -274,8 +286,8 @@ def run_cmd(
     from edgesight.kafka import ensure_topics
     from edgesight.log import get_logger, setup_logging
 
-    cloud = _cloud(config)
-    wh = _wh(warehouse_config, collection_prefix)
+    cloud = load_cloud(config)
+    wh = load_warehouse(warehouse_config, collection_prefix)
     specs = _specs(names, cloud, wh.collection_prefix, name_prefix)
     client = cloud.mongo.client()
     from cloud.warehouse.schema import Names, init_warehouse

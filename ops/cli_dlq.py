@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from edgesight.limits import clip
-from edgesight.term import esc
+from edgesight.term import cli_console, esc
 from ops.cli_common import ConfigOpt, load_cloud
 
 dlq_app = typer.Typer(
@@ -19,8 +18,8 @@ dlq_app = typer.Typer(
     "the sink connectors' DLQs too.",
     no_args_is_help=True,
 )
-console = Console()
-err = Console(stderr=True)
+console = cli_console()
+err = cli_console(stderr=True)
 
 
 def _topic(cfg, topic: str | None, consumer: str | None) -> str:

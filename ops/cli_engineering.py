@@ -8,10 +8,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from edgesight.term import esc
+from edgesight.term import cli_console, esc
 from ops.cli_common import ConfigOpt, load_cloud
 
 engineering_app = typer.Typer(
@@ -22,8 +21,8 @@ engineering_app = typer.Typer(
 fleet_app = typer.Typer(
     help="Fleet registry from agent heartbeats: agents, cameras, state, model, staleness.", no_args_is_help=True
 )
-console = Console()
-err = Console(stderr=True)
+console = cli_console()
+err = cli_console(stderr=True)
 
 
 def _settings(model, **overrides):

@@ -8,19 +8,18 @@ from datetime import datetime
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from edgesight.term import esc
-from ops.cli_common import ConfigOpt
+from edgesight.term import cli_console, esc
+from ops.cli_common import ConfigOpt, load_cloud, load_warehouse
 
 warehouse_app = typer.Typer(
     help="The MongoDB warehouse: init (collections, indexes, TTL), query, export, delete, "
     "retention, and IOPS / size-limit probes.",
     no_args_is_help=True,
 )
-console = Console()
-err = Console(stderr=True)
+console = cli_console()
+err = cli_console(stderr=True)
 
 WhOpt = typer.Option(
     None,
@@ -35,19 +34,7 @@ EndOpt = typer.Option(None, "--end", help="ISO-8601 with timezone, exclusive.")
 
 
 def _ctx(config, warehouse_config, prefix):
-    from cloud.config import CloudConfig
-    from cloud.warehouse.config import WarehouseConfig
-    from edgesight.config import ConfigError
-
-    try:
-        cloud = CloudConfig.load(config)
-        wh = WarehouseConfig.load(warehouse_config)
-        if prefix is not None:
-            wh = WarehouseConfig.model_validate({**wh.model_dump(), "collection_prefix": prefix})
-    except (ConfigError, ValueError) as e:
-        err.print(f"[red]{esc(e)}[/red]")
-        raise typer.Exit(2) from None
-    return cloud, wh
+    return load_cloud(config), load_warehouse(warehouse_config, prefix)
 
 
 def _time(v: str | None, name: str) -> datetime | None:

@@ -22,15 +22,14 @@ import urllib.request
 from pathlib import Path
 
 import yaml
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from edgesight.samples import VTEST
-from edgesight.term import esc
+from edgesight.term import cli_console, esc
 
 RTSP_SERVER = Path(__file__).resolve().parent / "cameras" / "rtsp_server.py"
-console = Console()
+console = cli_console()
 
 
 def _free_port() -> int:

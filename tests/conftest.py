@@ -20,6 +20,7 @@ from ops.testing import make_stack
 from tests.secrets_audit import (  # noqa: F401 - the secrets audit's hooks
     pytest_configure,
     pytest_sessionfinish,
+    tee_kafka,
     tee_mqtt,
 )
 
@@ -37,7 +38,10 @@ def stack(tmp_path_factory) -> Stack:
     stop_audit = tee_mqtt(m.host, m.port, m.username, m.password.get_secret_value() if m.password else None)
     yield st
     stop_audit()
-    st.down()
+    try:
+        tee_kafka(st.config.kafka.client_config())
+    finally:
+        st.down()
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,10 @@
 Every process of the run logs through :func:`edgesight.log.setup_logging`; with ``EDGESIGHT_LOG_TEE`` set
 (here, for this process and every process it starts) each JSON line -- messages, extra fields, tracebacks,
 refused commands with the error of their ack, status and error records -- is also appended to one file, and so
-is every message published on the session stack's MQTT broker (acks, retained status; :func:`tee_mqtt`). At
-the end of the session that file is searched for the suite's known secrets: the fixed ones below, those
+is every message published on the session stack's MQTT broker (acks, retained status; :func:`tee_mqtt`),
+every /status document an agent served and everything a CLI printed (:func:`edgesight.log.tee_output`), and,
+before the stack stops, every record left on the session broker's topics (detections, status, dead letters,
+keyframe headers; :func:`tee_kafka`). At the end of the session that file is searched for the suite's known secrets: the fixed ones below, those
 tests declare with :func:`known_secret`, and every secret registered in this process (the session stack's
 passwords and keys, values substituted from the environment). One found fails the session; the report
 names the line, never the secret.
@@ -16,12 +18,15 @@ import json
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edgesight import log as eslog
+from edgesight.kafka import ConsumedMessage, HeadersUnreadable
 
 # Secrets the suite's tests hand to the system (test files, environment, commands).
 KNOWN_SECRETS = {
@@ -83,6 +88,62 @@ def tee_mqtt(host: str, port: int, username: str | None, password: str | None) -
         c.disconnect()
 
     return stop
+
+
+def tee_kafka(client_config: dict[str, Any], prefix: str = "", idle_s: float = 3.0, timeout_s: float = 180.0) -> int:
+    """Append every record on every topic of the broker whose name starts with ``prefix`` (key, headers,
+    value; a keyframe's JPEG value is left out) to the audit file; returns the number of records read.
+
+    It reads until no record has come for ``idle_s``: Tansu's high watermark counts record batches, not
+    records (3 records produced in one batch give a high watermark of 1), so it cannot mark the end."""
+    path = os.environ.get(eslog.LOG_TEE_ENV)
+    if not path:
+        return 0
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**client_config, "group.id": "edgesight-secrets-audit", "enable.auto.commit": False})
+    deadline = time.monotonic() + timeout_s
+    count = 0
+    try:
+        meta = consumer.list_topics(timeout=10)
+        parts = [
+            TopicPartition(name, p, 0)
+            for name, topic in meta.topics.items()
+            if name.startswith(prefix) and not name.startswith("__")
+            for p in topic.partitions
+        ]
+        if not parts:
+            return 0
+        consumer.assign(parts)
+        last = time.monotonic()
+        with open(path, "a", encoding="utf-8") as f:
+            while time.monotonic() - last < idle_s:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"secrets audit: the broker's topics were not read in {timeout_s:.0f} s")
+                msg = consumer.poll(0.5)
+                if msg is None or msg.error():
+                    continue
+                msg = ConsumedMessage(msg)  # a header name that is not UTF-8 would crash a second headers()
+                last = time.monotonic()
+                count += 1
+                binary = ".keyframes." in msg.topic()
+                line = {
+                    "kafka_topic": msg.topic(),
+                    "key": (msg.key() or b"").decode("utf-8", "replace"),
+                    "headers": _headers(msg),
+                    "value": "" if binary else (msg.value() or b"").decode("utf-8", "replace"),
+                }
+                f.write(json.dumps(line) + "\n")
+    finally:
+        consumer.close()
+    return count
+
+
+def _headers(msg: Any) -> list[tuple[str, str]] | str:
+    try:
+        return [(k, (v or b"").decode("utf-8", "replace")) for k, v in msg.headers() or []]
+    except HeadersUnreadable as e:
+        return str(e)
 
 
 def _registered() -> set[str]:

@@ -285,3 +285,49 @@ def test_every_process_of_the_run_logs_into_the_audit(tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
     lines = [json.loads(x) for x in tee.read_text().splitlines() if "audit-probe" in x]
     assert lines and lines[-1]["msg"] == "probe rtsp://u:***@cam/x"
+
+
+def test_cli_output_and_status_documents_reach_the_audit(tmp_path):
+    """What a CLI prints (stdout and stderr) and each /status document served are teed for the audit too."""
+    from edgesight.http import serve_http
+
+    tee = Path(os.environ[eslog.LOG_TEE_ENV])
+    bad = tmp_path / "agent.yaml"
+    bad.write_text("agent_id: cli-audit-probe\ncameras: [{id: c1, source: 'rtspx://u:pw@h/x'}]\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "edge_agent.cli", "check", "-c", str(bad)], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode != 0
+    teed = [json.loads(x) for x in tee.read_text().splitlines() if '"tee"' in x]
+    printed = "".join(t["text"] for t in teed if t["tee"] in ("stdout", "stderr"))
+    assert "rtspx" in printed and "rtspx" in r.stdout + r.stderr
+
+    srv = serve_http("127.0.0.1", 0, status=lambda: {"probe": "status-audit-probe"})
+    try:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/status", timeout=10) as resp:
+            assert b"status-audit-probe" in resp.read()
+    finally:
+        srv.close()
+    assert any(
+        json.loads(x).get("tee") == "http /status" for x in tee.read_text().splitlines() if "status-audit-probe" in x
+    )
+
+
+def test_records_on_the_broker_reach_the_audit(stack, topic_prefix):
+    """Before the stack stops, the audit reads every topic (status, dead letters, detections...) back."""
+    from confluent_kafka import Producer
+
+    from tests.secrets_audit import tee_kafka
+
+    tee = Path(os.environ[eslog.LOG_TEE_ENV])
+    topic = f"{topic_prefix}.dlq.probe.v1"
+    p = Producer(stack.config.kafka.client_config())
+    for i in range(3):
+        p.produce(topic, key=b"k", value=f"kafka-audit-probe-{i}".encode(), headers=[("h", b"header-probe")])
+    assert p.flush(30) == 0
+    assert tee_kafka(stack.config.kafka.client_config(), prefix=topic_prefix) == 3
+    got = [json.loads(x) for x in tee.read_text().splitlines() if "kafka-audit-probe" in x]
+    assert sorted(g["value"] for g in got) == [f"kafka-audit-probe-{i}" for i in range(3)]
+    assert all(g["kafka_topic"] == topic and g["headers"] == [["h", "header-probe"]] for g in got)

@@ -100,6 +100,28 @@ def test_random_yaml_documents_never_leak_a_secret(tmp_path, monkeypatch, tree):
         _valid_or_config_error(CloudConfig, tmp_path, text)
 
 
+numbers = st.floats() | st.integers() | st.integers(min_value=-(10**400), max_value=10**400)
+
+
+@given(
+    st.lists(numbers, min_size=4, max_size=4),
+    st.fixed_dictionaries(
+        {"stall_timeout_s": numbers, "open_timeout_s": numbers},
+    ),
+    st.fixed_dictionaries({"initial_s": numbers, "max_s": numbers, "multiplier": numbers, "jitter": numbers}),
+    numbers,
+)
+@PROPS
+def test_any_number_in_a_camera_is_valid_or_a_config_error(tmp_path, roi, watchdog, backoff, fps):
+    """NaN, infinities, huge and negative numbers in every numeric camera setting (the roi once raised an
+    OverflowError from a validator): a ConfigError naming the key, never another exception."""
+    cam = {"id": "c1", "url": "rtsp://cam/x", "roi": roi, "watchdog": watchdog, "backoff": backoff}
+    cam["target_fps"] = fps
+    text = json.dumps({"agent_id": "a1", "cameras": [cam]})  # JSON is YAML; NaN and Infinity become .nan/.inf
+    text = text.replace("NaN", ".nan").replace("-Infinity", "-.inf").replace("Infinity", ".inf")
+    _valid_or_config_error(AgentConfig, tmp_path, text)
+
+
 # ---- bounds -----------------------------------------------------------------------------
 
 LAUGHS = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
@@ -258,9 +280,40 @@ def _status_doc(reason: str) -> dict:
     }
 
 
+class _LeakyAgent:
+    """An agent endpoint that serves ``doc`` as it is, secrets included (an older or hostile agent): the CLI
+    must mask what the server did not. A bare ``http.server`` on purpose: the suite's secrets audit reads what
+    EdgeSight's own servers serve, and this one stands for somebody else's."""
+
+    def __init__(self, doc: dict):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        body = json.dumps(doc).encode()
+
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_a: object) -> None:
+                pass
+
+        self._srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self._srv.server_address[1]
+        threading.Thread(target=self._srv.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._srv.shutdown()
+        self._srv.server_close()
+
+
 @pytest.mark.timeout(120)
 def test_agent_status_prints_markup_from_the_server_as_it_is():
-    srv = serve_http("127.0.0.1", 0, status=lambda: _status_doc("open failed: [/b] [bold]x"))
+    srv = _LeakyAgent(_status_doc("open failed: [/b] [bold]x"))
     try:
         url = f"http://127.0.0.1:{srv.port}"
         r = _cli("edge_agent.cli", "status", "--url", url)

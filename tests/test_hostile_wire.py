@@ -174,7 +174,10 @@ def test_an_event_with_one_field_replaced_decodes_or_wire_error(field, value):
 @pytest.mark.parametrize(
     "raw, field, bound",
     [
-        (json.dumps({**EVENT, "seq": 0}).replace('"seq": 0', '"seq": ' + "9" * 5000), "(message)", "max_int_digits"),
+        (json.dumps({**EVENT, "seq": 0}).replace('"seq": 0', '"seq": ' + "9" * 5000), "seq", "max_int_digits"),
+        (json.dumps({**EVENT, "seq": 0}).replace('"seq": 0', '"seq": NaN'), "seq", "NaN"),
+        (json.dumps({**EVENT, "seq": 2**63}), "seq", "less than or equal to 9223372036854775807"),
+        (json.dumps({**EVENT, "track_id": 2**63}), "track_id", "less than or equal to 9223372036854775807"),
         (json.dumps({**EVENT, "schema": "x" * 30_000}), "schema", None),
         (json.dumps({**EVENT, "label": "y" * 2_000_000}), "(message)", "max_bytes"),
     ],
@@ -186,6 +189,51 @@ def test_huge_values_are_refused_naming_the_bound_with_a_clipped_echo(raw, field
     assert ei.value.field == field and len(str(ei.value)) <= MAX_MESSAGE
     if bound:
         assert bound in ei.value.message
+
+
+# A path into a JSON document: object keys (any text, including quotes, brackets and backslashes) and indexes.
+path_parts = st.lists(st.text(min_size=1, max_size=12) | st.integers(min_value=0, max_value=3), max_size=6)
+bad_numbers = st.sampled_from(
+    [("NaN", "NaN"), ("-Infinity", "Infinity"), ("1e999", "out of range"), ("7" * 40, "max_int_digits")]
+)
+
+
+def _place(parts: list, leaf: str) -> tuple[str, str]:
+    """A JSON text holding ``leaf`` (raw JSON) at ``parts``, each list padded with ``0`` before the index,
+    and the path the parser should name."""
+    text, name = leaf, ""
+    for p in reversed(parts):
+        text = "[" + "0, " * p + text + "]" if isinstance(p, int) else "{" + json.dumps(p) + ": " + text + "}"
+    for p in parts:
+        name += f"[{p}]" if isinstance(p, int) else ("." if name else "") + p
+    return text, name
+
+
+@given(path_parts, bad_numbers)
+@PROPS
+def test_a_refused_number_is_named_by_its_path(parts, bad):
+    raw, reason = bad
+    text, name = _place(parts, raw)
+    with pytest.raises(InputError, match=reason) as ei:
+        loads_bounded(text, max_bytes=RECORD_MAX_BYTES)
+    assert ei.value.path == (name or None)
+    with pytest.raises(WireError) as wi:
+        parse_json(text.encode(), "detection event")
+    assert wi.value.field == (name or "(message)") and reason in wi.value.message
+
+
+@given(path_parts, st.integers(min_value=1, max_value=200))
+@PROPS
+def test_nesting_past_the_bound_is_named_by_where_it_goes_past(parts, extra):
+    deep = "[" * (JSON_MAX_DEPTH + extra) + "]" * (JSON_MAX_DEPTH + extra)
+    text, _ = _place(parts, deep)
+    with pytest.raises(BoundExceeded, match="max_depth") as ei:
+        loads_bounded(text, max_bytes=RECORD_MAX_BYTES)
+    # The path goes through the given keys and indexes, then down the first items of the nested lists, to
+    # the last level within the bound; past 8 levels the rest is summarised.
+    full = parts + [0] * (JSON_MAX_DEPTH - len(parts))
+    _, shown = _place(full[:8], "0")
+    assert ei.value.path == f"{shown}...({len(full) - 8} levels more)"
 
 
 @pytest.mark.timeout(30)

@@ -21,15 +21,26 @@ def _camera(port: int, scheme: str) -> CameraConfig:
     return CameraConfig(id="cam", url=f"{scheme}://viewer:s3cr3t@127.0.0.1:{port}/stream")
 
 
+STACK_PORTS = ("kafka_port", "s3_port", "mongo_port", "mqtt_port")
+
+
+def _stack(field: str, port: int) -> StackConfig:
+    """``port`` for ``field``; the other services moved out of its way (the stack's ports must all differ, and
+    hypothesis does pick 1883 for the broker)."""
+    free = [q for q in range(40_001, 40_010) if q != port]
+    others = {f: free[i] for i, f in enumerate(f for f in STACK_PORTS if f != field)}
+    return StackConfig(**others, **{field: port})
+
+
 FIELDS = {
     "camera rtsp url": lambda p: _camera(p, "rtsp"),
     "camera http url": lambda p: _camera(p, "http"),
     "kafka bootstrap_servers": lambda p: KafkaConfig(bootstrap_servers=f"127.0.0.1:9092,broker-2:{p}"),
     "mqtt port": lambda p: MqttConnectionConfig(port=p),
-    "stack kafka_port": lambda p: StackConfig(kafka_port=p),
-    "stack s3_port": lambda p: StackConfig(s3_port=p),
-    "stack mongo_port": lambda p: StackConfig(mongo_port=p),
-    "stack mqtt_port": lambda p: StackConfig(mqtt_port=p),
+    "stack kafka_port": lambda p: _stack("kafka_port", p),
+    "stack s3_port": lambda p: _stack("s3_port", p),
+    "stack mongo_port": lambda p: _stack("mongo_port", p),
+    "stack mqtt_port": lambda p: _stack("mqtt_port", p),
     "s3 endpoint_url": lambda p: S3Config(endpoint_url=f"http://127.0.0.1:{p}"),
     "mongo uri": lambda p: MongoConfig(uri=SecretStr(f"mongodb://admin:s3cr3t@db-1:27017,db-2:{p}/?replicaSet=rs0")),
 }

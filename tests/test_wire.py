@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,7 +25,9 @@ from edgesight.wire import (
     decode_ack,
     decode_command,
     decode_event,
+    decode_events,
     decode_keyframe,
+    decode_preview,
     decode_status,
     dumps,
     encode_event,
@@ -282,6 +285,40 @@ def test_published_schema_agrees_with_the_codec():
     jsonschema.validate({"command_id": "c1", "action": "set_fps", "camera_id": "cam-1", "fps": 5}, cmd_schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"command_id": "c1", "action": "set_fps", "camera_id": "cam-1", "fps": -5}, cmd_schema)
+
+
+def test_published_feed_schemas_agree_with_the_codec():
+    """The TUI feed's schema files (preview/1, events/1) accept what the codec accepts and reject what it rejects."""
+    preview = jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / "preview.v1.json").read_text()))
+    events = jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / "events.v1.json").read_text()))
+    jpeg = base64.b64encode(JPEG).decode()
+    det = {"track_id": 7, "label": "person", "score": 0.9, "box": [10, 20, 110, 220]}
+    good_preview = {
+        "schema": "edgesight.preview/1",
+        "agent_id": "site-1",
+        "camera_id": "cam-1",
+        "ts": "2026-11-26T12:30:15.250Z",
+        "frame": {"width": 768, "height": 576},
+        "jpeg": jpeg,
+        "detections": [det],
+    }
+    ev = {"kind": "end", "ts": "2026-11-26T12:30:15.250Z", "label": "person", "track_id": 7, "score": 0.9}
+    good_events = {**{k: good_preview[k] for k in ("agent_id", "camera_id", "ts")}, "dropped": 0, "events": [ev]}
+    good_events["schema"] = "edgesight.events/1"
+    assert not list(preview.iter_errors(good_preview)) and decode_preview(good_preview).detections[0].track_id == 7
+    assert not list(events.iter_errors(good_events)) and decode_events(good_events).events[0].kind == "end"
+    for bad in (
+        {**good_preview, "detections": [{**det, "score": 2}]},
+        {**good_preview, "colour": "red"},
+        {k: v for k, v in good_preview.items() if k != "jpeg"},
+    ):
+        assert list(preview.iter_errors(bad)), bad
+        with pytest.raises(WireError):
+            decode_preview(bad)
+    for bad in ({**good_events, "events": [{**ev, "kind": "moved"}]}, {**good_events, "dropped": -1}):
+        assert list(events.iter_errors(bad)), bad
+        with pytest.raises(WireError):
+            decode_events(bad)
 
 
 def test_timestamps_serialise_with_exactly_millisecond_precision():

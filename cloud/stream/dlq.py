@@ -193,9 +193,11 @@ class DeadLetterProducer:
         from confluent_kafka import Producer
 
         self.topic, self.log, self.stop, self.on_skip = topic, log, stop, on_skip
-        self._p = Producer(producer_config(base, client_id=client_id, max_message_bytes=max_message_bytes))
+        self._conf = producer_config(base, client_id=client_id, max_message_bytes=max_message_bytes)
+        self._p = Producer(self._conf)
         self._failed: list[tuple[Letter, Any]] = []
         self.skipped = 0  # records that could not be dead-lettered at all
+        self.recreated = 0  # producers replaced after a fatal error
 
     def send(self, letter: Letter) -> None:
         self._produce(letter)
@@ -242,6 +244,8 @@ class DeadLetterProducer:
                     self._skip(letter, err)
             if not (transient or left):
                 continue
+            if any(_fatal(e) for _, e in transient):
+                self._recreate(transient)
             if self.stop.is_set():
                 self._p.purge(in_queue=True, in_flight=False)
                 raise DeadLetterError(
@@ -263,6 +267,23 @@ class DeadLetterProducer:
             for letter, _ in transient:
                 self._produce(letter)
 
+    def _recreate(self, transient: list[tuple[Letter, Any]]) -> None:
+        """A fatal error (the idempotent producer fenced, e.g. after an outage: Tansu answers the epoch bump
+        with PRODUCER_FENCED) leaves the producer unusable: replace it. Letters still in its queue were purged
+        with it and are in ``transient`` (their callbacks ran), so they are produced again on the new one."""
+        from confluent_kafka import Producer
+
+        self.log.warning(
+            "dead-letter producer hit a fatal error; replacing it",
+            extra={"topic": self.topic, "error": clip(str(next(e for _, e in transient if _fatal(e))), 300)},
+        )
+        old, self._p = self._p, Producer(self._conf)
+        old.purge(in_queue=True, in_flight=True)
+        old.poll(0)
+        self._failed, purged = [], self._failed
+        transient.extend(purged)
+        self.recreated += 1
+
     def _skip(self, letter: Letter, err: Any) -> None:
         self.skipped += 1
         self.log.error(
@@ -277,6 +298,11 @@ class DeadLetterProducer:
         close = getattr(self._p, "close", None)  # confluent-kafka >= 2.13
         if close is not None:
             close()
+
+
+def _fatal(err: Any) -> bool:
+    fatal = getattr(err, "fatal", None)
+    return callable(fatal) and bool(fatal())
 
 
 def _record_refused(err: Any) -> bool:

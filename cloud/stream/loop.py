@@ -32,7 +32,7 @@ from types import FrameType
 from typing import Any, NoReturn, Protocol, TypeVar
 
 from edgesight import metrics
-from edgesight.kafka import consumer_config
+from edgesight.kafka import ConsumedMessage, consumer_config
 from edgesight.limits import clip
 from edgesight.log import ContextLogger, get_logger
 from edgesight.wire import deadletter
@@ -235,7 +235,7 @@ class BatchLoop:
                             self.log.warning("kafka error", extra={"error": str(e)})
                         continue
                     got += 1
-                    self._accept(m)
+                    self._accept(ConsumedMessage(m))
                 if got:
                     self.stats.records += got
                     self.metrics.consumed(got)

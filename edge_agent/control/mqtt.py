@@ -6,6 +6,8 @@ Topics (see :func:`edgesight.wire.topics.mqtt_topics`)::
     edgesight/<agent>/ack                        out  one acknowledgement per command, same command_id
     edgesight/<agent>/status                     out  retained AgentStatus; the last will sets state=offline
     edgesight/<agent>/camera/<camera>/status     out  retained CameraStatus
+    edgesight/<agent>/camera/<camera>/preview    out  retained CameraPreview (the TUI feed, QoS 0)
+    edgesight/<agent>/camera/<camera>/events     out  CameraEvents batches (the TUI feed, QoS 0, not retained)
 
 Every payload gets exactly one ack. A payload over :data:`~edgesight.limits.COMMAND_MAX_BYTES` is
 refused before any parsing; the rest is decoded with the wire contract (bounded: size, depth,
@@ -25,7 +27,6 @@ import json
 import queue
 import re
 import socket
-import ssl
 import threading
 import time
 import uuid
@@ -40,6 +41,7 @@ from edgesight import __version__
 from edgesight.limits import COMMAND_MAX_BYTES, clip
 from edgesight.log import get_logger
 from edgesight.metrics import counter, gauge
+from edgesight.mqtt import MqttConnectionConfig
 from edgesight.wire import AgentStatus, CameraStatus, ControlAck, decode_command, dumps
 from edgesight.wire.models import ACTIONS
 from edgesight.wire.topics import mqtt_topics
@@ -82,17 +84,7 @@ class ControlPlane:
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._worker = threading.Thread(target=self._work, name=f"control-{agent_id}", daemon=True)
-        self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=f"edgesight-agent-{agent_id}-{uuid.uuid4().hex[:6]}",
-            clean_session=True,
-        )
-        if config.username:
-            self._client.username_pw_set(
-                config.username, config.password.get_secret_value() if config.password else None
-            )
-        if config.tls:
-            self._client.tls_set(ca_certs=str(config.ca_file) if config.ca_file else None, cert_reqs=ssl.CERT_REQUIRED)
+        self._client = mqtt_client(config, f"edgesight-agent-{agent_id}-{uuid.uuid4().hex[:6]}")
         will = {
             "schema": "edgesight.status/1",
             "agent_id": agent_id,
@@ -102,7 +94,6 @@ class ControlPlane:
             "ts": _now().isoformat().replace("+00:00", "Z"),
         }
         self._client.will_set(self.topics["status"], json.dumps(will), qos=1, retain=True)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -169,8 +160,17 @@ class ControlPlane:
         self._client.publish(topic, dumps(status), qos=1, retain=True)
 
     def clear_camera_status(self, camera_id: str) -> None:
-        """Remove a camera's retained status (camera removed): an empty retained message deletes it."""
+        """Remove a camera's retained status and preview (camera removed): an empty retained message deletes it."""
         self._client.publish(self.topics["camera_status"].format(camera_id=camera_id), b"", qos=1, retain=True)
+        self._client.publish(self.topics["camera_preview"].format(camera_id=camera_id), b"", qos=1, retain=True)
+
+    def publish_preview(self, camera_id: str, payload: bytes) -> None:
+        """A camera's preview (retained, QoS 0: paho keeps no copy for redelivery; the feed sends only while connected)."""
+        self._client.publish(self.topics["camera_preview"].format(camera_id=camera_id), payload, qos=0, retain=True)
+
+    def publish_events(self, camera_id: str, payload: bytes) -> None:
+        """A batch of a camera's live events (QoS 0, not retained)."""
+        self._client.publish(self.topics["camera_events"].format(camera_id=camera_id), payload, qos=0)
 
     # -- paho callbacks (network thread: keep them short, never block) --
     def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
@@ -280,6 +280,18 @@ class ControlPlane:
         except Exception as e:  # noqa: BLE001 - e.g. a result that does not serialise
             self.log.error(f"ack for command {clip(command_id, 64)} not sent: {clip(f'{type(e).__name__}: {e}')}")
             return None
+
+
+def mqtt_client(config: MqttConnectionConfig, client_id: str) -> mqtt.Client:
+    """A paho client (MQTT 3.1.1, clean session) with ``config``'s login and TLS (the CA to trust, an optional
+    client certificate), reconnecting 1-30 s apart: the agent's control plane and the operator's TUI."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    if config.username:
+        client.username_pw_set(config.username, config.password.get_secret_value() if config.password else None)
+    if config.tls:
+        client.tls_set_context(config.ssl_context())
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    return client
 
 
 def _now() -> datetime:

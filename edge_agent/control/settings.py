@@ -33,6 +33,9 @@ COMMAND_QUEUE = 100
 MAX_CAMERAS = 64
 """Cameras an agent may hold; past it ``add_camera`` is refused (cameras of the config file are not limited)."""
 
+EVENTS_QUEUE = 1000
+"""Live-feed events waiting per camera for the next events message; past it they are dropped (and counted)."""
+
 NetworkScheme = Literal["rtsp", "rtsps", "http", "https", "usb"]
 NETWORK_SCHEMES: tuple[NetworkScheme, ...] = ("rtsp", "rtsps", "http", "https")
 _PROTOCOL_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # "concat:...", "subfile:...": FFmpeg protocols
@@ -147,4 +150,16 @@ class ControlConfig(MqttConnectionConfig):
     )
     allowed_sources: SourceAllowlist = Field(
         default_factory=SourceAllowlist, description="what an add_camera command may open"
+    )
+    # the TUI feed: per-camera preview images (while a preview lease is held) and live event batches
+    preview_max_width: int = Field(640, ge=32, le=4096, description="preview JPEGs are downscaled to this width")
+    preview_interval_s: float = Field(1.0, ge=0.1, le=60.0, description="one preview per interval while leased")
+    events_interval_s: float = Field(
+        0.5, ge=0.1, le=60.0, description="at most one events message per camera per interval"
+    )
+    events_feed: Literal["always", "preview", "off"] = Field(
+        "always", description="publish live events always, only while the camera's preview lease is held, or never"
+    )
+    events_queue: int = Field(
+        EVENTS_QUEUE, ge=100, le=100_000, description="events waiting per camera; past it updates are dropped first"
     )

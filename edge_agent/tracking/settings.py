@@ -67,8 +67,9 @@ class TrackerConfig(StrictModel):
     tentative_match_thresh: float = Field(0.7, gt=0.0, le=1.0, description="gate on 1 - IoU for tentative tracks")
     fuse_score: bool = Field(
         False,
-        description="weigh first-stage IoU by the detection score (ByteTrack's MOT17 "
-        "setting; off: measured 18 vs 15 ids on vtest with YOLOv4-tiny)",
+        description="weigh first-stage IoU by the detection score (ByteTrack's MOT17 setting); off by default: "
+        "with YOLOv4-tiny's person scores (~0.5-0.7) it splits the same people into more ids on vtest "
+        "(tests/tracking/test_vtest_clip.py::test_fuse_score_setting_fragments_more)",
     )
     lost_buffer_s: float = Field(
         3.0, ge=0.0, description="seconds a lost track is kept for re-identification before it ends"

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ..limits import (
     COMMAND_MAX_BYTES,
@@ -26,14 +26,21 @@ from ..limits import (
 )
 from .models import (
     ACTIONS,
+    EVENTS_MAX_BYTES,
+    JPEG_MAGIC,
+    PREVIEW_MAX_BYTES,
     SCHEMA_ACK,
     SCHEMA_COMMAND,
     SCHEMA_DETECTION,
     SCHEMA_DETECTION_V1,
+    SCHEMA_EVENTS,
     SCHEMA_KEYFRAME,
+    SCHEMA_PREVIEW,
     SCHEMA_STATUS,
     AgentStatus,
     AnyDetectionEvent,
+    CameraEvents,
+    CameraPreview,
     CameraStatus,
     ControlAck,
     ControlCommand,
@@ -43,10 +50,19 @@ from .models import (
 )
 
 _command_adapter: TypeAdapter[ControlCommand] = TypeAdapter(ControlCommand)
-KNOWN_SCHEMAS = (SCHEMA_DETECTION, SCHEMA_DETECTION_V1, SCHEMA_KEYFRAME, SCHEMA_STATUS, SCHEMA_COMMAND, SCHEMA_ACK)
-JPEG_MAGIC = b"\xff\xd8\xff"
+KNOWN_SCHEMAS = (
+    SCHEMA_DETECTION,
+    SCHEMA_DETECTION_V1,
+    SCHEMA_KEYFRAME,
+    SCHEMA_STATUS,
+    SCHEMA_COMMAND,
+    SCHEMA_ACK,
+    SCHEMA_PREVIEW,
+    SCHEMA_EVENTS,
+)
 
 Headers = Sequence[tuple[str, bytes | str | None]]
+M = TypeVar("M", bound=BaseModel)
 
 
 class WireError(ValueError):
@@ -98,16 +114,17 @@ def _from_validation(kind: str, err: ValidationError) -> WireError:
 
 def parse_json(data: bytes | bytearray | str, kind: str = "message", max_bytes: int = RECORD_MAX_BYTES) -> Any:
     """Parse JSON from outside within the bounds of :mod:`edgesight.limits`; raises :class:`WireError`
-    (field ``(message)``) naming the bound. For consumers that parse a record before decoding it."""
+    naming the bound and the value at fault (its path, or ``(message)`` for the whole document). For consumers
+    that parse a record before decoding it."""
     try:
         return loads_bounded(data, max_bytes=max_bytes)
     except BoundExceeded as e:
-        raise WireError(kind, "(message)", str(e)) from None
+        raise WireError(kind, e.path or "(message)", str(e)) from None
     except InputError as e:
         msg = str(e)
-        raise WireError(
-            kind, "(message)", msg if msg.startswith("not valid JSON") else f"not valid JSON: {msg}"
-        ) from None
+        if e.path is None and not msg.startswith("not valid JSON"):
+            msg = f"not valid JSON: {msg}"
+        raise WireError(kind, e.path or "(message)", msg) from None
 
 
 def _load_json(kind: str, raw: bytes | bytearray | str | dict, max_bytes: int = RECORD_MAX_BYTES) -> dict:
@@ -248,14 +265,33 @@ def decode_command(raw: bytes | str | dict) -> ControlCommand:
         raise _from_validation(kind, err) from None
 
 
-def decode_ack(raw: bytes | str | dict) -> ControlAck:
-    kind = "control ack"
-    obj = _load_json(kind, raw)
-    _check_schema(kind, obj, SCHEMA_ACK)
+def _decode(kind: str, raw: bytes | str | dict, model: type[M], schema: str, max_bytes: int = RECORD_MAX_BYTES) -> M:
+    """A message of one model and schema version: parsed within ``max_bytes`` (and the JSON bounds), checked."""
+    obj = _load_json(kind, raw, max_bytes)
+    _check_schema(kind, obj, schema)
     try:
-        return ControlAck.model_validate(obj)
+        return model.model_validate(obj)
     except ValidationError as err:
         raise _from_validation(kind, err) from None
+
+
+def decode_ack(raw: bytes | str | dict) -> ControlAck:
+    return _decode("control ack", raw, ControlAck, SCHEMA_ACK)
+
+
+# ---- the TUI feed (MQTT) ---------------------------------------------------------------
+
+
+def decode_preview(raw: bytes | str | dict) -> CameraPreview:
+    """A camera preview (``edgesight.preview/1``), at most :data:`~edgesight.wire.models.PREVIEW_MAX_BYTES`;
+    its JPEG is checked to be base64 with a JPEG's magic (:meth:`CameraPreview.jpeg_bytes` gives the bytes)."""
+    return _decode("preview", raw, CameraPreview, SCHEMA_PREVIEW, PREVIEW_MAX_BYTES)
+
+
+def decode_events(raw: bytes | str | dict) -> CameraEvents:
+    """A batch of a camera's live events (``edgesight.events/1``), at most
+    :data:`~edgesight.wire.models.EVENTS_MAX_BYTES` and :data:`~edgesight.wire.models.EVENTS_MAX_PER_MESSAGE`."""
+    return _decode("events", raw, CameraEvents, SCHEMA_EVENTS, EVENTS_MAX_BYTES)
 
 
 def json_schemas() -> dict[str, dict]:
@@ -268,6 +304,8 @@ def json_schemas() -> dict[str, dict]:
         "camera-status.v1.json": CameraStatus.model_json_schema(by_alias=True),
         "command.v1.json": _command_adapter.json_schema(by_alias=True),
         "ack.v1.json": ControlAck.model_json_schema(by_alias=True),
+        "preview.v1.json": CameraPreview.model_json_schema(by_alias=True),
+        "events.v1.json": CameraEvents.model_json_schema(by_alias=True),
     }
     for name, doc in out.items():
         doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"

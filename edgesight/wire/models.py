@@ -12,6 +12,8 @@ models (``cloud-ops schemas export``) and a test keeps them in step.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import uuid
 from datetime import datetime, timezone
@@ -27,8 +29,11 @@ SCHEMA_DETECTION: Final = "edgesight.detection/2"
 SCHEMA_DETECTION_V1: Final = "edgesight.detection/1"  # still accepted by every consumer (decode_event)
 SCHEMA_KEYFRAME: Final = "edgesight.keyframe/1"
 SCHEMA_STATUS: Final = "edgesight.status/1"
+MAX_INT64: Final = 2**63 - 1  # integers the warehouse stores (BSON int64); larger ones are refused at the contract
 SCHEMA_COMMAND: Final = "edgesight.command/1"
 SCHEMA_ACK: Final = "edgesight.ack/1"
+SCHEMA_PREVIEW: Final = "edgesight.preview/1"
+SCHEMA_EVENTS: Final = "edgesight.events/1"
 
 # Namespace for deterministic ids (uuid5): the same inputs give the same id on every re-send.
 EDGESIGHT_NS = uuid.UUID("5b1f3c1e-8a4e-4f2b-9a57-3f0f6d2e9c11")
@@ -145,16 +150,18 @@ class _DetectionBody(WireModel):
     agent_id: Ident
     camera_id: Ident
     ts: UtcDatetime = Field(description="frame capture time, UTC")
-    seq: int = Field(ge=0, description="frame sequence number per camera (restarts with the agent run)")
+    seq: int = Field(ge=0, le=MAX_INT64, description="frame sequence number per camera (restarts with the agent run)")
     model: ModelRef
     label: Annotated[str, Field(min_length=1, max_length=64)]
-    class_id: int = Field(ge=0)
+    class_id: int = Field(ge=0, le=MAX_INT64)
     score: float = Field(ge=0.0, le=1.0)
     top_score: float | None = Field(None, ge=0.0, le=1.0)
     box: Box
     box_norm: NormBox
     frame: FrameSize
-    track_id: int | None = Field(None, ge=0, description="unique within one agent run (run_id) and camera")
+    track_id: int | None = Field(
+        None, ge=0, le=MAX_INT64, description="unique within one agent run (run_id) and camera"
+    )
     zones: list[Ident] = Field(default_factory=list, description="zones the object is in now")
     entered: list[Ident] = Field(default_factory=list)
     exited: list[Ident] = Field(default_factory=list)
@@ -234,13 +241,13 @@ class KeyframeMeta(WireModel):
     agent_id: Ident
     camera_id: Ident
     ts: UtcDatetime
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=MAX_INT64)
     width: int = Field(gt=0, le=16384)
     height: int = Field(gt=0, le=16384)
     reason: KeyframeReason
-    track_id: int | None = Field(None, ge=0)
+    track_id: int | None = Field(None, ge=0, le=MAX_INT64)
     content_type: Literal["image/jpeg"] = "image/jpeg"
-    size: int = Field(gt=0, description="bytes of the JPEG")
+    size: int = Field(gt=0, le=MAX_INT64, description="bytes of the JPEG")
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     object_key: Annotated[str, Field(min_length=1, max_length=1024)]
 
@@ -283,51 +290,8 @@ class KeyframeMeta(WireModel):
         )
 
 
-CameraState = Literal["starting", "streaming", "reconnecting", "failed", "stopped", "disabled"]
-
-
-class CameraStatus(WireModel):
-    schema_: Literal["edgesight.status/1"] = Field(SCHEMA_STATUS, alias="schema")
-    agent_id: Ident
-    camera_id: Ident
-    ts: UtcDatetime
-    state: CameraState
-    reason: str = ""
-    since: UtcDatetime | None = None
-    fps: float = Field(0.0, ge=0.0)
-    target_fps: float | None = Field(None, gt=0.0)
-    model: ModelRef | None = None
-    frames: int = Field(0, ge=0)
-    dropped: int = Field(0, ge=0)
-    reconnects: int = Field(0, ge=0)
-
-
-class SpoolStatus(WireModel):
-    records: int = Field(0, ge=0)
-    bytes: int = Field(0, ge=0)
-    limit_bytes: int = Field(0, ge=0)
-    dropped: int = Field(0, ge=0)
-
-
-class AgentStatus(WireModel):
-    """Heartbeat: sent periodically to Kafka (key = agent_id) and retained on MQTT."""
-
-    schema_: Literal["edgesight.status/1"] = Field(SCHEMA_STATUS, alias="schema")
-    agent_id: Ident
-    ts: UtcDatetime
-    state: Literal["starting", "running", "degraded", "stopping", "offline"]
-    version: Annotated[str, Field(min_length=1, max_length=64)]
-    run_id: RunId | None = Field(None, description="the agent's current run (optional addition within status/1)")
-    hostname: str = ""
-    uptime_s: float = Field(0.0, ge=0.0)
-    cameras: list[CameraStatus] = Field(default_factory=list)
-    spool: SpoolStatus | None = None
-
-
-# ---- control plane (MQTT) -------------------------------------------------------------
-
-
-# Bounds of a command's fields (the MQTT payload's size is bounded before parsing: control.max_payload_bytes).
+# Zones and lines (set_zones, set_lines, add_camera, and the camera status that reports them). Bounds of a
+# command's fields (the MQTT payload's size is bounded before parsing: control.max_payload_bytes).
 MAX_ZONES: Final = 64  # zones of one set_zones / add_camera
 MAX_LINES: Final = 64  # lines of one set_lines / add_camera
 MAX_VERTICES: Final = 256  # vertices of one zone polygon
@@ -392,6 +356,93 @@ Zones = Annotated[list[dict[str, Any]], Field(max_length=MAX_ZONES), AfterValida
 Lines = Annotated[list[dict[str, Any]], Field(max_length=MAX_LINES), AfterValidator(_check_lines)]
 
 
+STATUS_TEXT_MAX: Final = 1024  # characters of a status's free-text field (last_error)
+
+CameraState = Literal["starting", "streaming", "reconnecting", "failed", "stopped", "disabled"]
+
+
+class CameraStatus(WireModel):
+    schema_: Literal["edgesight.status/1"] = Field(SCHEMA_STATUS, alias="schema")
+    agent_id: Ident
+    camera_id: Ident
+    ts: UtcDatetime
+    state: CameraState
+    reason: str = ""
+    since: UtcDatetime | None = None
+    fps: float = Field(0.0, ge=0.0)
+    target_fps: float | None = Field(None, gt=0.0)
+    model: ModelRef | None = None
+    frames: int = Field(0, ge=0, le=MAX_INT64)
+    dropped: int = Field(0, ge=0, le=MAX_INT64)
+    reconnects: int = Field(0, ge=0, le=MAX_INT64)
+    # optional additions within status/1 (the TUI's camera table and preview overlay)
+    frame_age_s: float | None = Field(None, ge=0.0, description="seconds since the camera's last frame")
+    detections_per_s: float = Field(0.0, ge=0.0, description="detections per second, recent window")
+    latency_ms: float | None = Field(None, ge=0.0, description="inference latency per batch, recent mean")
+    last_error: str = Field(
+        "", max_length=STATUS_TEXT_MAX, description="the camera's last error; empty once it streams again"
+    )
+    frame: FrameSize | None = Field(
+        None,
+        description="size of the frames the pipeline sees (after ROI crop and resolution cap): preview boxes and "
+        "pixel zone/line coordinates refer to it",
+    )
+    zones: Zones = Field(default_factory=list, description="the camera's zones, as set_zones takes them")
+    lines: Lines = Field(default_factory=list, description="the camera's counting lines, as set_lines takes them")
+
+
+class SpoolStatus(WireModel):
+    records: int = Field(0, ge=0, le=MAX_INT64)
+    bytes: int = Field(0, ge=0, le=MAX_INT64)
+    limit_bytes: int = Field(0, ge=0, le=MAX_INT64)
+    dropped: int = Field(0, ge=0, le=MAX_INT64)
+
+
+class InferenceStatus(WireModel):
+    provider: str = Field(max_length=64, description="ONNX Runtime provider in use, e.g. CPUExecutionProvider")
+    variant: str = Field(max_length=64, description="model variant in use: fp32, fp16 or int8")
+
+
+class BrokerStatus(WireModel):
+    """The agent's Kafka producer side."""
+
+    connected: bool
+    last_error: str = Field("", max_length=STATUS_TEXT_MAX)
+    undelivered: int = Field(0, ge=0, le=MAX_INT64, description="records spooled, not yet acknowledged by Kafka")
+
+
+class AllowedSources(WireModel):
+    """The agent's ``control.allowed_sources`` (what add_camera may open); the agent's ack stays authoritative."""
+
+    schemes: list[Annotated[str, Field(max_length=16)]] = Field(default_factory=list, max_length=16)
+    hosts: list[Annotated[str, Field(max_length=255)]] = Field(default_factory=list, max_length=256)
+    dirs: list[Annotated[str, Field(max_length=4096)]] = Field(default_factory=list, max_length=256)
+
+
+class AgentStatus(WireModel):
+    """Heartbeat: sent periodically to Kafka (key = agent_id) and retained on MQTT."""
+
+    schema_: Literal["edgesight.status/1"] = Field(SCHEMA_STATUS, alias="schema")
+    agent_id: Ident
+    ts: UtcDatetime
+    state: Literal["starting", "running", "degraded", "stopping", "offline"]
+    version: Annotated[str, Field(min_length=1, max_length=64)]
+    run_id: RunId | None = Field(None, description="the agent's current run (optional addition within status/1)")
+    hostname: str = ""
+    uptime_s: float = Field(0.0, ge=0.0)
+    cameras: list[CameraStatus] = Field(default_factory=list)
+    spool: SpoolStatus | None = None
+    # optional additions within status/1 (agent health for the TUI)
+    cpu_percent: float = Field(0.0, ge=0.0, description="process CPU, percent of one core (may exceed 100)")
+    memory_rss_bytes: int = Field(0, ge=0, le=MAX_INT64)
+    inference: InferenceStatus | None = None
+    broker: BrokerStatus | None = None
+    allowed_sources: AllowedSources | None = None
+
+
+# ---- control plane (MQTT) -------------------------------------------------------------
+
+
 class _Command(WireModel):
     schema_: Literal["edgesight.command/1"] = Field(SCHEMA_COMMAND, alias="schema")
     command_id: Annotated[str, Field(min_length=1, max_length=128, description="correlation id, echoed in the ack")]
@@ -447,7 +498,26 @@ class SetLines(_CameraCommand):
 
 
 class Snapshot(_CameraCommand):
+    """A keyframe to Kafka now, and one preview on the camera's preview topic."""
+
     action: Literal["snapshot"]
+
+
+PREVIEW_MAX_SECONDS: Final = 600  # the longest preview lease one command takes
+
+
+class Preview(_CameraCommand):
+    """Publish the camera's preview (JPEG + detections) every ``control.preview_interval_s`` for ``seconds``."""
+
+    action: Literal["preview"]
+    seconds: float = Field(
+        60.0,
+        ge=1.0,
+        le=PREVIEW_MAX_SECONDS,
+        strict=True,
+        allow_inf_nan=False,
+        description="length of the preview lease: a finite number of seconds, 1..600 (not a string)",
+    )
 
 
 ControlCommand = Annotated[
@@ -460,7 +530,8 @@ ControlCommand = Annotated[
     | SetModelVariant
     | SetZones
     | SetLines
-    | Snapshot,
+    | Snapshot
+    | Preview,
     Field(discriminator="action"),
 ]
 COMMAND_TYPES: tuple[type[_Command], ...] = get_args(get_args(ControlCommand)[0])
@@ -476,3 +547,93 @@ class ControlAck(WireModel):
     result: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     ts: UtcDatetime
+
+
+# ---- the TUI feed (MQTT): preview images and live events -------------------------------
+
+PREVIEW_MAX_BYTES: Final = 262_144
+"""A preview message (JSON, the JPEG in base64 included); the agent lowers JPEG quality and size to fit."""
+PREVIEW_MAX_DETECTIONS: Final = 256  # detections drawn on one preview (the highest scores)
+EVENTS_MAX_BYTES: Final = 262_144  # one events message
+EVENTS_MAX_PER_MESSAGE: Final = 100  # events in one events message
+MAX_EVENT_ZONES: Final = 64  # zone names / crossings listed by one feed event
+
+_Label = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+JPEG_MAGIC: Final = b"\xff\xd8\xff"
+
+
+def _jpeg_base64(value: str) -> str:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not valid base64") from None
+    if not raw.startswith(JPEG_MAGIC):
+        raise ValueError("not a JPEG (missing FF D8 FF magic)")
+    return value
+
+
+class PreviewDetection(WireModel):
+    track_id: int | None = Field(None, ge=0, le=MAX_INT64, description="null: not (yet) tracked")
+    label: _Label
+    score: float = Field(ge=0.0, le=1.0)
+    box: tuple[float, float, float, float] = Field(description="[x1, y1, x2, y2] in frame pixels")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PreviewDetection:
+        x1, y1, x2, y2 = self.box
+        if not (0.0 <= x1 <= x2 and 0.0 <= y1 <= y2):
+            raise ValueError("box must be [x1, y1, x2, y2] with 0 <= x1 <= x2 and 0 <= y1 <= y2")
+        return self
+
+
+class CameraPreview(WireModel):
+    """The camera's latest frame as the pipeline saw it, downscaled JPEG + its tracked detections. Retained on
+    ``<root>/<agent>/camera/<camera>/preview``."""
+
+    schema_: Literal["edgesight.preview/1"] = Field(SCHEMA_PREVIEW, alias="schema")
+    agent_id: Ident
+    camera_id: Ident
+    ts: UtcDatetime = Field(description="capture time of the frame")
+    frame: FrameSize = Field(description="size of the frame (boxes are in its pixels); the JPEG may be smaller")
+    jpeg: Annotated[str, Field(min_length=8, max_length=PREVIEW_MAX_BYTES), AfterValidator(_jpeg_base64)] = Field(
+        description="base64 of a JPEG of the frame, at most control.preview_max_width pixels wide"
+    )
+    detections: list[PreviewDetection] = Field(default_factory=list, max_length=PREVIEW_MAX_DETECTIONS)
+
+    @model_validator(mode="after")
+    def _inside(self) -> CameraPreview:
+        for i, d in enumerate(self.detections):
+            if d.box[2] > self.frame.width + 1 or d.box[3] > self.frame.height + 1:
+                raise ValueError(f"detections[{i}].box lies outside the frame (exceeds frame.width/height)")
+        return self
+
+    def jpeg_bytes(self) -> bytes:
+        return base64.b64decode(self.jpeg)
+
+
+class FeedEvent(WireModel):
+    """One tracked-object record of the live feed (a detection event's gist)."""
+
+    kind: EventKind
+    ts: UtcDatetime
+    label: _Label
+    track_id: int | None = Field(None, ge=0, le=MAX_INT64)
+    score: float = Field(ge=0.0, le=1.0)
+    zones: list[Ident] = Field(default_factory=list, max_length=MAX_EVENT_ZONES, description="zones it is in now")
+    entered: list[Ident] = Field(default_factory=list, max_length=MAX_EVENT_ZONES)
+    exited: list[Ident] = Field(default_factory=list, max_length=MAX_EVENT_ZONES)
+    crossings: list[Crossing] = Field(default_factory=list, max_length=MAX_EVENT_ZONES)
+
+
+class CameraEvents(WireModel):
+    """A batch of a camera's recent events, oldest first, on ``<root>/<agent>/camera/<camera>/events`` (not
+    retained). ``dropped`` counts the events left out since the previous batch (updates go first)."""
+
+    schema_: Literal["edgesight.events/1"] = Field(SCHEMA_EVENTS, alias="schema")
+    agent_id: Ident
+    camera_id: Ident
+    ts: UtcDatetime = Field(description="when the batch was sent")
+    dropped: int = Field(0, ge=0, le=MAX_INT64)
+    events: list[FeedEvent] = Field(default_factory=list, max_length=EVENTS_MAX_PER_MESSAGE)

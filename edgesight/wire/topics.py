@@ -28,11 +28,14 @@ class Topics:
 
 
 def mqtt_topics(agent_id: str, root: str = "edgesight") -> dict[str, str]:
-    """MQTT layout: commands in, acks out, retained status (agent and per camera), last will."""
+    """MQTT layout: commands in, acks out, retained status (agent and per camera), last will, and the TUI feed
+    (per camera: retained preview image, live event batches)."""
     base = f"{root}/{agent_id}"
     return {
         "command": f"{base}/cmd",
         "ack": f"{base}/ack",
         "status": f"{base}/status",  # retained; last-will sets state=offline
         "camera_status": f"{base}/camera/{{camera_id}}/status",  # retained
+        "camera_preview": f"{base}/camera/{{camera_id}}/preview",  # retained; edgesight.preview/1
+        "camera_events": f"{base}/camera/{{camera_id}}/events",  # not retained; edgesight.events/1
     }

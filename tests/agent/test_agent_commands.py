@@ -8,10 +8,10 @@ import uuid
 import pytest
 
 from edge_agent.agent import Agent
-from edge_agent.config import AgentConfig
 from edge_agent.control.mqtt import CommandError
 from edgesight import samples
 from edgesight.wire import decode_command
+from tests.agents import agent_config
 
 VTEST = str(samples.VTEST)
 
@@ -31,20 +31,8 @@ def wait(pred, timeout=60):
 
 @pytest.fixture
 def agent(stack, model_dir, tmp_path):
-    cfg = AgentConfig.model_validate(
-        {
-            "agent_id": f"cmd-{uuid.uuid4().hex[:6]}",
-            "cameras": [{"id": "cam-a", "url": VTEST, "loop": True, "target_fps": 4}],
-            "inference": {"model_dir": str(model_dir), "variant": "int8", "classes": ["person"], "intra_op_threads": 1},
-            "publish": {
-                "kafka": {"bootstrap_servers": stack.bootstrap, "topic_prefix": f"t{uuid.uuid4().hex[:8]}"},
-                "spool": {"dir": str(tmp_path / "spool"), "max_bytes": "256MiB"},
-            },
-            # add_camera commands may open local files only under allowed_sources.directories
-            "control": {"enabled": False, "allowed_sources": {"directories": [str(samples.VTEST.parent)]}},
-            "metrics": {"enabled": False},
-        }
-    )
+    # add_camera commands may open local files only under allowed_sources.directories (next to vtest)
+    cfg = agent_config(stack, model_dir, tmp_path / "spool", name="cmd", control=False)
     a = Agent(cfg).start()
     assert wait(lambda: a.pipeline.frames_inferred > 0)
     yield a

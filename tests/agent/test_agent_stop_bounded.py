@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import socket
 import time
-import uuid
 
 import pytest
 
 from edge_agent.agent import Agent
-from edge_agent.config import AgentConfig
-from edgesight import samples
+from tests.agents import agent_config
 
 
 def _closed_port() -> int:
@@ -22,18 +20,8 @@ def _closed_port() -> int:
 @pytest.mark.timeout(180)
 def test_stop_with_the_broker_down_ends_within_its_timeout_and_keeps_the_spool(model_dir, tmp_path):
     port = _closed_port()
-    cfg = AgentConfig.model_validate(
-        {
-            "agent_id": f"stop-{uuid.uuid4().hex[:6]}",
-            "cameras": [{"id": "cam-a", "url": str(samples.VTEST), "loop": True, "target_fps": 5}],
-            "inference": {"model_dir": str(model_dir), "variant": "int8", "classes": ["person"], "intra_op_threads": 1},
-            "publish": {
-                "kafka": {"bootstrap_servers": f"127.0.0.1:{port}"},
-                "spool": {"dir": str(tmp_path / "spool"), "max_bytes": "256MiB"},
-            },
-            "control": {"enabled": False},
-            "metrics": {"enabled": False},
-        }
+    cfg = agent_config(
+        None, model_dir, tmp_path / "spool", name="stop", fps=5, bootstrap=f"127.0.0.1:{port}", control=False
     )
     a = Agent(cfg).start()
     deadline = time.monotonic() + 90

@@ -631,3 +631,160 @@ def test_any_exception_a_handler_raises_is_that_records_failure(stack: Any) -> N
     h, stats = run()  # a restart: nothing again, no second dead letter
     assert h.taken == [] and stats.records == 0
     assert len(dead_letters(r.cfg, dlq)) == 3
+
+
+class _RawName(str):
+    """A header name that encodes to bytes that are not UTF-8: kafka-python writes what ``encode`` returns,
+    so the record on the broker carries a header name no UTF-8 decoder accepts."""
+
+    def encode(self, *_a: Any, **_k: Any) -> bytes:  # type: ignore[override]
+        return b"\xff\xfe-name"
+
+
+def test_keyframe_with_a_non_utf8_header_name_between_good_ones(stack: Any) -> None:
+    """A header *name* that is not UTF-8 (not only a value): the S3 sink dead-letters that record once, the good
+    keyframes around it land once, offsets move past it."""
+    from kafka import KafkaProducer
+
+    r = new_run(stack)
+    try:
+        recs = []
+        for i in (1, 2, 3):
+            meta, jpeg, key, value, headers = make_keyframe(i)
+            if i == 2:
+                headers = [*headers, (_RawName("x"), b"1")]
+            recs.append((key, value, headers))
+        p = KafkaProducer(bootstrap_servers=r.cfg.kafka.bootstrap_servers, acks="all")
+        for key, value, headers in recs:
+            p.send(r.topics.keyframes, key=key, value=value, headers=headers).get(30)
+        p.close()
+        stream = [Rec(i != 1, k, v, h) for i, (k, v, h) in enumerate(recs)]
+        out = run_all(r, s3=True)
+        assert out["errors"] == []
+        assert r.keyframe_index.count_documents({}) == 2
+        assert_dead_lettered_once(r.cfg, r.topics.dlq("s3-sink"), r.topics.keyframes, stream, {1})
+        assert committed(r.cfg, r.group("s3-sink-keyframes"), r.topics.keyframes) == 3
+    finally:
+        r.keyframe_index.drop()
+
+
+def _letter_for(stack: Any, prefix: str) -> Any:
+    source = f"{prefix}.source"
+    create_topic(stack.config, source, 1)
+    produce(stack.config, source, [(b"k", b"poison", [("h", b"1")])])
+    c = confluent_kafka.Consumer(
+        {**stack.config.kafka.client_config(), "group.id": prefix, "enable.auto.commit": False}
+    )
+    c.assign([confluent_kafka.TopicPartition(source, 0, 0)])
+    msg, deadline = None, time.monotonic() + 30
+    while msg is None and time.monotonic() < deadline:
+        m = c.poll(1.0)
+        msg = m if m is not None and m.error() is None else None
+    c.close()
+    assert msg is not None
+    return build_letter(msg, [("__connect.errors.topic", source.encode())], max_value_bytes=DLQ_MAX_VALUE)
+
+
+def test_dead_letters_wait_out_a_broker_outage_and_land_once(stack: Any) -> None:
+    """The broker that takes the dead letters is down: ``flush`` (before the offsets are committed) keeps
+    retrying instead of dropping the letter or committing; when the broker returns it lands exactly once."""
+    from ops.testing.publish import BrokerControl
+
+    prefix = f"h{uuid.uuid4().hex[:10]}"
+    topic = f"{prefix}.dlq"
+    create_topic(stack.config, topic, 1)
+    letter = _letter_for(stack, prefix)
+    dlq = DeadLetterProducer(
+        {**stack.config.kafka.client_config(), "message.timeout.ms": 3000},
+        topic,
+        "t",
+        log=get_logger("test.dlq"),
+        stop=threading.Event(),
+    )
+    broker = BrokerControl(stack)
+    out: dict[str, Any] = {}
+    broker.freeze()
+    try:
+        dlq.send(letter)
+        t = threading.Thread(target=lambda: out.setdefault("r", dlq.flush(timeout=1.0)))
+        t.start()
+        t.join(8)  # several delivery timeouts and retries while the broker is down
+        assert t.is_alive(), "flush returned while the dead letter could not be delivered"
+    finally:
+        broker.thaw()
+    t.join(90)
+    assert not t.is_alive() and dlq.skipped == 0
+    got = dead_letters(stack.config, topic)
+    assert [m.value for m in got] == [b"poison"]
+
+
+def test_stopping_during_a_dead_letter_outage_raises_and_commits_nothing(stack: Any) -> None:
+    """Asked to stop while the dead letters cannot be delivered: ``flush`` raises (the loop then fails the task
+    without committing, so a restart re-reads the batch) within its stop bound, instead of hanging."""
+    from cloud.stream.dlq import DeadLetterError
+    from ops.testing.publish import BrokerControl
+
+    prefix = f"h{uuid.uuid4().hex[:10]}"
+    topic = f"{prefix}.dlq"
+    create_topic(stack.config, topic, 1)
+    letter = _letter_for(stack, prefix)
+    stop = threading.Event()
+    dlq = DeadLetterProducer(
+        {**stack.config.kafka.client_config(), "message.timeout.ms": 3000},
+        topic,
+        "t",
+        log=get_logger("test.dlq"),
+        stop=stop,
+    )
+    broker = BrokerControl(stack)
+    broker.freeze()
+    try:
+        dlq.send(letter)
+        threading.Timer(2.0, stop.set).start()
+        with pytest.raises(DeadLetterError, match="offsets not committed"):
+            dlq.flush(timeout=1.0)
+    finally:
+        broker.thaw()
+
+
+def test_many_records_with_unreadable_header_names_never_leak_an_error(stack: Any) -> None:
+    """Past a few calls the interpreter specialises a call site and stops checking a C method's result: the
+    client's ``headers()`` then returns a half-built list *with an exception pending* (a SystemError later,
+    or a crash). :class:`ConsumedMessage` reads the headers through a checked call, once: over many records
+    every unreadable one is reported as such and every readable one reads back intact."""
+    from kafka import KafkaProducer
+
+    from edgesight.kafka import ConsumedMessage, HeadersUnreadable
+
+    topic = f"h{uuid.uuid4().hex[:10]}.names"
+    create_topic(stack.config, topic, 1)
+    p = KafkaProducer(bootstrap_servers=stack.config.kafka.bootstrap_servers, acks="all", linger_ms=5)
+    n, bad = 300, set(range(7, 300, 9))
+    for i in range(n):
+        hdrs = [("i", str(i).encode()), ("a", b"1")]
+        if i in bad:
+            hdrs.insert(1, (_RawName("x"), b"1"))
+        p.send(topic, key=str(i).encode(), value=b"v", headers=hdrs)
+    p.flush(30)
+    p.close()
+    c = confluent_kafka.Consumer({**stack.config.kafka.client_config(), "group.id": topic, "enable.auto.commit": False})
+    c.assign([confluent_kafka.TopicPartition(topic, 0, 0)])
+    unreadable, readable, deadline = set(), {}, time.monotonic() + 60
+    try:
+        while len(unreadable) + len(readable) < n and time.monotonic() < deadline:
+            for m in c.consume(100, 1.0):
+                if m.error() is not None:
+                    continue
+                cm = ConsumedMessage(m)
+                i = int(m.key())
+                try:
+                    readable[i] = cm.headers()
+                except HeadersUnreadable as e:
+                    assert "UnicodeDecodeError" in str(e) or "SystemError" in str(e)
+                    unreadable.add(i)
+    finally:
+        c.close()
+    assert unreadable == bad
+    assert all(h == [("i", str(i).encode()), ("a", b"1")] for i, h in readable.items()) and len(readable) == n - len(
+        bad
+    )

@@ -27,13 +27,13 @@ from hypothesis import strategies as st
 
 from edge_agent.agent import Agent
 from edge_agent.capture.settings import CameraConfig
-from edge_agent.config import AgentConfig
 from edge_agent.control.mqtt import ERROR_MAX_CHARS, UNKNOWN_ID, ControlPlane, _recover_id
 from edge_agent.control.settings import ControlConfig, SourceAllowlist
 from edgesight import samples
 from edgesight.limits import COMMAND_MAX_BYTES
 from edgesight.wire import ControlAck, WireError, decode_ack, decode_command
 from edgesight.wire.models import MAX_VERTICES, MAX_ZONES
+from tests.agents import agent_config
 
 VTEST = str(samples.VTEST)
 GOOD = {"action": "set_fps", "camera_id": "cam-a", "fps": 2}
@@ -58,6 +58,24 @@ def test_set_fps_refuses_non_finite_numbers_saying_so(fps):
     with pytest.raises(WireError, match="finite") as ei:
         _cmd(action="set_fps", camera_id="cam-a", fps=fps)
     assert ei.value.field == "fps"
+
+
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        ("NaN", "NaN"),
+        ("Infinity", "Infinity"),
+        ("-Infinity", "Infinity"),
+        ("1e400", "out of range"),
+        ("9" * 5000, "max_int_digits"),
+    ],
+)
+def test_a_bad_number_in_the_payload_is_refused_naming_its_field(raw, reason):
+    """Over MQTT the payload is text: NaN, Infinity and huge numbers are refused by the parser, naming the field."""
+    payload = b'{"command_id": "c", "action": "set_fps", "camera_id": "cam-a", "fps": ' + raw.encode() + b"}"
+    with pytest.raises(WireError, match=reason) as ei:
+        decode_command(payload)
+    assert ei.value.field == "fps" and "field 'fps'" in str(ei.value)
 
 
 def test_set_fps_range_and_ints():
@@ -263,27 +281,8 @@ def test_a_full_queue_is_answered_busy_at_once_and_stop_never_hangs(stack):
 @pytest.fixture(scope="module")
 def agent(stack, model_dir, tmp_path_factory) -> Iterator[Agent]:
     """A running agent with a looping file camera, its control plane on the session broker, /healthz served."""
-    mq = stack.config.mqtt
     tmp = tmp_path_factory.mktemp("hostile")
-    cfg = AgentConfig.model_validate(
-        {
-            "agent_id": f"hostile-{uuid.uuid4().hex[:6]}",
-            "cameras": [{"id": "cam-a", "url": VTEST, "loop": True, "target_fps": 2}],
-            "inference": {"model_dir": str(model_dir), "variant": "int8", "classes": ["person"], "intra_op_threads": 1},
-            "publish": {
-                "kafka": {"bootstrap_servers": stack.bootstrap, "topic_prefix": f"t{uuid.uuid4().hex[:8]}"},
-                "spool": {"dir": str(tmp / "spool"), "max_bytes": "256MiB"},
-            },
-            "control": {
-                "host": mq.host,
-                "port": mq.port,
-                "username": mq.username,
-                "password": mq.password.get_secret_value(),
-                "allowed_sources": {"directories": [str(samples.VTEST.parent)]},
-            },
-            "metrics": {"host": "127.0.0.1", "port": 0},
-        }
-    )
+    cfg = agent_config(stack, model_dir, tmp / "spool", name="hostile", fps=2, metrics={"host": "127.0.0.1", "port": 0})
     a = Agent(cfg).start()
     assert a.control is not None and a.control.connected
     yield a

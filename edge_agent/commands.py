@@ -49,8 +49,12 @@ def dispatch(agent: Agent, cmd: Any) -> Result:
     return handler(agent, cmd)
 
 
-def _invalid(what: str, e: ValidationError) -> CommandError:
-    return CommandError(f"invalid {what}: " + "; ".join(f"{k}: {m}" for k, m in format_validation_error(e)))
+def _invalid(what: str, e: ValidationError, at: str = "") -> CommandError:
+    """``invalid <what>: <key>: <problem>; ...``, each key under ``at`` (``zones[2]``) when given."""
+    problems = format_validation_error(e)
+    if at:
+        problems = [(at if k == "(top level)" else f"{at}.{k}", m) for k, m in problems]
+    return CommandError(f"invalid {what}: " + "; ".join(f"{k}: {m}" for k, m in problems))
 
 
 def _camera(agent: Agent, camera_id: str) -> AgentCamera:
@@ -136,8 +140,13 @@ def _set_geometry(
 ) -> Result:
     """Replace a camera's zones or lines; its live tracks end, the next frame rebuilds tracking."""
     cam = _camera(agent, camera_id)
+    items = []
+    for n, x in enumerate(raw):
+        try:
+            items.append(model.model_validate(x))
+        except ValidationError as e:
+            raise _invalid(key, e, at=f"{key}[{n}]") from None
     try:
-        items = [model.model_validate(x) for x in raw]
         new = AgentCamera.model_validate({**cam.model_dump(by_alias=False), key: [i.model_dump() for i in items]})
     except ValidationError as e:
         raise _invalid(key, e) from None

@@ -15,8 +15,8 @@ roles (``sink``, ``connector``, ``engineering``, ``fleet``, ``ops``). From it co
 - a CA and certificates (``cryptography``): the server certificate for ``127.0.0.1``/``localhost``
   and, on request, a client certificate per identity.
 
-Kafka rights (:data:`KAFKA_RIGHTS`) are listed for the README and production ACLs; the embedded
-Tansu broker does not enforce topic ACLs.
+Kafka rights are :data:`ops.kafka_acls.KAFKA_ACLS` (the production ACLs, Strimzi ``KafkaUser`` resources, are
+generated from it); the embedded Tansu broker does not enforce topic ACLs.
 """
 
 from __future__ import annotations
@@ -53,16 +53,6 @@ S3_ACTIONS: dict[str, list[str]] = {
     "ops": ["Admin", "Read", "Write", "List", "Tagging"],
 }
 """S3 actions per role ({keyframes}: the keyframe bucket). Roles not listed get no S3 identity."""
-
-KAFKA_RIGHTS: dict[str, str] = {
-    "agent": "produce edge topics (detections, keyframes, status)",
-    "operator": "none",
-    "sink": "consume detections/keyframes; produce dead letters",
-    "connector": "consume detections/keyframes; produce dead letters",
-    "engineering": "consume detections; produce dead letters",
-    "fleet": "consume status",
-    "ops": "all (topics, configs, groups)",
-}
 
 
 class IdentityError(ValueError):

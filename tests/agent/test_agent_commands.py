@@ -59,12 +59,14 @@ def test_every_action(agent):
     with pytest.raises(CommandError, match=r"unknown camera 'nope'.*cam-a, cam-b"):
         a.handle_command(cmd(action="stop_camera", camera_id="nope"))
     # Zones and lines: validated, applied (tracking rebuilt on the next frame).
-    with pytest.raises(CommandError, match=r"invalid zones"):
+    # The error names the zone at fault by its index, then its field.
+    ok_zone = {"name": "fine", "polygon": [[0, 0], [1, 0], [1, 1]]}
+    with pytest.raises(CommandError, match=r"invalid zones: zones\[1\]\.name: "):
         a.handle_command(
             cmd(
                 action="set_zones",
                 camera_id="cam-a",
-                zones=[{"name": "bad name!", "polygon": [[0, 0], [1, 0], [1, 1]]}],
+                zones=[ok_zone, {"name": "bad name!", "polygon": [[0, 0], [1, 0], [1, 1]]}],
             )
         )
     r = a.handle_command(

@@ -148,7 +148,7 @@ def test_a_rejected_command_shows_the_agents_error(site):
         app.main.send("set_zones", "cam-a", zones=[{"name": "bad name!", "polygon": [[0, 0], [1, 0], [1, 1]]}])
         await until(pilot, lambda: "error: set_zones" in ack_text(app), "the agent's set_zones error")
         ack = app.state.last_ack()
-        assert ack is not None and ack.field == "name"  # the agent validates zone by zone: no index
+        assert ack is not None and ack.field == "zones[0].name"  # the zone at fault, then its field
         assert f"[field {ack.field}]" in ack_text(app)
         # The form refuses what the agent would refuse (the id exists), before anything is sent.
         await pilot.press("a")

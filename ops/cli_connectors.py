@@ -274,6 +274,7 @@ def run_cmd(
         None, "--exit-when-idle", help="Stop after this many seconds without records (batch mode)."
     ),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus /metrics here (0 = any)."),
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="Address to serve it on."),
     log_level: str = typer.Option("INFO", "--log-level"),
 ):
     """Run the connector files in Python: Kafka -> MongoDB warehouse and Kafka -> S3 (the embedded default).
@@ -318,7 +319,7 @@ def run_cmd(
         log.info("topic", extra={"topic": topic, "state": what})
     srv = None
     if metrics_port is not None:
-        srv = serve_http("127.0.0.1", metrics_port, health=runner.running, status=lambda: {"tasks": runner.summary()})
+        srv = serve_http(metrics_host, metrics_port, health=runner.running, status=lambda: {"tasks": runner.summary()})
         log.info("metrics", extra={"port": srv.port})
     handle_signals(runner.stop_event, log)
     runner.start()

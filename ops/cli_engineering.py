@@ -37,17 +37,17 @@ def _settings(model, **overrides):
         raise typer.Exit(2) from None
 
 
-def _run(loop, metrics_port: int | None, until_idle_s: float | None) -> None:
+def _run(loop, metrics_host: str, metrics_port: int | None, until_idle_s: float | None) -> None:
     """Run the consumer loop until SIGTERM/SIGINT (or idle); /metrics, /healthz (the loop is running) and
-    /status (its stats) on ``metrics_port``; the stats as one JSON line on stdout at the end."""
+    /status (its stats) on ``metrics_host:metrics_port``; the stats as one JSON line on stdout at the end."""
     from cloud.stream import handle_signals
     from edgesight.http import serve_http
 
     handle_signals(loop.stop, loop.log)
     srv = None
     if metrics_port is not None:
-        srv = serve_http("127.0.0.1", metrics_port, health=lambda: loop.running, status=loop.status)
-        loop.log.info("metrics served", extra={"port": srv.port})
+        srv = serve_http(metrics_host, metrics_port, health=lambda: loop.running, status=loop.status)
+        loop.log.info("metrics served", extra={"host": metrics_host, "port": srv.port})
     try:
         stats = loop.run(until_idle_s=until_idle_s)
     finally:
@@ -78,6 +78,7 @@ def engineering_run(
     session_timeout_ms: int | None = typer.Option(None, help="Group session timeout."),
     write_concern: str | None = typer.Option(None, help="majority (default) or 1."),
     metrics_port: int | None = typer.Option(None, help="Serve Prometheus /metrics here (0 = any)."),
+    metrics_host: str | None = typer.Option(None, help="Address to serve it on (default 127.0.0.1)."),
     until_idle_s: float | None = typer.Option(
         None, help="Exit after this long without records (batch jobs, tests). Default: run forever."
     ),
@@ -99,8 +100,9 @@ def engineering_run(
         session_timeout_ms=session_timeout_ms,
         write_concern=write_concern,
         metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
-    _run(build_engineering(cfg, st), st.metrics_port, until_idle_s)
+    _run(build_engineering(cfg, st), st.metrics_host, st.metrics_port, until_idle_s)
 
 
 @fleet_app.command("run")
@@ -111,6 +113,7 @@ def fleet_run(
     sweep_interval_s: float | None = typer.Option(None, help="Stale sweep period (default 5)."),
     session_timeout_ms: int | None = typer.Option(None, help="Group session timeout."),
     metrics_port: int | None = typer.Option(None, help="Serve Prometheus /metrics here (0 = any)."),
+    metrics_host: str | None = typer.Option(None, help="Address to serve it on (default 127.0.0.1)."),
     until_idle_s: float | None = typer.Option(None, help="Exit after this long without records."),
     log_level: str = typer.Option("INFO", help="Log level (JSON lines on stderr)."),
 ):
@@ -128,8 +131,9 @@ def fleet_run(
         sweep_interval_s=sweep_interval_s,
         session_timeout_ms=session_timeout_ms,
         metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
-    _run(build_fleet(cfg, st), st.metrics_port, until_idle_s)
+    _run(build_fleet(cfg, st), st.metrics_host, st.metrics_port, until_idle_s)
 
 
 @fleet_app.command("list")

@@ -378,9 +378,13 @@ def test_consumers_scale_on_lag_with_health_probes(rendered):
         assert set(deployments) == set(groups) == set(scaled)
         for name, dep in deployments.items():
             c = dep["spec"]["template"]["spec"]["containers"][0]
-            port = c["args"][c["args"].index("--metrics-port") + 1]
+            port = int(c["args"][c["args"].index("--metrics-port") + 1])
+            # served on the pod's address, so the kubelet's probes and Prometheus reach it
+            assert c["args"][c["args"].index("--metrics-host") + 1] == "0.0.0.0", (overlay, name)
+            named = {p["name"]: p["containerPort"] for p in c["ports"]}
+            assert named["metrics"] == port
             for probe in ("livenessProbe", "readinessProbe"):
-                assert f"http://127.0.0.1:{port}/healthz" in " ".join(c[probe]["exec"]["command"]), (overlay, name)
+                assert c[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, (overlay, name)
             so = scaled[name]["spec"]
             assert so["scaleTargetRef"]["name"] == name
             trigger = so["triggers"][0]

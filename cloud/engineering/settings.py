@@ -27,6 +27,12 @@ class ConsumerConfig(StrictModel):
         "(offsets stay uncommitted: records are redelivered)",
     )
     metrics_port: int | None = Field(None, ge=0, lt=65536, description="Prometheus /metrics port (0 = any free port)")
+    metrics_host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        max_length=255,
+        description="address /metrics, /healthz and /status listen on (0.0.0.0 in a pod, for probes and scraping)",
+    )
     session_timeout_ms: int | None = Field(None, ge=1000, le=300000, description="default: kafka.session_timeout_ms")
     dlq_max_value_bytes: int = Field(
         DLQ_MAX_VALUE,

@@ -9,6 +9,7 @@ import random
 import signal
 import urllib.request
 
+import pytest
 from kafka import KafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 
@@ -238,7 +239,18 @@ def test_sigkill_mid_stream_then_restart_loses_nothing_and_counts_once(env):
 def test_two_consumers_in_one_group_split_partitions_and_process_everything_once(env):
     db = env.db
     a = env.start("engineering", "--group", "g-two", "--batch-size", "100", "--metrics-port", "0", name="a")
-    b = env.start("engineering", "--group", "g-two", "--batch-size", "100", name="b")
+    b = env.start(
+        "engineering",
+        "--group",
+        "g-two",
+        "--batch-size",
+        "100",
+        "--metrics-port",
+        "0",
+        "--metrics-host",
+        "0.0.0.0",
+        name="b",
+    )
 
     def split():
         pa, pb = a.assigned(), b.assigned()
@@ -261,6 +273,12 @@ def test_two_consumers_in_one_group_split_partitions_and_process_everything_once
     ]
     assert ok_a and float(ok_a[0].split()[-1]) > 0
     assert "edgesight_engineering_docs_written_total" in text and "edgesight_consumer_batch_seconds_bucket" in text
+    # --metrics-host: b listens on every address (a pod's probes and scrapes), a on loopback only (the default).
+    # 127.0.0.2 is loopback too, but only a socket bound to 0.0.0.0 answers there.
+    port_b = next(d["port"] for d in b.log_lines() if d.get("msg") == "metrics served")
+    assert urllib.request.urlopen(f"http://127.0.0.2:{port_b}/healthz", timeout=10).read() == b"ok"
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.2:{port}/healthz", timeout=10)
     # Any revocation between the split and now means a rebalance happened while processing.
     rebalanced = any(
         sum(d.get("msg") == "partitions revoked" for d in p.log_lines()) > revoked_at_split[i]

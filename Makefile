@@ -1,5 +1,6 @@
 # EdgeSight: one command to set up and run the demo, one to set up and run the tests.
 #   make demo   - install everything, start the embedded cloud stack, run the pipeline demo
+#   make demo-secure - the same demo on the secure stack (TLS, per-agent MQTT login; README "Who may do what")
 #   make test   - install everything, run the test suite (starts and stops its own servers)
 #   make lint   - ruff (lint + format check), mypy, import-linter contracts; .ci/run runs it before the tests
 #   fast loop: make test PYTEST_ARGS="-m 'not stack'" (no test that starts a server)
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgesight-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps venv demo test test-slow lint bench clean stack-up stack-down
+.PHONY: setup system-deps venv demo demo-secure test test-slow lint bench clean stack-up stack-down
 
 setup: system-deps venv
 
@@ -28,6 +29,9 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(BIN)/cloud-ops demo
+
+demo-secure: setup
+	$(BIN)/cloud-ops demo --secure
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -104,6 +104,9 @@ class StackConfig(StrictModel):
     broker_bucket: str = Field("edgesight-kafka", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     broker_storage: Literal["s3", "memory"] = "s3"
     ready_timeout_s: float = Field(60.0, gt=0)
+    # Several Tansu brokers on the shared s3 storage (each on its own free port, recorded in stack.json) behind one
+    # bootstrap address: haproxy on kafka_port (README "Several brokers"). 1 = one broker on kafka_port, no proxy.
+    brokers: int = Field(1, ge=1, le=9)
     # Opt-in secure mode (issue #12; README "Who may do what"): identities from <data_dir>/identities, MQTT over
     # TLS with per-identity passwords and ACLs, SeaweedFS with per-identity actions, Kafka TLS terminated by haproxy.
     secure: bool = False
@@ -115,6 +118,10 @@ class StackConfig(StrictModel):
         ports = [self.kafka_port, self.s3_port, self.mongo_port, self.mqtt_port]
         if len(set(ports)) != len(ports):
             raise ValueError("kafka_port, s3_port, mongo_port and mqtt_port must all differ")
+        if self.brokers > 1 and self.broker_storage != "s3":
+            raise ValueError(
+                "brokers > 1 needs broker_storage s3: the brokers share their storage, memory is per process"
+            )
         return self
 
 

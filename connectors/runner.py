@@ -67,7 +67,11 @@ class ConnectorRunner:
                     handler = MongoSinkHandler(s, i)
                 else:
                     handler = S3SinkHandler(
-                        s, index_keyframes=index_keyframes, warehouse=warehouse, index_only=index_only
+                        s,
+                        index_keyframes=index_keyframes,
+                        warehouse=warehouse,
+                        index_only=index_only,
+                        ca_file=cloud.s3.ca_file,
                     )
                     if index_only:  # next to Kafka Connect's own S3 sink, in a group of its own
                         group_id = f"edgesight-keyframe-indexer-{s.name}"

@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from edgesight.config import ConfigError
+from edgesight.config import ConfigError, format_validation_error
 from edgesight.limits import RECORD_MAX_BYTES, clip, loads_bounded
 from edgesight.log import redact, redact_text
 from edgesight.term import cli_console, esc
@@ -357,6 +357,9 @@ def tui(
     password: str | None = typer.Option(
         None, envvar="EDGESIGHT_TUI_PASSWORD", help="Operator's MQTT password (prefer the environment variable)."
     ),
+    password_file: Path | None = typer.Option(
+        None, help="Read the operator's MQTT password from this file (first line; `identities add-operator --out`)."
+    ),
     tls: bool = typer.Option(False, "--tls", help="Connect with TLS."),
     ca_file: Path | None = typer.Option(None, help="CA bundle that signed the broker's certificate (TLS)."),
     cert_file: Path | None = typer.Option(None, help="Operator's client certificate (TLS)."),
@@ -378,12 +381,18 @@ def tui(
     except ImportError as e:
         err.print(f"[red]the TUI needs its extra: pip install 'edgesight[tui]' ({esc(e)})[/red]")
         raise typer.Exit(2) from None
-    base = _load(config).control.model_dump(include=set(OperatorConfig.model_fields)) if config else {}
+    # The agent config's control section: its password is already read from its password_file.
+    base = (
+        _load(config).control.model_dump(include=set(OperatorConfig.model_fields) - {"password_file"}) if config else {}
+    )
+    if password is not None or password_file is not None:
+        base.pop("password", None)
     given = {
         "host": mqtt_host,
         "port": mqtt_port,
         "username": username,
         "password": password,
+        "password_file": password_file,
         "tls": tls or None,
         "ca_file": ca_file,
         "cert_file": cert_file,
@@ -392,8 +401,8 @@ def tui(
     }
     try:
         op = OperatorConfig.model_validate({**base, **{k: v for k, v in given.items() if v is not None}})
-    except ValidationError as e:
-        err.print(f"[red]{esc(e)}[/red]")
+    except ValidationError as e:  # named by option, values redacted (a password never echoed)
+        err.print(f"[red]{esc(ConfigError('the tui options', format_validation_error(e)))}[/red]")
         raise typer.Exit(2) from None
     if web:
         serve_web(op, host, port, log_file)

@@ -1,7 +1,7 @@
 """``cloud-ops``: operate EdgeSight's cloud side.
 
 Groups: ``stack`` (the embedded cloud on 127.0.0.1), ``schemas`` (the wire
-contract), ``connectors``, ``warehouse``, ``engineering``, ``fleet``, ``dlq``
+contract), ``topics`` (declarative topic specs), ``connectors``, ``warehouse``, ``engineering``, ``fleet``, ``dlq``
 (dead-letter topics) and ``demo``.
 """
 
@@ -22,6 +22,7 @@ from ops.cli_connectors import connectors_app
 from ops.cli_dlq import dlq_app
 from ops.cli_engineering import engineering_app, fleet_app
 from ops.cli_identities import identities_app
+from ops.cli_topics import topics_app
 from ops.cli_warehouse import warehouse_app
 
 app = typer.Typer(
@@ -43,12 +44,13 @@ app.add_typer(engineering_app, name="engineering")
 app.add_typer(fleet_app, name="fleet")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(identities_app, name="identities")
+app.add_typer(topics_app, name="topics")
 
 console = cli_console()
 err = cli_console(stderr=True)
 
 
-def _stack(config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage=None, secure=None):
+def _stack(config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage=None, secure=None, brokers=None):
     from ops.stack import Stack
 
     cfg = load_cloud(
@@ -60,6 +62,7 @@ def _stack(config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage
         mqtt_port=mqtt_port,
         broker_storage=storage,
         secure=secure,
+        brokers=brokers,
     )
     return Stack(cfg)
 
@@ -83,13 +86,20 @@ def stack_up(
     secure: bool = typer.Option(
         False, "--secure", help="Secure mode (opt-in): TLS, per-identity MQTT ACLs and S3 identities (README)."
     ),
+    brokers: int | None = typer.Option(
+        None,
+        min=1,
+        max=9,
+        help="Tansu brokers on the shared S3 storage (default 1): kafka-1..N on their own ports, "
+        "haproxy (kafka-proxy) on the Kafka port as the one bootstrap address.",
+    ),
 ):
     """Start the services that are not running (all four on a fresh data dir; running ones are kept) and wait
     until each answers a real client round trip."""
     from ops.stack import StackError
 
     setup_logging("WARNING")
-    st = _stack(config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage, secure or None)
+    st = _stack(config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage, secure or None, brokers)
     t0 = time.monotonic()
     try:
         st.up(progress=lambda m: console.print(f"  {esc(m)}"))
@@ -102,7 +112,9 @@ def stack_up(
 
 @stack_app.command("restart")
 def stack_restart(
-    service: str = typer.Argument(..., help="s3, kafka, mongo or mqtt."),
+    service: str = typer.Argument(
+        ..., help="s3, kafka, mongo or mqtt; with several brokers kafka-1..N or kafka-proxy."
+    ),
     config: Path | None = ConfigOpt,
     data_dir: Path | None = DataDirOpt,
 ):
@@ -172,20 +184,20 @@ def stack_status(
 
 @stack_app.command("logs")
 def stack_logs(
-    service: str | None = typer.Argument(None, help="s3, kafka, mongo or mqtt (default: all)."),
+    service: str | None = typer.Argument(
+        None, help="s3, kafka (kafka-1..N, kafka-proxy), mongo or mqtt (default: all)."
+    ),
     lines: int = typer.Option(40, "--lines", "-n", help="How many trailing lines per service."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines (Ctrl-C to stop)."),
     config: Path | None = ConfigOpt,
     data_dir: Path | None = DataDirOpt,
 ):
     """Print the services' log files."""
-    from ops.stack import SERVICES
-
     st = _stack(config, data_dir, None, None, None, None)
-    names = [service] if service else list(SERVICES)
+    names = [service] if service else list(st.services)
     for n in names:
-        if n not in SERVICES:
-            err.print(f"[red]unknown service {esc(repr(n))}; expected one of {', '.join(SERVICES)}[/red]")
+        if n not in st.services:
+            err.print(f"[red]unknown service {esc(repr(n))}; expected one of {', '.join(st.services)}[/red]")
             raise typer.Exit(2)
     files = {n: st.data_dir / "logs" / f"{n}.log" for n in names}
     for n, f in files.items():
@@ -259,12 +271,15 @@ def schemas_validate(
 def demo(
     config: Path | None = ConfigOpt,
     seconds: float = typer.Option(60.0, help="How long the edge agent runs on the cameras."),
+    secure: bool = typer.Option(
+        False, "--secure", help="On the secure stack: TLS, the agent's own MQTT login, the sink's own S3 identity."
+    ),
 ):
     """The whole system on real video: stack up, model built, RTSP + file cameras -> edge agent -> Kafka ->
     sink connectors (MongoDB, S3) and data engineering; then shows the results and where to look."""
     from ops.demo import run_demo
 
-    raise typer.Exit(run_demo(config, seconds))
+    raise typer.Exit(run_demo(config, seconds, secure=secure))
 
 
 def main() -> None:  # pragma: no cover

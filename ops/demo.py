@@ -8,6 +8,12 @@
 6. then it reads the results back with ordinary clients (pymongo, boto3) and says where to look.
 
 The stack is left running so you can look around; ``cloud-ops stack down`` stops it.
+
+``--secure`` (or a secure stack already running in the data dir) runs the same demo on the secure stack (README
+"Who may do what"): Kafka over TLS (haproxy in front of Tansu), MQTT over TLS with the agent's own login (issued
+for the demo: ``<data dir>/demo/credentials``, files 0600) and ACL, S3 over HTTPS with the sink connector's own
+S3 identity; the other consumers use the stack's ``stack-admin`` identity. Not secured by this stack: Kafka
+SASL/SCRAM and topic ACLs (Tansu 0.6), MongoDB authentication/TLS (nx-27017).
 """
 
 from __future__ import annotations
@@ -90,10 +96,54 @@ def ensure_model(progress_print) -> Path:
     return Path(reg.store)
 
 
-def agent_config(path: Path, stack, rtsp_url: str, metrics_port: int, spool: Path) -> None:
+DEMO_AGENT, DEMO_SITE, DEMO_SINK = "demo-site", "demo", "demo-sink"
+
+
+def demo_identity(stack, cred_dir: Path, name: str, role: str, site: str | None = None) -> tuple[dict, bool]:
+    """The demo's identity ``name`` (or ``name-2``, ... where an earlier one's credentials are gone or revoked:
+    names are never reused): its credentials bundle, kept 0600 in ``cred_dir`` for the next run, and whether it
+    was issued just now."""
+    from edgesight.files import private_dir, write_private
+
+    ids = stack.identities
+    known = ids.load()
+    for n in range(1, 100):
+        cand = name if n == 1 else f"{name}-{n}"
+        path = cred_dir / f"{cand}.json"
+        if cand in known and known[cand].active and path.exists():
+            return json.loads(path.read_text()), False
+        if cand not in known:
+            private_dir(cred_dir)
+            bundle = ids.add(cand, role, site=site).bundle()
+            write_private(path, json.dumps(bundle, indent=2) + "\n")
+            return bundle, True
+    raise RuntimeError(f"no free identity name {name}-N left in {ids.dir}")
+
+
+def secure_control(stack, bundle: dict, cred_dir: Path) -> dict:
+    """The agent's ``control:`` section from its credentials (as ``edge-agent install --credentials`` writes)."""
+    from edgesight.files import write_private
+
     mq = stack.config.mqtt
+    return {
+        "host": mq.host,
+        "port": mq.port,
+        "username": bundle["name"],
+        "password_file": str(write_private(cred_dir / f"{bundle['name']}.mqtt-password", bundle["mqtt"]["password"])),
+        "tls": True,
+        "ca_file": str(write_private(cred_dir / "ca.pem", bundle["ca_pem"])),
+    }
+
+
+def agent_config(
+    path: Path, stack, rtsp_url: str, metrics_port: int, spool: Path, *, agent_id: str = DEMO_AGENT, control=None
+) -> None:
+    mq = stack.config.mqtt
+    kafka: dict = {"bootstrap_servers": stack.bootstrap}
+    if stack.identities is not None:  # Kafka over TLS: haproxy's port, the stack CA
+        kafka.update(security_protocol="SSL", ssl_ca_location=str(stack.identities.ca_file))
     cfg = {
-        "agent_id": "demo-site",
+        "agent_id": agent_id,
         "cameras": [
             {
                 "id": "street-rtsp",
@@ -116,11 +166,12 @@ def agent_config(path: Path, stack, rtsp_url: str, metrics_port: int, spool: Pat
         "inference": {"variant": "int8", "classes": ["person", "car", "bicycle"], "batch_max_size": 2},
         "tracking": {"update_interval_s": 1.0, "tracker": {"frame_rate": 5}},
         "publish": {
-            "kafka": {"bootstrap_servers": stack.bootstrap},
+            "kafka": kafka,
             "spool": {"dir": str(spool), "max_bytes": "512MiB"},
             "keyframes": {"interval_s": 10},
         },
-        "control": {"host": mq.host, "port": mq.port, "username": mq.username, "password": "${MQTT_PASSWORD}"},
+        "control": control
+        or {"host": mq.host, "port": mq.port, "username": mq.username, "password": "${MQTT_PASSWORD}"},
         "metrics": {"port": metrics_port},
         "pipeline": {"heartbeat_interval_s": 5},
     }
@@ -135,27 +186,45 @@ def _status(url: str) -> dict | None:
         return None
 
 
-def run_demo(config_path: Path | None, seconds: float) -> int:
+def run_demo(config_path: Path | None, seconds: float, secure: bool = False) -> int:
     from cloud.config import CloudConfig
     from edgesight.log import setup_logging
-    from ops.stack import Stack, StackError
+    from ops.stack import Stack, StackError, _pid_runs
 
     setup_logging("WARNING")
     cfg = CloudConfig.load(config_path)
+    if secure:
+        cfg = cfg.model_copy(update={"stack": cfg.stack.model_copy(update={"secure": True})})
     stack = Stack(cfg)
-    console.rule("[bold]EdgeSight demo")
+    console.rule("[bold]EdgeSight demo" + (" (secure stack)" if stack.identities is not None else ""))
     console.print("1/6 embedded cloud stack")
+    running = {k for k, v in stack.read_state().items() if _pid_runs(v.pid, v.argv[0])}
+    if secure and running and not json.loads(stack.state_path.read_text()).get("secure"):
+        console.print(f"[red]a plain stack runs in {esc(stack.data_dir)}: `cloud-ops stack down` first[/red]")
+        return 1
+    work = stack.data_dir / "demo"
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    agent_id, control, sink = DEMO_AGENT, None, None
+    if stack.identities is not None:  # the agent's own MQTT login and ACL; the sink's own S3 identity
+        cred_dir = work / "credentials"
+        agent, _ = demo_identity(stack, cred_dir, DEMO_AGENT, "agent", site=DEMO_SITE)
+        sink, sink_new = demo_identity(stack, cred_dir, DEMO_SINK, "sink")
+        agent_id, control = agent["name"], secure_control(stack, agent, cred_dir)
+        console.print(f"    identities: agent {esc(agent_id)} (site {DEMO_SITE}), sink {esc(sink['name'])}")
+        stack.reload_identities()  # a running mosquitto re-reads its password and ACL files
+        if sink_new and "s3" in running:
+            stack.restart("s3", progress=lambda m: console.print(f"    {esc(m)}"))  # SeaweedFS reads them at start
     try:
         stack.up(progress=lambda m: console.print(f"    {esc(m)}"))
     except StackError as e:
         console.print(f"[red]cannot start the stack: {esc(e)}[/red]")
         return 1
-    work = stack.data_dir / "demo"
-    (work / "logs").mkdir(parents=True, exist_ok=True)
     console.print("2/6 detector")
     model_dir = ensure_model(lambda m: console.print(f"    {esc(m)}"))
     procs = Procs(work / "logs")
-    env = {"EDGESIGHT_MODEL_DIR": str(model_dir), "MQTT_PASSWORD": cfg.mqtt.password.get_secret_value(), **stack.env()}
+    own = stack.config  # the stack's own clients: the development login, or stack-admin on the secure stack
+    mqtt_pw = own.mqtt.password.get_secret_value() if own.mqtt.password else ""
+    env = {"EDGESIGHT_MODEL_DIR": str(model_dir), "MQTT_PASSWORD": mqtt_pw, **stack.env()}
     cloud_yaml = work / "cloud.yaml"
     defaults = CloudConfig()
 
@@ -164,29 +233,34 @@ def run_demo(config_path: Path | None, seconds: float) -> int:
         # examples/cloud.yaml); anything else is only referenced and must come from the environment.
         return f"${{{var}:-{value}}}" if value == default else f"${{{var}}}"
 
-    cloud_yaml.write_text(
-        yaml.safe_dump(
-            json.loads(stack.config.model_dump_json(exclude={"stack"}))
-            | {
-                "s3": {
-                    **json.loads(stack.config.s3.model_dump_json()),
-                    "secret_key": ref(
-                        "S3_SECRET_KEY", cfg.s3.secret_key.get_secret_value(), defaults.s3.secret_key.get_secret_value()
-                    ),
+    def write_cloud_yaml(path: Path, access_key: str, secret: str) -> None:
+        path.write_text(
+            yaml.safe_dump(
+                json.loads(own.model_dump_json(exclude={"stack"}))
+                | {
+                    "s3": {
+                        **json.loads(own.s3.model_dump_json()),
+                        "access_key": access_key,
+                        "secret_key": ref("S3_SECRET_KEY", secret, defaults.s3.secret_key.get_secret_value()),
+                    },
+                    "mongo": {**json.loads(own.mongo.model_dump_json()), "uri": stack.mongo_uri},
+                    "mqtt": {
+                        **json.loads(own.mqtt.model_dump_json()),
+                        "password": ref("MQTT_PASSWORD", mqtt_pw, defaults.mqtt.password.get_secret_value()),
+                    },
                 },
-                "mongo": {**json.loads(stack.config.mongo.model_dump_json()), "uri": stack.mongo_uri},
-                "mqtt": {
-                    **json.loads(stack.config.mqtt.model_dump_json()),
-                    "password": ref(
-                        "MQTT_PASSWORD", cfg.mqtt.password.get_secret_value(), defaults.mqtt.password.get_secret_value()
-                    ),
-                },
-            },
-            sort_keys=False,
+                sort_keys=False,
+            )
         )
-    )
-    cloud_yaml.chmod(0o600)
-    env["S3_SECRET_KEY"] = cfg.s3.secret_key.get_secret_value()
+        path.chmod(0o600)
+
+    write_cloud_yaml(cloud_yaml, own.s3.access_key, own.s3.secret_key.get_secret_value())
+    env["S3_SECRET_KEY"] = own.s3.secret_key.get_secret_value()
+    sink_yaml, sink_env = cloud_yaml, env
+    if sink is not None:  # the sink connectors write keyframes with their own S3 identity
+        sink_yaml = work / "cloud-sink.yaml"
+        write_cloud_yaml(sink_yaml, sink["s3"]["access_key"], sink["s3"]["secret_key"])
+        sink_env = {**env, "S3_SECRET_KEY": sink["s3"]["secret_key"]}
     try:
         console.print("3/6 cameras: RTSP server (GStreamer) streaming vtest.avi at 10 fps, and the file itself")
         rtsp_port = _free_port()
@@ -214,13 +288,13 @@ def run_demo(config_path: Path | None, seconds: float) -> int:
             console.print(f"[red]creating topics failed:[/red] {esc(topics.stderr.strip()[-800:])}")
             return 1
         console.print("    topics created from connectors/topics.yaml (cloud-ops connectors topics --create)")
-        procs.start("sink-connectors", [*_cli("ops.cli"), "connectors", "run", *common], env)
+        procs.start("sink-connectors", [*_cli("ops.cli"), "connectors", "run", "-c", str(sink_yaml)], sink_env)
         procs.start("engineering", [*_cli("ops.cli"), "engineering", "run", *common], env)
         procs.start("fleet", [*_cli("ops.cli"), "fleet", "run", *common, "--stale-after-s", "30"], env)
         console.print("5/6 edge agent")
         metrics_port = _free_port()
         agent_yaml = work / "agent.yaml"
-        agent_config(agent_yaml, stack, rtsp_url, metrics_port, work / "spool")
+        agent_config(agent_yaml, stack, rtsp_url, metrics_port, work / "spool", agent_id=agent_id, control=control)
         url = f"http://127.0.0.1:{metrics_port}"
         agent = procs.start("edge-agent", [*_cli("edge_agent.cli"), "run", "-c", str(agent_yaml)], env)
         with Progress(TextColumn("    {task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as prog:
@@ -317,12 +391,16 @@ def show_results(stack) -> None:
 
 def where_to_look(stack, work: Path, cloud_yaml: Path) -> None:
     cfg = stack.config
+    secret, tls = "secret in examples/cloud.yaml defaults", ""
+    if stack.identities is not None:
+        secret = f"secret in {stack.identities.dir}/stack-admin.json"
+        tls = f" --cafile {stack.identities.ca_file}"
     console.rule("where to look")
     console.print(
         esc(f"""  MongoDB     {stack.mongo_uri}  databases {cfg.mongo.warehouse_db} (detections, keyframes), {cfg.mongo.analytics_db} (counts, crossings, dwell, tracks, fleet)
-  S3          {stack.s3_endpoint}  bucket {cfg.s3.keyframe_bucket}  (access key {cfg.s3.access_key}; secret in examples/cloud.yaml defaults)
+  S3          {stack.s3_endpoint}  bucket {cfg.s3.keyframe_bucket}  (access key {cfg.s3.access_key}; {secret})
   Kafka       {stack.bootstrap}  topics edgesight.detections.v1, edgesight.keyframes.v1, edgesight.status.v1
-  MQTT        {cfg.mqtt.host}:{cfg.mqtt.port}  mosquitto_sub -u {cfg.mqtt.username} -P ... -t 'edgesight/#' -v
+  MQTT        {cfg.mqtt.host}:{cfg.mqtt.port}  mosquitto_sub{tls} -u {cfg.mqtt.username} -P ... -t 'edgesight/#' -v
   configs     {work / "agent.yaml"}, {cloud_yaml}
   logs        {work / "logs"}  and  cloud-ops stack logs
   queries     cloud-ops warehouse query -c {cloud_yaml} --camera street-file --limit 5

@@ -9,6 +9,11 @@ mongo      nx-27017 (MongoDB wire)      pymongo: insert + find
 mqtt       mosquitto (user/password)    paho: subscribe, publish, receive
 =========  ===========================  ==========================================
 
+Several brokers (``stack.brokers`` / ``cloud-ops stack up --brokers N``, default 1): Tansu brokers ``kafka-1`` ..
+``kafka-N`` on the same s3 storage, each on its own port (free ones, recorded in ``stack.json``), all advertising
+``kafka_port``, where haproxy (service ``kafka-proxy``; ``kafka-tls`` in secure mode) spreads clients over them
+(README "Several brokers"). Each broker's health is a Kafka Metadata round trip on its own port.
+
 Secure mode (opt-in: ``stack.secure`` / ``cloud-ops stack up --secure``; README "Who may do what"): identities
 come from ``<data_dir>/identities`` (:mod:`ops.identities`); mosquitto listens with TLS only (a plain listener
 only on ``stack.mqtt_plain_port``), with the generated password and ACL files (re-read on SIGHUP:
@@ -54,12 +59,22 @@ log = get_logger("stack")
 
 SERVICES = ("s3", "kafka", "mongo", "mqtt")
 TLS_PROXY = "kafka-tls"  # secure mode only: haproxy terminating TLS in front of Tansu
+PROXY = "kafka-proxy"  # several brokers (stack.brokers > 1): haproxy (TCP) spreading clients over the brokers
 STATE_FILE = "stack.json"
 ADMIN_IDENTITY = "stack-admin"
 
 
 class StackError(RuntimeError):
     """The stack could not be started/stopped; the message says what and why."""
+
+
+def broker_names(n: int) -> tuple[str, ...]:
+    """The broker services of a stack with ``n`` brokers: ``kafka`` alone, or ``kafka-1`` .. ``kafka-n``."""
+    return ("kafka",) if n == 1 else tuple(f"kafka-{i}" for i in range(1, n + 1))
+
+
+def is_broker(name: str) -> bool:
+    return name == "kafka" or (name.startswith("kafka-") and name[6:].isdigit())
 
 
 def _check_services(names: Iterable[str], allowed: tuple[str, ...] = SERVICES) -> tuple[str, ...]:
@@ -97,10 +112,11 @@ def find_binary(service: str) -> str:
         "mongo": ("nx-27017", "pip install 'edgesight[stack]' (nx-27017)"),
         "mqtt": ("mosquitto", "apt-get install mosquitto mosquitto-clients"),
         TLS_PROXY: ("haproxy", "apt-get install haproxy (deploy/install-system-deps.sh)"),
+        PROXY: ("haproxy", "apt-get install haproxy (deploy/install-system-deps.sh)"),
     }[service]
     found = (
         _venv_bin(name)
-        if service not in ("mqtt", TLS_PROXY)
+        if service not in ("mqtt", TLS_PROXY, PROXY)
         else (shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin"))
     )
     if not found:
@@ -254,11 +270,16 @@ class Stack:
         # A running stack answers on the ports it was started with (recorded), whatever the defaults say now;
         # a service of it that died comes back on its recorded port too (clients keep their endpoints).
         state = self.read_state()
+        self.requested_brokers = base.stack.brokers
+        live = any(_pid_runs(svc.pid, svc.argv[0]) for svc in state.values())
         recorded: dict[str, object] = (
-            {f"{name}_port": svc.port for name, svc in state.items() if name in SERVICES}
-            if any(_pid_runs(svc.pid, svc.argv[0]) for svc in state.values())
-            else {}
+            {f"{name}_port": svc.port for name, svc in state.items() if name in SERVICES} if live else {}
         )
+        if live and any(is_broker(n) for n in state):  # several brokers: clients' port is the proxy's
+            recorded["brokers"] = sum(1 for n in state if is_broker(n))
+            proxy = state.get(PROXY) or state.get(TLS_PROXY)
+            if proxy is not None:
+                recorded["kafka_port"] = proxy.port
         if recorded and self._state_doc().get("secure"):
             recorded["secure"] = True  # a running secure stack stays secure for every later command
         if recorded:
@@ -267,6 +288,7 @@ class Stack:
         self.settings = self.config.stack
         self.identities: IdentityStore | None = None
         self._kafka_internal: int | None = None
+        self._broker_port_map: dict[str, int] | None = None
         if self.settings.secure:
             self.identities = IdentityStore(
                 self.data_dir / "identities", keyframe_bucket=self.config.s3.keyframe_bucket
@@ -274,9 +296,23 @@ class Stack:
             self.config = self._secure_clients(self.config, self.identities)
 
     @property
+    def brokers(self) -> tuple[str, ...]:
+        """The broker services: ``kafka``, or ``kafka-1`` .. ``kafka-N`` with several brokers."""
+        return broker_names(self.settings.brokers)
+
+    @property
+    def proxy(self) -> str | None:
+        """The service in front of the broker(s), if any: the TLS proxy (secure mode) or the TCP proxy."""
+        if self.identities is not None:
+            return TLS_PROXY
+        return PROXY if self.settings.brokers > 1 else None
+
+    @property
     def services(self) -> tuple[str, ...]:
-        """The services of this stack: secure mode adds the TLS proxy in front of the broker."""
-        return (*SERVICES, TLS_PROXY) if self.identities is not None else SERVICES
+        """The services of this stack: several brokers replace ``kafka``; a proxy (TLS in secure mode, TCP
+        for several brokers) comes in front of them."""
+        names = tuple(b for s in SERVICES for b in (self.brokers if s == "kafka" else (s,)))
+        return (*names, self.proxy) if self.proxy else names
 
     # -- secure mode --
     @staticmethod
@@ -337,11 +373,26 @@ class Stack:
                 self._kafka_internal = free_ports(1, exclude=own)[0]
         return self._kafka_internal
 
+    def _broker_ports(self) -> dict[str, int]:
+        """Several brokers: each one's own port (the recorded one, so a restarted broker keeps it; else free ones)."""
+        if self._broker_port_map is None:
+            state = self.read_state()
+            ports = {n: state[n].port for n in self.brokers if n in state}
+            todo = [n for n in self.brokers if n not in ports]
+            if todo:
+                st = self.settings
+                own = {st.kafka_port, st.s3_port, st.mongo_port, st.mqtt_port, *ports.values()}
+                ports.update(zip(todo, free_ports(len(todo), exclude=own)))
+            self._broker_port_map = ports
+        return self._broker_port_map
+
     def _listen_port(self, name: str) -> int:
+        if name in (TLS_PROXY, PROXY):
+            return self.settings.kafka_port
+        if self.settings.brokers > 1 and is_broker(name):
+            return self._broker_ports()[name]
         if name == "kafka" and self.identities is not None:
             return self._kafka_internal_port()
-        if name == TLS_PROXY:
-            return self.settings.kafka_port
         return int(getattr(self.settings, f"{name}_port"))
 
     # -- endpoints (for clients and fixtures) --
@@ -393,15 +444,21 @@ class Stack:
         starts only the broker. Kafka on s3 storage needs S3, so S3 is started with it when down."""
         say = progress or (lambda m: log.info(m))
         st = self.settings
+        if self.requested_brokers not in (1, st.brokers):
+            raise StackError(
+                f"the running stack has {st.brokers} broker(s), {self.requested_brokers} asked: "
+                "`cloud-ops stack down` first to change the broker count"
+            )
         wanted = _check_services(services, self.services) if services is not None else self.services
         running = {k: v for k, v in self.read_state().items() if _pid_runs(v.pid, v.argv[0])}
         missing = [s for s in self.services if s in wanted and s not in running]
-        if "kafka" in missing and st.broker_storage == "s3" and "s3" not in running and "s3" not in missing:
+        brokers_missing = any(is_broker(s) for s in missing)
+        if brokers_missing and st.broker_storage == "s3" and "s3" not in running and "s3" not in missing:
             missing.insert(0, "s3")
         if not missing:
             say("stack already running" if services is None else f"{', '.join(wanted)} already running")
             return running
-        binaries = {s: find_binary(s) for s in missing}
+        binaries = {s: find_binary("kafka" if is_broker(s) else s) for s in missing}
 
         weed_ports = self._seaweed_ports() if "s3" in missing else {}
         if self.identities is not None:
@@ -431,13 +488,14 @@ class Stack:
             deadline = time.monotonic() + st.ready_timeout_s
             if "s3" in started:
                 self._wait("s3", started, deadline, self._probe_s3, say)
-            for name in ("kafka", TLS_PROXY):
+            front = (*self.brokers, *((self.proxy,) if self.proxy else ()))
+            for name in front:
                 if name in missing:
                     started[name] = self._start_service(name, binaries[name], weed_ports)
                     self._write_state({**running, **started})
-            for name in ("mongo", "mqtt", "kafka", TLS_PROXY):
+            for name in ("mongo", "mqtt", *front):
                 if name in started:
-                    self._wait(name, started, deadline, getattr(self, self.PROBES[name]), say)
+                    self._wait(name, started, deadline, self._probe(name), say)
         except BaseException:
             self._stop_all(started)
             if not running:
@@ -466,14 +524,18 @@ class Stack:
             return self._start(
                 "kafka", self._tansu_argv(binary), st.kafka_port, env=self._tansu_env(), extra_ports=internal
             )
-        if name == TLS_PROXY:
-            conf = self._haproxy_conf()
+        if is_broker(name):  # one of several: its own port, the proxy's advertised
             return self._start(
-                TLS_PROXY,
-                [binary, "-db", "-f", str(conf)],
-                st.kafka_port,
-                extra_ports={"internal": self._kafka_internal_port()},
+                name,
+                self._tansu_argv(binary, name),
+                self._listen_port(name),
+                env=self._tansu_env(),
+                extra_ports={"advertised": st.kafka_port},
             )
+        if name in (TLS_PROXY, PROXY):
+            conf = self._haproxy_conf()
+            backends = self._broker_ports() if st.brokers > 1 else {"internal": self._kafka_internal_port()}
+            return self._start(name, [binary, "-db", "-f", str(conf)], st.kafka_port, extra_ports=dict(backends))
         if name == "mqtt":
             return self._start("mqtt", [binary, "-c", str(self._mosquitto_conf())], st.mqtt_port)
         # --data-dir: one SQLite file per logical database; own pid/log files (the defaults in /tmp are
@@ -542,7 +604,9 @@ class Stack:
         svc = started[name]
         last = "not answering yet"
         while time.monotonic() < deadline:
-            if not _pid_runs(svc.pid, svc.argv[0]):
+            # Our own child: gone or a zombie means it exited. (Its command line can read empty for a moment
+            # right after Popen returns, while the kernel finishes the exec: that is no exit.)
+            if _is_zombie(svc.pid):
                 raise StackError(f"{name} exited during start-up; last log lines:\n{self._tail(svc.log, 15)}")
             try:
                 detail = probe()
@@ -584,7 +648,9 @@ class Stack:
             return prev.extra_ports
         st = self.settings
         own = {st.kafka_port, st.s3_port, st.mongo_port, st.mqtt_port}  # chosen but not all bound yet
-        if self.identities is not None:
+        if st.brokers > 1:
+            own.update(self._broker_ports().values())
+        elif self.identities is not None:
             own.add(self._kafka_internal_port())
         return dict(zip(names, free_ports(len(names), exclude=own)))
 
@@ -643,9 +709,9 @@ class Stack:
         s3json.chmod(0o600)
         return s3json
 
-    def _tansu_argv(self, tansu: str) -> list[str]:
-        url = f"tcp://{HOST}:{self.settings.kafka_port}"  # secure mode: the TLS proxy's port is advertised
-        listen = f"tcp://{HOST}:{self._kafka_internal_port()}" if self.identities is not None else url
+    def _tansu_argv(self, tansu: str, name: str = "kafka") -> list[str]:
+        url = f"tcp://{HOST}:{self.settings.kafka_port}"  # secure mode, several brokers: the proxy's port is advertised
+        listen = f"tcp://{HOST}:{self._listen_port(name)}"
         storage = f"s3://{self.settings.broker_bucket}/" if self.settings.broker_storage == "s3" else "memory://tansu/"
         return [
             tansu,
@@ -659,25 +725,40 @@ class Stack:
         ]
 
     def _haproxy_conf(self) -> Path:
-        """Secure mode: haproxy terminates TLS (the stack CA's server certificate) on ``kafka_port`` and
-        forwards the Kafka protocol unchanged to Tansu's internal port."""
-        assert self.identities is not None
-        d = private_dir(self.data_dir / TLS_PROXY)
+        """haproxy on ``kafka_port``, forwarding the Kafka protocol unchanged. Secure mode: it terminates TLS
+        (the stack CA's server certificate) in front of Tansu's internal port. Several brokers: it spreads
+        connections over them (least connections), checks each every 500 ms, marks one down at its first
+        refused connection and sends that connection to another broker (``retries`` + ``redispatch``, after
+        ``timeout connect``), so a killed broker costs clients one reconnect. Every broker answers for every partition (shared storage), so any one will do."""
+        assert self.proxy is not None
+        d = private_dir(self.data_dir / self.proxy)
         conf = d / "haproxy.cfg"
+        if self.settings.brokers > 1:
+            servers = [
+                f"  server {n} {HOST}:{p} check inter 500ms fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down"
+                for n, p in self._broker_ports().items()
+            ]
+            servers[:0] = ["  balance leastconn", "  retries 3", "  option redispatch 1"]
+        else:
+            servers = [f"  server tansu {HOST}:{self._kafka_internal_port()}"]
+        bind = f"  bind {HOST}:{self.settings.kafka_port}"
+        if self.identities is not None:
+            bind += f" ssl crt {self.identities.server_bundle} ssl-min-ver TLSv1.2"
         lines = [
             "global",
             "  log stdout format raw local0 warning",
             "defaults",
             "  mode tcp",
             "  log global",
-            "  timeout connect 5s",
+            # several brokers: a refused connection is retried on another broker after min(this, 1s)
+            f"  timeout connect {'300ms' if self.settings.brokers > 1 else '5s'}",
             "  timeout client 1h",
             "  timeout server 1h",
-            "frontend kafka_tls",
-            f"  bind {HOST}:{self.settings.kafka_port} ssl crt {self.identities.server_bundle} ssl-min-ver TLSv1.2",
+            "frontend kafka_tls" if self.identities is not None else "frontend kafka",
+            bind,
             "  default_backend tansu",
             "backend tansu",
-            f"  server tansu {HOST}:{self._kafka_internal_port()}",
+            *servers,
         ]
         write_private(conf, "\n".join(lines) + "\n")
         return conf
@@ -806,6 +887,43 @@ class Stack:
             raise StackError(f"produce failed: {errs or 'not acknowledged'}")
         return f"{len(md.brokers)} broker(s), {len(md.topics)} topic(s), produce acks=all ok"
 
+    @staticmethod
+    def _probe_broker(port: int, timeout: float = 3.0) -> str:
+        """One of several brokers, on its own port. A client library would follow the advertised address (the
+        proxy) after bootstrap, so this speaks the protocol itself: a Metadata request (v1, all topics), which
+        Tansu answers from the shared storage. The answer is bounded (16 MiB)."""
+        import struct
+
+        client = b"edgesight-health"
+        req = struct.pack(">hhih", 3, 1, 1, len(client)) + client + struct.pack(">i", -1)
+        with socket.create_connection((HOST, port), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">i", len(req)) + req)
+            (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+            if not 8 <= size <= 16 << 20:
+                raise StackError(f"broker on port {port}: metadata answer of {size} bytes (bound: 8 B .. 16 MiB)")
+            buf = _recv_exact(sock, size)
+        corr, nbrokers = struct.unpack_from(">ii", buf, 0)
+        if corr != 1:
+            raise StackError(f"broker on port {port}: answer to request 1 carries correlation id {corr}")
+        pos, advertised = 8, []
+        for _ in range(nbrokers):  # node id, host, port, rack
+            (host_len,) = struct.unpack_from(">h", buf, pos + 4)
+            host = buf[pos + 6 : pos + 6 + host_len].decode(errors="replace")
+            (bport,) = struct.unpack_from(">i", buf, pos + 6 + host_len)
+            advertised.append(f"{host}:{bport}")
+            pos += 6 + host_len + 4
+            (rack_len,) = struct.unpack_from(">h", buf, pos)
+            pos += 2 + max(rack_len, 0)
+        (ntopics,) = struct.unpack_from(">i", buf, pos + 4)  # after the controller id
+        return f"metadata ok on its own port: {ntopics} topic(s), advertises {', '.join(advertised) or 'nothing'}"
+
+    def _probe(self, name: str) -> Callable[[], str]:
+        """The readiness/health check of service ``name``."""
+        if self.settings.brokers > 1 and is_broker(name):
+            port = self._listen_port(name)
+            return lambda: self._probe_broker(port)
+        return getattr(self, self.PROBES[name])
+
     def _probe_mongo(self) -> str:
         client = self.config.mongo.client(timeout_ms=2000)
         try:
@@ -862,6 +980,7 @@ class Stack:
         "mongo": "_probe_mongo",
         "mqtt": "_probe_mqtt",
         TLS_PROXY: "_probe_kafka",
+        PROXY: "_probe_kafka",
     }
     SECURE_NOTES = {
         "mqtt": "TLS, per-identity passwords and ACLs",
@@ -882,17 +1001,20 @@ class Stack:
             healthy, detail = False, "not started by this stack" if not svc else "process not running"
             if running:
                 try:
-                    detail = getattr(self, self.PROBES[name])()
+                    detail = self._probe(name)()
                     healthy = True
                 except Exception as e:  # noqa: BLE001
                     detail = f"unhealthy: {type(e).__name__}: {e}"
             if self.identities is not None:
-                detail = f"{detail} [secure mode: {self.SECURE_NOTES[name]}]"
+                detail = f"{detail} [secure mode: {self.SECURE_NOTES['kafka' if is_broker(name) else name]}]"
             out.append(Health(name, port, svc.pid if svc else None, running, healthy, detail))
         return out
 
     def _public_port(self, name: str) -> int:
-        return self.settings.kafka_port if name == TLS_PROXY else int(getattr(self.settings, f"{name}_port"))
+        """The port a service not started yet would listen on (the broker's internal one stays out of sight)."""
+        if name in (TLS_PROXY, PROXY) or (is_broker(name) and self.settings.brokers > 1):
+            return self._listen_port(name)
+        return int(getattr(self.settings, f"{name}_port"))
 
     def down(self, progress: Callable[[str], None] | None = None, timeout: float = 15.0) -> list[str]:
         say = progress or (lambda m: log.info(m))
@@ -906,7 +1028,8 @@ class Stack:
         self, services: dict[str, ServiceState], timeout: float = 15.0, say: Callable[[str], None] | None = None
     ) -> list[str]:
         # Stop in reverse dependency order: the broker before its storage.
-        order = [n for n in (TLS_PROXY, "kafka", "mqtt", "mongo", "s3") if n in services]
+        brokers = sorted(n for n in services if is_broker(n))
+        order = [n for n in (TLS_PROXY, PROXY, *brokers, "mqtt", "mongo", "s3") if n in services]
         stopped = []
         for name in order:
             svc = services[name]
@@ -970,6 +1093,16 @@ class Stack:
                 else {}
             ),
         }
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(n - len(buf), 1 << 16))
+        if not chunk:
+            raise ConnectionError(f"connection closed after {len(buf)} of {n} bytes")
+        buf += chunk
+    return bytes(buf)
 
 
 def _group_members(pgid: int, argv0: str) -> list[int]:
@@ -1041,9 +1174,15 @@ def _reap(pid: int) -> None:
         pass
 
 
-def private_settings(data_dir: Path, *, broker_storage: str = "s3") -> StackConfig:
+def private_settings(data_dir: Path, *, broker_storage: str = "s3", brokers: int = 1) -> StackConfig:
     """Settings for a throw-away stack on free ports (tests, benchmarks)."""
     kafka, s3, mongo, mqtt = free_ports(4)
     return StackConfig(
-        data_dir=data_dir, kafka_port=kafka, s3_port=s3, mongo_port=mongo, mqtt_port=mqtt, broker_storage=broker_storage
-    )  # type: ignore[arg-type]
+        data_dir=data_dir,
+        kafka_port=kafka,
+        s3_port=s3,
+        mongo_port=mongo,
+        mqtt_port=mqtt,
+        broker_storage=broker_storage,
+        brokers=brokers,
+    )

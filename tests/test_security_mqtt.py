@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import ssl
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -21,7 +19,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ops.identities import Issued
-from ops.stack import Stack, free_ports, private_settings
+from ops.stack import Stack, free_ports
+from ops.testing.secure import admin, agent_links, login, make_secure_stack, s3_client, uid
+from ops.testing.secure import mqtt_connect as connect
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(300)]
 
@@ -30,8 +30,7 @@ ROOT = "edgesight"
 
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory) -> Stack:
-    settings = private_settings(tmp_path_factory.mktemp("secure"), broker_storage="memory")
-    st = Stack(settings=settings.model_copy(update={"secure": True}))
+    st = make_secure_stack(tmp_path_factory.mktemp("secure"))
     st.up()
     yield st
     st.down()
@@ -41,108 +40,6 @@ def secure(tmp_path_factory) -> Stack:
 def ids(secure):
     assert secure.identities is not None
     return secure.identities
-
-
-@dataclass
-class Client:
-    """A connected paho client that records what it receives and its SUBACK reason codes."""
-
-    c: mqtt.Client
-    got: list[tuple[str, bytes, bool]] = field(default_factory=list)
-    subacks: list[list[int]] = field(default_factory=list)
-    cond: threading.Condition = field(default_factory=threading.Condition)
-    disconnected: threading.Event = field(default_factory=threading.Event)
-
-    def subscribe(self, topic: str) -> list[int]:
-        with self.cond:
-            n = len(self.subacks)
-            self.c.subscribe(topic, qos=1)
-            assert self.cond.wait_for(lambda: len(self.subacks) > n, 5), f"no SUBACK for {topic}"
-            return self.subacks[n]
-
-    def publish(self, topic: str, payload: str | bytes, *, retain: bool = False) -> None:
-        info = self.c.publish(topic, payload, qos=1, retain=retain)
-        info.wait_for_publish(5)  # the broker has handled it (routed or dropped) once it acknowledges
-
-    def wait_for(self, topic: str, payload: bytes, timeout: float = 10) -> None:
-        with self.cond:
-            ok = self.cond.wait_for(lambda: any(t == topic and p == payload for t, p, _ in self.got), timeout)
-        assert ok, f"{payload!r} on {topic} never arrived; got {self.got}"
-
-    def close(self) -> None:
-        self.c.loop_stop()
-        self.c.disconnect()
-
-
-def connect(
-    stack: Stack,
-    user: str,
-    password: str | None,
-    *,
-    context: ssl.SSLContext | None = None,
-    tls: bool = True,
-) -> tuple[Client | None, str]:
-    """Connect over TLS (trusting the stack CA unless ``context`` says otherwise). Returns the client when the
-    broker accepted the login, else None and the reason."""
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"t-{user}-{uuid.uuid4().hex[:6]}")
-    cl = Client(c)
-    result: list[str] = []
-    done = threading.Event()
-
-    def on_connect(_c, _u, _f, rc, _p):
-        result.append("ok" if not rc.is_failure else f"refused: {rc}")
-        done.set()
-
-    def on_message(_c, _u, msg):
-        with cl.cond:
-            cl.got.append((msg.topic, msg.payload, msg.retain))
-            cl.cond.notify_all()
-
-    def on_subscribe(_c, _u, _mid, codes, _p):
-        with cl.cond:
-            cl.subacks.append([int(rc.value) for rc in codes])
-            cl.cond.notify_all()
-
-    c.on_connect, c.on_message, c.on_subscribe = on_connect, on_message, on_subscribe
-
-    def on_disconnect(*_a):
-        cl.disconnected.set()
-        done.set()
-
-    c.on_disconnect = on_disconnect
-    if password is not None:
-        c.username_pw_set(user, password)
-    if tls:
-        c.tls_set_context(context or _trusting(stack))
-    c.reconnect_delay_set(60, 60)  # no silent reconnect during a test
-    c.connect(stack.config.mqtt.host, stack.config.mqtt.port, keepalive=10)
-    c.loop_start()
-    done.wait(10)
-    if result == ["ok"]:
-        return cl, "ok"
-    cl.close()
-    return None, (result[0] if result else "no CONNACK")
-
-
-def _trusting(stack: Stack) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(stack.identities.ca_file))
-
-
-def login(stack: Stack, issued: Issued) -> Client:
-    cl, why = connect(stack, issued.identity.name, issued.mqtt_password)
-    assert cl is not None, f"{issued.identity.name} could not connect: {why}"
-    return cl
-
-
-def admin(stack: Stack) -> Client:
-    mq = stack.config.mqtt
-    cl, why = connect(stack, mq.username, mq.password.get_secret_value())
-    assert cl is not None, why
-    return cl
-
-
-def uid(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 def test_agent_cannot_subscribe_to_everything(secure, ids):
@@ -305,9 +202,6 @@ def test_client_that_does_not_trust_the_ca_is_refused(secure, ids):
 
 
 def test_s3_rights_per_identity(secure, ids):
-    import boto3
-    from botocore import UNSIGNED
-    from botocore.config import Config
     from botocore.exceptions import ClientError
 
     bucket, broker_bucket = secure.config.s3.keyframe_bucket, secure.settings.broker_bucket
@@ -317,18 +211,7 @@ def test_s3_rights_per_identity(secure, ids):
     secure.restart("s3")  # SeaweedFS reads -s3.config at start
 
     def client(access: str | None, secret: str | None, *, endpoint: str | None = None, verify=None):
-        cfg = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1})
-        if access is None:
-            cfg = cfg.merge(Config(signature_version=UNSIGNED))
-        return boto3.client(
-            "s3",
-            endpoint_url=endpoint or secure.s3_endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=access or "x",
-            aws_secret_access_key=secret or "x",
-            config=cfg,
-            verify=verify or str(ids.ca_file),
-        )
+        return s3_client(secure, access, secret, endpoint=endpoint, verify=verify)
 
     key = f"t/{uuid.uuid4().hex}.jpg"
     s = client(sink.identity.s3_access_key, sink.identity.s3_secret_key)
@@ -397,35 +280,21 @@ def test_real_agent_over_tls_with_its_own_login(secure, ids, model_dir, tmp_path
     secure.reload_identities()
     time.sleep(0.3)
     name = issued.identity.name
-    pw_file = tmp_path / "mqtt-password"
-    pw_file.write_text(issued.mqtt_password + "\n")
-    pw_file.chmod(0o600)
-    mq = secure.config.mqtt
+    links = agent_links(
+        secure,
+        name,
+        issued.mqtt_password,
+        tmp_path,
+        topic_prefix=uid("t"),
+        client_cert=(issued.cert_file, issued.key_file),
+    )
     cfg = AgentConfig.model_validate(
         {
             "agent_id": name,
             "cameras": [],
             "inference": {"model_dir": str(model_dir), "variant": "int8", "intra_op_threads": 1},
-            "publish": {
-                "kafka": {
-                    "bootstrap_servers": secure.bootstrap,
-                    "security_protocol": "SSL",
-                    "ssl_ca_location": str(ids.ca_file),
-                    "topic_prefix": uid("t"),
-                },
-                "spool": {"dir": str(tmp_path / "spool"), "max_bytes": "256MiB"},
-            },
-            "control": {
-                "host": mq.host,
-                "port": mq.port,
-                "username": name,
-                "password_file": str(pw_file),
-                "tls": True,
-                "ca_file": str(ids.ca_file),
-                "cert_file": str(issued.cert_file),
-                "key_file": str(issued.key_file),
-                "keepalive_s": 5,
-            },
+            "publish": {"kafka": links["kafka"], "spool": {"dir": str(tmp_path / "spool"), "max_bytes": "256MiB"}},
+            "control": links["control"],
             "metrics": {"enabled": False},
         }
     )
@@ -460,10 +329,8 @@ def test_generated_files_are_private(secure, ids):
 def test_client_certificates_when_the_broker_requires_them(tmp_path):
     """``stack.mqtt_require_client_cert``: the TLS handshake needs a certificate of the stack CA, and the
     login is still checked (a certificate alone is not an identity)."""
-    settings = private_settings(tmp_path / "certs", broker_storage="memory")
     (plain_port,) = free_ports(1)
-    update = {"secure": True, "mqtt_require_client_cert": True, "mqtt_plain_port": plain_port}
-    st = Stack(settings=settings.model_copy(update=update))
+    st = make_secure_stack(tmp_path / "certs", mqtt_require_client_cert=True, mqtt_plain_port=plain_port)
     st.up(services=["mqtt"])  # the probe logs in with the stack-admin's certificate
     try:
         ids = st.identities

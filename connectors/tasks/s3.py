@@ -13,6 +13,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from cloud.sinks import DocumentNotEncodable, FlushResult, Item, MongoSink, S3Sink, bson_size
@@ -44,8 +45,10 @@ class S3SinkHandler(Handler):
         index_keyframes: bool = True,
         warehouse: tuple[Any, str, str] | None = None,
         index_only: bool = False,
+        ca_file: Path | None = None,
     ):
         self.name, self.c = spec.name, spec.config
+        self.ca_file = ca_file  # the CA that verifies an https store.url (cloud s3.ca_file; None: the system's)
         self.index_keyframes = index_keyframes or index_only
         self.warehouse = warehouse  # (mongo client, database, collection) for the keyframe index
         self.index_only = index_only
@@ -65,6 +68,7 @@ class S3SinkHandler(Handler):
             region_name=c.get("s3.region", "us-west-2"),
             aws_access_key_id=c.get("aws.access.key.id") or None,
             aws_secret_access_key=c.get("aws.secret.access.key") or None,
+            verify=str(self.ca_file) if self.ca_file else None,
             config=Config(
                 retries={"max_attempts": 3, "mode": "standard"},
                 s3={"addressing_style": "path" if c.get("s3.path.style.access.enabled", "true") == "true" else "auto"},

@@ -48,3 +48,21 @@ def test_web_sessions_get_every_option_but_the_password():
         "--tls", "--ca-file", "/etc/ca.pem", "--cert-file", "/etc/op.pem", "--key-file", "/etc/op.key",
     ]  # fmt: skip
     assert PASSWORD_ENV == "EDGESIGHT_TUI_PASSWORD"
+
+
+def test_a_refused_option_never_echoes_the_password(tmp_path):
+    from tests.secrets_audit import known_secret
+
+    pw = known_secret("tui-operator-pw-0xA7")
+    r = runner.invoke(app, ["tui", "--username", "op", "--password", pw, "--mqtt-port", "70000"])
+    assert r.exit_code == 2 and "port" in r.output
+    assert pw not in r.output and "Traceback" not in r.output
+
+
+def test_password_file_option_is_read_and_checked(tmp_path):
+    r = runner.invoke(app, ["tui", "--username", "op", "--password-file", str(tmp_path / "missing")])
+    assert r.exit_code == 2 and "password_file" in r.output and "No such file" in r.output
+    both = tmp_path / "pw"
+    both.write_text("tui-file-pw-0xB8\n")
+    r = runner.invoke(app, ["tui", "--username", "op", "--password", "x" * 20, "--password-file", str(both)])
+    assert r.exit_code == 2 and "not both" in r.output and "tui-file-pw-0xB8" not in r.output

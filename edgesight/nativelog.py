@@ -38,9 +38,13 @@ _OPENCV = re.compile(r"^\[ ?(?P<lvl>WARN|ERROR|INFO|DEBUG|FATAL)[:\d@.]*\]\s*")
 _OPENCV_LEVEL = {"WARN": logging.WARNING, "ERROR": logging.ERROR, "FATAL": logging.ERROR, "INFO": logging.INFO}
 
 
+_RDKAFKA_DEDUP = re.compile(r",? \d+ identical error\(s\) suppressed")
+
+
 def message_key(text: str) -> str:
-    """What makes two messages "the same": the text with numbers and hex addresses blanked."""
-    return _VOLATILE.sub("#", text)
+    """What makes two messages "the same": the text with numbers and hex addresses blanked, and without
+    librdkafka's own ", N identical error(s) suppressed" (its repeats of one error are repeats here too)."""
+    return _VOLATILE.sub("#", _RDKAFKA_DEDUP.sub("", text))
 
 
 class RepeatLimiter:

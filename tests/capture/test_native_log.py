@@ -96,3 +96,12 @@ def test_long_native_lines_are_cut_and_json_lines_pass_through(tmp_path):
     assert len([d for d in docs if d.get("msg") == "short after long"]) == 1
     assert {"already": "json"} in docs  # a JSON record written to fd 2 passes through unchanged
     assert any(d.get("msg", "").startswith("[[[") for d in docs)  # deep brackets: logged as text, no RecursionError
+
+
+def test_librdkafka_own_dedup_suffix_is_the_same_message():
+    """librdkafka appends ", N identical error(s) suppressed" to a repeat it logs: still a repeat here."""
+    a = "Connect to ipv4#127.0.0.1:9 failed: Connection refused (after 0ms in state CONNECT)"
+    b = "Connect to ipv4#127.0.0.1:9 failed: Connection refused (after 3ms in state CONNECT, 12 identical error(s) suppressed)"
+    assert message_key(a) == message_key(b)
+    lim = RepeatLimiter(window_s=60)
+    assert lim.check(a, now=0.0) == 0 and lim.check(b, now=1.0) is None and lim.suppressed_total == 1

@@ -20,7 +20,7 @@ from tests.capture.helpers import wait_for
 
 from .conftest import publish_config
 
-OUTAGE_S = 10.0
+OUTAGE_S = 20.0  # librdkafka retries with back-off and dedups itself: a few lines, at least two alike
 
 
 class _Collect(logging.Handler):

@@ -2,7 +2,7 @@
 
 Groups: ``stack`` (the embedded cloud on 127.0.0.1), ``schemas`` (the wire
 contract), ``topics`` (declarative topic specs), ``connectors``, ``warehouse``, ``engineering``, ``fleet``, ``dlq``
-(dead-letter topics) and ``demo``.
+(dead-letter topics), ``test`` (the operator's tests: brokers, retention, scale) and ``demo``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ops.cli_connectors import connectors_app
 from ops.cli_dlq import dlq_app
 from ops.cli_engineering import engineering_app, fleet_app
 from ops.cli_identities import identities_app
+from ops.cli_test import test_app
 from ops.cli_topics import topics_app
 from ops.cli_warehouse import warehouse_app
 
@@ -45,6 +46,7 @@ app.add_typer(fleet_app, name="fleet")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(identities_app, name="identities")
 app.add_typer(topics_app, name="topics")
+app.add_typer(test_app, name="test")
 
 console = cli_console()
 err = cli_console(stderr=True)

@@ -1,0 +1,14 @@
+"""``cloud-ops test``: the operator's tests against the embedded stack or a production cluster (issue #14).
+
+Each command lives with its logic in :mod:`ops.optest` and is registered here.
+"""
+
+from __future__ import annotations
+
+import typer
+
+test_app = typer.Typer(
+    help="The operator's tests: multi-broker failover (brokers), retention per layer (retention), "
+    "scaling curves (scale).",
+    no_args_is_help=True,
+)

@@ -1,6 +1,7 @@
 # EdgeSight: one command to set up and run the demo, one to set up and run the tests.
-#   make demo   - install everything, start the embedded cloud stack, run the pipeline demo
-#   make demo-secure - the same demo on the secure stack (TLS, per-agent MQTT login; README "Who may do what")
+#   make demo   - install everything, start the embedded cloud stack (secure: TLS, one identity per component;
+#                 README "Who may do what"), run the pipeline demo
+#   make demo-plain - the same demo on a plain stack (no TLS, shared development logins)
 #   make test   - install everything, run the test suite (starts and stops its own servers)
 #   make lint   - ruff (lint + format check), mypy, import-linter contracts; .ci/run runs it before the tests
 #   fast loop: make test PYTEST_ARGS="-m 'not stack'" (no test that starts a server)
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgesight-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup system-deps venv demo demo-secure test test-slow lint bench clean stack-up stack-down
+.PHONY: setup system-deps venv demo demo-plain test test-slow lint bench clean stack-up stack-down
 
 setup: system-deps venv
 
@@ -30,14 +31,18 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/cloud-ops demo
 
-demo-secure: setup
-	$(BIN)/cloud-ops demo --secure
+demo-plain: setup
+	$(BIN)/cloud-ops demo --plain
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+# Every figure beside its same-run baseline -> BENCHMARKS.md, bench.json and the README's table (issue #15).
+bench: setup
+	$(BIN)/cloud-ops bench
 
 # The venv's pinned tools only (no system packages needed); configuration in pyproject.toml.
 lint: venv

@@ -107,9 +107,10 @@ class StackConfig(StrictModel):
     # Several Tansu brokers on the shared s3 storage (each on its own free port, recorded in stack.json) behind one
     # bootstrap address: haproxy on kafka_port (README "Several brokers"). 1 = one broker on kafka_port, no proxy.
     brokers: int = Field(1, ge=1, le=9)
-    # Opt-in secure mode (issue #12; README "Who may do what"): identities from <data_dir>/identities, MQTT over
-    # TLS with per-identity passwords and ACLs, SeaweedFS with per-identity actions, Kafka TLS terminated by haproxy.
-    secure: bool = False
+    # Secure by default (issue #12; README "Who may do what"): identities from <data_dir>/identities, MQTT over TLS
+    # with per-identity passwords and ACLs, SeaweedFS over HTTPS with per-identity actions, Kafka TLS terminated by
+    # haproxy. False (`cloud-ops stack up --plain`): plain listeners and the shared development logins.
+    secure: bool = True
     mqtt_plain_port: int | None = Field(None, gt=0, lt=65536, description="secure mode: also a plain MQTT listener")
     mqtt_require_client_cert: bool = Field(False, description="secure mode: MQTT clients must present a certificate")
 

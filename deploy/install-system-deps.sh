@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages EdgeSight's servers, cameras and tests need (Debian 12). Idempotent; skips what is present.
 #   mosquitto, mosquitto-clients   MQTT broker + independent clients (control plane)
-#   haproxy                        TLS in front of the embedded Kafka broker (`cloud-ops stack up --secure`)
+#   haproxy                        TLS in front of the embedded Kafka broker (`cloud-ops stack up`, secure by default)
 #   ffmpeg                         HTTP MJPEG test camera, H.264 encoding
 #   opencv-doc                     real sample video (vtest.avi) for tests and the demo
 #   gstreamer RTSP server + gi     RTSP test camera (run with Debian's /usr/bin/python3)

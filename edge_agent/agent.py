@@ -25,6 +25,7 @@ from edge_agent.control.mqtt import STOPPING, CommandError, ControlPlane
 from edge_agent.feed import Feed, ProcessUsage
 from edge_agent.inference.engine import InferenceEngine
 from edge_agent.pipeline import Pipeline
+from edge_agent.priority import set_helper_nice
 from edge_agent.publish.keyframes import KeyframeSelector
 from edge_agent.publish.producer import EdgePublisher, edge_topic_specs
 from edge_agent.tracking.settings import CameraTrackingConfig
@@ -68,6 +69,7 @@ class Agent:
         self, config: AgentConfig, *, engine: InferenceEngine | None = None, publisher: EdgePublisher | None = None
     ):
         self.config = config
+        set_helper_nice(config.pipeline.helper_threads_nice)  # before any thread of it starts
         self.agent_id = config.agent_id
         # This process's run of the agent (wire contract v2): track ids and frame seq restart with every run,
         # so the cloud keys tracks by (agent, camera, run_id, track_id). Spooled records keep their own run's id.
@@ -80,7 +82,10 @@ class Agent:
         self._engine_lock = threading.Lock()
         self.engine = engine or InferenceEngine(config.inference)
         self.supervisor = Supervisor(
-            [c.capture() for c in config.cameras], agent_id=self.agent_id, on_state_change=self.camera_state_changed
+            [c.capture() for c in config.cameras],
+            agent_id=self.agent_id,
+            on_state_change=self.camera_state_changed,
+            predict_takes=True,  # the inference loop takes frames in a steady cycle
         )
         self.publisher = publisher or EdgePublisher(config.publish, self.agent_id)
         self.keyframes = KeyframeSelector(config.publish.keyframes, self.agent_id)

@@ -221,7 +221,7 @@ def _safe_url(url: str) -> str:
 
 
 CREDENTIALS_MAX_BYTES = 256 * 1024
-DEV_CONTROL = "  username: edgesight\n  password: ${MQTT_PASSWORD:-edgesight-dev-mqtt}\n  tls: false\n"
+DEV_CONTROL = "  username: site-1               # password_file, tls: true and ca_file (the embedded stack is TLS-only)\n  tls: false\n"
 
 
 def _install_credentials(bundle: Path, cred_dir: Path) -> tuple[str, str]:
@@ -291,7 +291,7 @@ def install(
         console.print(f"wrote config skeleton {esc(config)} (edit cameras and uplink, then `edge-agent validate`)")
         if control is None:
             err.print(
-                "[yellow]its MQTT login is the development default: issue the agent's own with "
+                "[yellow]it has no MQTT login yet (no default password ships): issue the agent's own with "
                 "`cloud-ops identities add-agent` and pass it with --credentials[/yellow]"
             )
     else:

@@ -71,6 +71,13 @@ class PipelineConfig(StrictModel):
         "full, inference waits and capture drops old frames",
     )
     heartbeat_interval_s: float = Field(10.0, gt=0)
+    helper_threads_nice: int = Field(
+        5,
+        ge=0,
+        le=19,
+        description="capture, tracking/publish and producer threads run this much nicer than the detector "
+        "(Linux; 0: same priority); see edge_agent.priority",
+    )
 
 
 class AgentConfig(StrictModel):

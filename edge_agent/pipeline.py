@@ -42,6 +42,7 @@ from edge_agent.capture.supervisor import Supervisor
 from edge_agent.capture.worker import Frame
 from edge_agent.detections import Detections
 from edge_agent.emit import frame_geometry, to_event
+from edge_agent.priority import lower_this_thread
 from edge_agent.publish.keyframes import KeyframeSelector, TrackUpdate
 from edge_agent.tracking.events import CameraTracking, ObjectUpdate
 from edge_agent.tracking.settings import CameraTrackingConfig
@@ -229,6 +230,7 @@ class Pipeline:
 
     # -- stage 2: tracking, events, keyframes, publish --
     def _track_loop(self) -> None:
+        lower_this_thread()
         while True:
             item = self.results.get()
             if item is None:
@@ -266,21 +268,22 @@ class Pipeline:
         if self.observer is not None:
             self.observer.observe(frame, len(dets), tracked, records, item.infer_s)
         live = [u for u in records if u.kind != "end"]
+        w, h, origin, scale = frame_geometry(
+            (frame.image.shape[1], frame.image.shape[0]), frame.source_size, frame.origin, frame.scale
+        )
         shot = self.keyframes.process(
             frame.camera_id,
             frame.image,
             frame.ts,
             frame.seq,
-            [TrackUpdate(u.track_id, u.score, u.kind == "new") for u in live],
+            [TrackUpdate(u.track_id, u.score, u.kind == "new", u.box) for u in live],
+            (w, h, origin, scale),
         )
         for meta, jpeg in shot.keyframes:
             self.publisher.publish_keyframe(meta, jpeg)
             self.keyframes_published += 1
             M_KEYFRAMES.labels(frame.camera_id).inc()
         model = self.model_ref()
-        w, h, origin, scale = frame_geometry(
-            (frame.image.shape[1], frame.image.shape[0]), frame.source_size, frame.origin, frame.scale
-        )
         for u in records:
             ts = frame.ts if u.kind != "end" else max(u.last_seen, 0.0) or frame.ts
             ev = to_event(
@@ -295,7 +298,7 @@ class Pipeline:
                 height=h,
                 origin=origin,
                 scale=scale,
-                keyframe=shot.ref if u.kind != "end" else None,
+                keyframe=shot.ref_for(u.track_id) if u.kind != "end" else None,
             )
             self.publisher.publish_event(ev)
             self.events_published += 1

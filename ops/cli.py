@@ -2,7 +2,8 @@
 
 Groups: ``stack`` (the embedded cloud on 127.0.0.1), ``schemas`` (the wire
 contract), ``topics`` (declarative topic specs), ``connectors``, ``warehouse``, ``engineering``, ``fleet``, ``dlq``
-(dead-letter topics), ``test`` (the operator's tests: brokers, retention, scale) and ``demo``.
+(dead-letter topics), ``test`` (the operator's tests: brokers, retention, scale), ``bench`` (the benchmark suite:
+BENCHMARKS.md, bench.json, the README's figures) and ``demo``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rich.table import Table
 
 from edgesight.log import redact_text, setup_logging
 from edgesight.term import cli_console, esc
+from ops.cli_bench import bench_app
 from ops.cli_common import ConfigOpt, load_cloud
 from ops.cli_connectors import connectors_app
 from ops.cli_dlq import dlq_app
@@ -47,6 +49,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(identities_app, name="identities")
 app.add_typer(topics_app, name="topics")
 app.add_typer(test_app, name="test")
+app.add_typer(bench_app, name="bench")
 
 console = cli_console()
 err = cli_console(stderr=True)
@@ -85,8 +88,11 @@ def stack_up(
     mongo_port: int | None = MongoPortOpt,
     mqtt_port: int | None = MqttPortOpt,
     storage: str | None = typer.Option(None, help="Broker storage: s3 (durable, default) or memory."),
-    secure: bool = typer.Option(
-        False, "--secure", help="Secure mode (opt-in): TLS, per-identity MQTT ACLs and S3 identities (README)."
+    plain: bool = typer.Option(
+        False,
+        "--plain",
+        help="Plain listeners and the shared development logins instead of the secure default (TLS, per-identity "
+        "MQTT ACLs and S3 identities; README 'Who may do what').",
     ),
     brokers: int | None = typer.Option(
         None,
@@ -97,11 +103,17 @@ def stack_up(
     ),
 ):
     """Start the services that are not running (all four on a fresh data dir; running ones are kept) and wait
-    until each answers a real client round trip."""
+    until each answers a real client round trip. Secure unless --plain (or stack.secure: false); a running stack
+    keeps the mode it was started in."""
     from ops.stack import StackError
 
     setup_logging("WARNING")
-    st = _stack(config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage, secure or None, brokers)
+    st = _stack(
+        config, data_dir, kafka_port, s3_port, mongo_port, mqtt_port, storage, False if plain else None, brokers
+    )
+    if plain and st.identities is not None:  # a running stack keeps its mode
+        err.print(f"[red]a secure stack runs in {esc(st.data_dir)}: `cloud-ops stack down` first for --plain[/red]")
+        raise typer.Exit(1)
     t0 = time.monotonic()
     try:
         st.up(progress=lambda m: console.print(f"  {esc(m)}"))
@@ -144,6 +156,15 @@ def _print_endpoints(st) -> None:
     )
     console.print(esc(f"  mongo  {redact_text(st.mongo_uri)}"))
     console.print(esc(f"  mqtt   {c.mqtt.host}:{c.mqtt.port} user={c.mqtt.username}"))
+    if st.identities is not None:
+        console.print(
+            esc(
+                f"  secure TLS on kafka, s3, mqtt; CA {st.identities.ca_file}; stack-admin credentials in "
+                f"{st.identities.dir}; identities: cloud-ops identities --help"
+            )
+        )
+    else:
+        console.print("  [yellow]plain[/yellow]  no TLS, shared development logins (started with --plain)")
 
 
 @stack_app.command("down")
@@ -273,15 +294,18 @@ def schemas_validate(
 def demo(
     config: Path | None = ConfigOpt,
     seconds: float = typer.Option(60.0, help="How long the edge agent runs on the cameras."),
-    secure: bool = typer.Option(
-        False, "--secure", help="On the secure stack: TLS, the agent's own MQTT login, the sink's own S3 identity."
+    plain: bool = typer.Option(
+        False,
+        "--plain",
+        help="On a plain stack (no TLS, the shared development logins) instead of the secure default: TLS, every "
+        "component with its own identity.",
     ),
 ):
     """The whole system on real video: stack up, model built, RTSP + file cameras -> edge agent -> Kafka ->
     sink connectors (MongoDB, S3) and data engineering; then shows the results and where to look."""
     from ops.demo import run_demo
 
-    raise typer.Exit(run_demo(config, seconds, secure=secure))
+    raise typer.Exit(run_demo(config, seconds, plain=plain))
 
 
 def main() -> None:  # pragma: no cover

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from pydantic import ValidationError
@@ -59,3 +59,31 @@ def load_warehouse(path: Path | None, prefix: str | None = None) -> WarehouseCon
         err.print(f"[red]{esc(ConfigError('--collection-prefix', format_validation_error(e)))}[/red]")
         raise typer.Exit(2) from None
     return wh
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def refuse(message: str) -> NoReturn:
+    """Print what is wrong with the command line (red, on stderr) and exit 2."""
+    err.print(f"[red]{esc(message)}[/red]")
+    raise typer.Exit(2)
+
+
+def check_file_option(path: Path | None, option: str) -> None:
+    """A file the command will write: not a folder, in a folder that exists (exits 2 naming ``option``)."""
+    if path is not None and (path.is_dir() or not path.parent.is_dir()):
+        refuse(f"{option} {path}: not a file in an existing directory")
+
+
+def check_dir_option(path: Path | None, option: str) -> None:
+    """A folder the command will use or create: if it exists, it is a folder (exits 2 naming ``option``)."""
+    if path is not None and path.exists() and not path.is_dir():
+        refuse(f"{option} {path}: exists and is not a directory")
+
+
+def check_log_level(level: str, option: str = "--log-level") -> str:
+    """The log level, upper-cased; exits 2 naming ``option`` if it is not one of :data:`LOG_LEVELS`."""
+    if level.upper() not in LOG_LEVELS:
+        refuse(f"{option} {level!r}: expected {', '.join(LOG_LEVELS[:-1])} or {LOG_LEVELS[-1]}")
+    return level.upper()

@@ -74,7 +74,7 @@ def engineering_run(
     config: Path | None = ConfigOpt,
     group: str | None = typer.Option(None, help="Consumer group (default edgesight-engineering)."),
     batch_size: int | None = typer.Option(None, help="Max records per batch (default 1000)."),
-    batch_timeout_s: float | None = typer.Option(None, help="Max wait to fill a batch (default 0.5)."),
+    batch_timeout_s: float | None = typer.Option(None, help="Max wait for a batch's first record (default 0.5)."),
     session_timeout_ms: int | None = typer.Option(None, help="Group session timeout."),
     write_concern: str | None = typer.Option(None, help="majority (default) or 1."),
     metrics_port: int | None = typer.Option(None, help="Serve Prometheus /metrics here (0 = any)."),

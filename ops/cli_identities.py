@@ -40,7 +40,12 @@ def _stack(config: Path | None, data_dir: Path | None):
 
 
 def _store(stack) -> IdentityStore:
-    assert stack.identities is not None
+    if stack.identities is None:  # a running stack keeps its mode: this one was started with --plain
+        err.print(
+            f"[red]the stack in {esc(stack.data_dir)} runs plain (started with --plain): identities need the secure "
+            "stack (`cloud-ops stack down`, then `cloud-ops stack up`)[/red]"
+        )
+        raise typer.Exit(1)
     return stack.identities
 
 

@@ -9,11 +9,15 @@
 
 The stack is left running so you can look around; ``cloud-ops stack down`` stops it.
 
-``--secure`` (or a secure stack already running in the data dir) runs the same demo on the secure stack (README
-"Who may do what"): Kafka over TLS (haproxy in front of Tansu), MQTT over TLS with the agent's own login (issued
-for the demo: ``<data dir>/demo/credentials``, files 0600) and ACL, S3 over HTTPS with the sink connector's own
-S3 identity; the other consumers use the stack's ``stack-admin`` identity. Not secured by this stack: Kafka
-SASL/SCRAM and topic ACLs (Tansu 0.6), MongoDB authentication/TLS (nx-27017).
+It runs on the secure stack (the default; README "Who may do what"): Kafka over TLS (haproxy in front of Tansu),
+MQTT over TLS with the agent's own login and ACL, S3 over HTTPS; every component with its own identity (issued
+for the demo, kept 0600 in ``<data dir>/demo/credentials``): the agent ``demo-site`` (site ``demo``), the sink
+connectors ``demo-sink`` (S3 read/write of the keyframes bucket), data engineering ``demo-engineering`` (S3 read)
+and the fleet registry ``demo-fleet`` (no S3, no MQTT), each with a cloud config of its own
+(``<data dir>/demo/cloud-<process>.yaml``) holding only its secrets' references; the stack's ``stack-admin``
+creates the topics and reads the results. Every client trusts the stack CA through its config (``s3.ca_file``,
+``kafka.ssl_ca_location``, ``mqtt.ca_file``). Not secured by this stack: Kafka SASL/SCRAM and topic ACLs (Tansu
+0.6), MongoDB authentication/TLS (nx-27017). ``--plain`` runs it on a plain stack (shared development logins).
 """
 
 from __future__ import annotations
@@ -96,7 +100,7 @@ def ensure_model(progress_print) -> Path:
     return Path(reg.store)
 
 
-DEMO_AGENT, DEMO_SITE, DEMO_SINK = "demo-site", "demo", "demo-sink"
+DEMO_AGENT, DEMO_SITE = "demo-site", "demo"
 
 
 def demo_identity(stack, cred_dir: Path, name: str, role: str, site: str | None = None) -> tuple[dict, bool]:
@@ -186,33 +190,51 @@ def _status(url: str) -> dict | None:
         return None
 
 
-def run_demo(config_path: Path | None, seconds: float, secure: bool = False) -> int:
+DEMO_SERVICES = (
+    ("sink-connectors", "demo-sink", "sink"),
+    ("engineering", "demo-engineering", "engineering"),
+    ("fleet", "demo-fleet", "fleet"),
+)
+"""The demo's cloud consumers: (process, identity, role); each runs with its own identity on the secure stack."""
+
+
+def run_demo(config_path: Path | None, seconds: float, plain: bool = False) -> int:
     from cloud.config import CloudConfig
     from edgesight.log import setup_logging
     from ops.stack import Stack, StackError, _pid_runs
 
     setup_logging("WARNING")
     cfg = CloudConfig.load(config_path)
-    if secure:
-        cfg = cfg.model_copy(update={"stack": cfg.stack.model_copy(update={"secure": True})})
-    stack = Stack(cfg)
-    console.rule("[bold]EdgeSight demo" + (" (secure stack)" if stack.identities is not None else ""))
+    if plain:
+        cfg = cfg.model_copy(update={"stack": cfg.stack.model_copy(update={"secure": False})})
+    stack = Stack(cfg)  # a running stack keeps the mode it was started in
+    secure = stack.identities is not None
+    console.rule("[bold]EdgeSight demo" + (" (secure stack)" if secure else " (plain stack)"))
     console.print("1/6 embedded cloud stack")
     running = {k for k, v in stack.read_state().items() if _pid_runs(v.pid, v.argv[0])}
-    if secure and running and not json.loads(stack.state_path.read_text()).get("secure"):
-        console.print(f"[red]a plain stack runs in {esc(stack.data_dir)}: `cloud-ops stack down` first[/red]")
+    if running and secure != cfg.stack.secure:
+        mode, flag = ("secure", "with --plain") if secure else ("plain", "without --plain")
+        console.print(
+            f"[red]a {mode} stack runs in {esc(stack.data_dir)}: `cloud-ops stack down` first, "
+            f"or run the demo {flag}[/red]"
+        )
         return 1
     work = stack.data_dir / "demo"
     (work / "logs").mkdir(parents=True, exist_ok=True)
-    agent_id, control, sink = DEMO_AGENT, None, None
-    if stack.identities is not None:  # the agent's own MQTT login and ACL; the sink's own S3 identity
+    agent_id, control = DEMO_AGENT, None
+    services: dict[str, dict | None] = {proc: None for proc, _, _ in DEMO_SERVICES}
+    if secure:  # the agent's own MQTT login and ACL; each consumer's own identity (S3 keys where its role has any)
         cred_dir = work / "credentials"
         agent, _ = demo_identity(stack, cred_dir, DEMO_AGENT, "agent", site=DEMO_SITE)
-        sink, sink_new = demo_identity(stack, cred_dir, DEMO_SINK, "sink")
         agent_id, control = agent["name"], secure_control(stack, agent, cred_dir)
-        console.print(f"    identities: agent {esc(agent_id)} (site {DEMO_SITE}), sink {esc(sink['name'])}")
+        s3_new = False
+        for proc, name, role in DEMO_SERVICES:
+            bundle, new = demo_identity(stack, cred_dir, name, role)
+            services[proc], s3_new = bundle, s3_new or (new and "s3" in bundle)
+        names = ", ".join(f"{role} {b['name']}" for (_, _, role), b in zip(DEMO_SERVICES, services.values()) if b)
+        console.print(f"    identities: agent {esc(agent_id)} (site {DEMO_SITE}), {esc(names)}")
         stack.reload_identities()  # a running mosquitto re-reads its password and ACL files
-        if sink_new and "s3" in running:
+        if s3_new and "s3" in running:
             stack.restart("s3", progress=lambda m: console.print(f"    {esc(m)}"))  # SeaweedFS reads them at start
     try:
         stack.up(progress=lambda m: console.print(f"    {esc(m)}"))
@@ -224,43 +246,42 @@ def run_demo(config_path: Path | None, seconds: float, secure: bool = False) -> 
     procs = Procs(work / "logs")
     own = stack.config  # the stack's own clients: the development login, or stack-admin on the secure stack
     mqtt_pw = own.mqtt.password.get_secret_value() if own.mqtt.password else ""
-    env = {"EDGESIGHT_MODEL_DIR": str(model_dir), "MQTT_PASSWORD": mqtt_pw, **stack.env()}
-    cloud_yaml = work / "cloud.yaml"
     defaults = CloudConfig()
 
     def ref(var: str, value: str, default: str) -> str:
-        # The embedded stack's development secrets may stand in the file as defaults (as in
-        # examples/cloud.yaml); anything else is only referenced and must come from the environment.
-        return f"${{{var}:-{value}}}" if value == default else f"${{{var}}}"
+        # The plain stack's development secrets may stand in the file as defaults; anything else (every secret
+        # of the secure stack) is only referenced and must come from the environment.
+        return f"${{{var}:-{value}}}" if value == default and not secure else f"${{{var}}}"
 
-    def write_cloud_yaml(path: Path, access_key: str, secret: str) -> None:
-        path.write_text(
-            yaml.safe_dump(
-                json.loads(own.model_dump_json(exclude={"stack"}))
-                | {
-                    "s3": {
-                        **json.loads(own.s3.model_dump_json()),
-                        "access_key": access_key,
-                        "secret_key": ref("S3_SECRET_KEY", secret, defaults.s3.secret_key.get_secret_value()),
-                    },
-                    "mongo": {**json.loads(own.mongo.model_dump_json()), "uri": stack.mongo_uri},
-                    "mqtt": {
-                        **json.loads(own.mqtt.model_dump_json()),
-                        "password": ref("MQTT_PASSWORD", mqtt_pw, defaults.mqtt.password.get_secret_value()),
-                    },
-                },
-                sort_keys=False,
-            )
-        )
+    def write_cloud_yaml(path: Path, s3_keys: tuple[str, str] | None, mqtt_login: bool) -> dict[str, str]:
+        """A cloud config for one process: the stack's addresses, TLS settings and CA, and only the secrets given
+        (S3 keys, the stack's MQTT login); returns the environment its ``${VAR}`` references need."""
+        env: dict[str, str] = {}
+        s3 = json.loads(own.s3.model_dump_json(exclude={"access_key", "secret_key"}))
+        if s3_keys is not None:
+            s3 |= {
+                "access_key": s3_keys[0],
+                "secret_key": ref("S3_SECRET_KEY", s3_keys[1], defaults.s3.secret_key.get_secret_value()),
+            }
+            env["S3_SECRET_KEY"] = s3_keys[1]
+        mqtt = json.loads(own.mqtt.model_dump_json(exclude={"password", "password_file"}))
+        if mqtt_login:
+            mqtt["password"] = ref("MQTT_PASSWORD", mqtt_pw, defaults.mqtt.password.get_secret_value())
+            env["MQTT_PASSWORD"] = mqtt_pw
+        else:  # no MQTT login (its role has no MQTT right)
+            mqtt |= {"username": None, "password": None, "cert_file": None, "key_file": None}
+        doc = json.loads(own.model_dump_json(exclude={"stack"})) | {
+            "s3": s3,
+            "mongo": {**json.loads(own.mongo.model_dump_json()), "uri": stack.mongo_uri},
+            "mqtt": mqtt,
+        }
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
         path.chmod(0o600)
+        return env
 
-    write_cloud_yaml(cloud_yaml, own.s3.access_key, own.s3.secret_key.get_secret_value())
-    env["S3_SECRET_KEY"] = own.s3.secret_key.get_secret_value()
-    sink_yaml, sink_env = cloud_yaml, env
-    if sink is not None:  # the sink connectors write keyframes with their own S3 identity
-        sink_yaml = work / "cloud-sink.yaml"
-        write_cloud_yaml(sink_yaml, sink["s3"]["access_key"], sink["s3"]["secret_key"])
-        sink_env = {**env, "S3_SECRET_KEY": sink["s3"]["secret_key"]}
+    # The stack's own login (stack-admin on the secure stack): topics, the queries under "where to look".
+    cloud_yaml = work / "cloud.yaml"
+    admin_env = write_cloud_yaml(cloud_yaml, (own.s3.access_key, own.s3.secret_key.get_secret_value()), True)
     try:
         console.print("3/6 cameras: RTSP server (GStreamer) streaming vtest.avi at 10 fps, and the file itself")
         rtsp_port = _free_port()
@@ -276,10 +297,9 @@ def run_demo(config_path: Path | None, seconds: float, secure: bool = False) -> 
         rtsp_url = line.split()[1]
         console.print(f"    {esc(rtsp_url)}")
         console.print("4/6 cloud consumers: sink connectors (MongoDB, S3), data engineering, fleet registry")
-        common = ["-c", str(cloud_yaml)]
         topics = subprocess.run(
-            [*_cli("ops.cli"), "connectors", "topics", "--create", *common],
-            env={**os.environ, **env},
+            [*_cli("ops.cli"), "connectors", "topics", "--create", "-c", str(cloud_yaml)],
+            env={**os.environ, **admin_env},
             capture_output=True,
             text=True,
             timeout=120,
@@ -288,15 +308,29 @@ def run_demo(config_path: Path | None, seconds: float, secure: bool = False) -> 
             console.print(f"[red]creating topics failed:[/red] {esc(topics.stderr.strip()[-800:])}")
             return 1
         console.print("    topics created from connectors/topics.yaml (cloud-ops connectors topics --create)")
-        procs.start("sink-connectors", [*_cli("ops.cli"), "connectors", "run", "-c", str(sink_yaml)], sink_env)
-        procs.start("engineering", [*_cli("ops.cli"), "engineering", "run", *common], env)
-        procs.start("fleet", [*_cli("ops.cli"), "fleet", "run", *common, "--stale-after-s", "30"], env)
+        argv = {
+            "sink-connectors": ["connectors", "run"],
+            "engineering": ["engineering", "run"],
+            "fleet": ["fleet", "run", "--stale-after-s", "30"],
+        }
+        for proc, _, _ in DEMO_SERVICES:
+            bundle = services[proc]
+            if bundle is None:  # the plain stack: its one development login
+                keys: tuple[str, str] | None = (own.s3.access_key, own.s3.secret_key.get_secret_value())
+            else:
+                keys = (bundle["s3"]["access_key"], bundle["s3"]["secret_key"]) if "s3" in bundle else None
+            path = work / f"cloud-{proc}.yaml"
+            env = write_cloud_yaml(path, keys, mqtt_login=bundle is None)
+            procs.start(proc, [*_cli("ops.cli"), *argv[proc], "-c", str(path)], env)
         console.print("5/6 edge agent")
         metrics_port = _free_port()
         agent_yaml = work / "agent.yaml"
         agent_config(agent_yaml, stack, rtsp_url, metrics_port, work / "spool", agent_id=agent_id, control=control)
         url = f"http://127.0.0.1:{metrics_port}"
-        agent = procs.start("edge-agent", [*_cli("edge_agent.cli"), "run", "-c", str(agent_yaml)], env)
+        agent_env = {"EDGESIGHT_MODEL_DIR": str(model_dir)}
+        if not secure:  # the plain stack's shared login, referenced as ${MQTT_PASSWORD} by its control section
+            agent_env["MQTT_PASSWORD"] = mqtt_pw
+        agent = procs.start("edge-agent", [*_cli("edge_agent.cli"), "run", "-c", str(agent_yaml)], agent_env)
         with Progress(TextColumn("    {task.description}"), BarColumn(), TimeElapsedColumn(), console=console) as prog:
             task = prog.add_task("agent starting", total=seconds)
             t0 = None
@@ -330,8 +364,8 @@ def run_demo(config_path: Path | None, seconds: float, secure: bool = False) -> 
         rc = procs.stop("edge-agent", timeout=90)
         console.print(f"    agent exited with {rc}")
         time.sleep(8)  # the consumers catch up
-        for name in ("sink-connectors", "engineering", "fleet"):
-            procs.stop(name, timeout=60)
+        for proc, _, _ in DEMO_SERVICES:
+            procs.stop(proc, timeout=60)
         console.print("6/6 results, read back with pymongo and boto3")
         show_results(stack)
     finally:
@@ -391,17 +425,18 @@ def show_results(stack) -> None:
 
 def where_to_look(stack, work: Path, cloud_yaml: Path) -> None:
     cfg = stack.config
-    secret, tls = "secret in examples/cloud.yaml defaults", ""
+    secret, tls = "the plain stack's development secret", ""
     if stack.identities is not None:
         secret = f"secret in {stack.identities.dir}/stack-admin.json"
         tls = f" --cafile {stack.identities.ca_file}"
+    needs = " (needs S3_SECRET_KEY and MQTT_PASSWORD from there)" if stack.identities is not None else ""
     console.rule("where to look")
     console.print(
         esc(f"""  MongoDB     {stack.mongo_uri}  databases {cfg.mongo.warehouse_db} (detections, keyframes), {cfg.mongo.analytics_db} (counts, crossings, dwell, tracks, fleet)
   S3          {stack.s3_endpoint}  bucket {cfg.s3.keyframe_bucket}  (access key {cfg.s3.access_key}; {secret})
   Kafka       {stack.bootstrap}  topics edgesight.detections.v1, edgesight.keyframes.v1, edgesight.status.v1
   MQTT        {cfg.mqtt.host}:{cfg.mqtt.port}  mosquitto_sub{tls} -u {cfg.mqtt.username} -P ... -t 'edgesight/#' -v
-  configs     {work / "agent.yaml"}, {cloud_yaml}
+  configs     {work / "agent.yaml"}, {cloud_yaml}{needs}, {work}/cloud-<consumer>.yaml
   logs        {work / "logs"}  and  cloud-ops stack logs
   queries     cloud-ops warehouse query -c {cloud_yaml} --camera street-file --limit 5
               cloud-ops fleet list -c {cloud_yaml}

@@ -14,12 +14,14 @@ Several brokers (``stack.brokers`` / ``cloud-ops stack up --brokers N``, default
 ``kafka_port``, where haproxy (service ``kafka-proxy``; ``kafka-tls`` in secure mode) spreads clients over them
 (README "Several brokers"). Each broker's health is a Kafka Metadata round trip on its own port.
 
-Secure mode (opt-in: ``stack.secure`` / ``cloud-ops stack up --secure``; README "Who may do what"): identities
-come from ``<data_dir>/identities`` (:mod:`ops.identities`); mosquitto listens with TLS only (a plain listener
-only on ``stack.mqtt_plain_port``), with the generated password and ACL files (re-read on SIGHUP:
-:meth:`Stack.reload_identities`); SeaweedFS takes the generated per-identity ``-s3.config``; Kafka clients speak
-TLS to haproxy on ``kafka_port`` (service ``kafka-tls``), which forwards to Tansu on an internal port. The
-stack's own clients (probes, Tansu's storage) use the ``stack-admin`` identity (``ops`` role).
+Secure mode, the default (``stack.secure``; plain listeners only with ``cloud-ops stack up --plain`` /
+``stack.secure: false``; README "Who may do what"): identities come from ``<data_dir>/identities``
+(:mod:`ops.identities`); mosquitto listens with TLS only (a plain listener only on ``stack.mqtt_plain_port``),
+with the generated password and ACL files (re-read on SIGHUP: :meth:`Stack.reload_identities`); SeaweedFS takes
+the generated per-identity ``-s3.config`` and serves HTTPS only; Kafka clients speak TLS to haproxy on
+``kafka_port`` (service ``kafka-tls``), which forwards to Tansu on an internal port. The stack's own clients
+(probes, Tansu's storage) use the ``stack-admin`` identity (``ops`` role). A running stack keeps the mode it was
+started in (recorded in ``stack.json``) for every later command.
 
 Every port (including SeaweedFS's internal master/volume/filer/admin ports,
 which it would otherwise silently move) is checked *before* anything starts; a
@@ -280,9 +282,8 @@ class Stack:
             proxy = state.get(PROXY) or state.get(TLS_PROXY)
             if proxy is not None:
                 recorded["kafka_port"] = proxy.port
-        if recorded and self._state_doc().get("secure"):
-            recorded["secure"] = True  # a running secure stack stays secure for every later command
-        if recorded:
+        if recorded:  # a running stack keeps its mode (secure or --plain) for every later command
+            recorded["secure"] = bool(self._state_doc().get("secure"))
             base = base.model_copy(update={"stack": base.stack.model_copy(update=recorded)})
         self.config = base.for_stack()
         self.settings = self.config.stack
@@ -349,7 +350,7 @@ class Stack:
         """Regenerate the server files from the identity source; a running mosquitto re-reads its password
         and ACL files (SIGHUP). SeaweedFS reads its identities at start: S3 changes need ``restart s3``."""
         if self.identities is None:
-            raise StackError("the stack is not in secure mode (cloud-ops stack up --secure)")
+            raise StackError("the stack runs in plain mode (started with --plain): identities need the secure stack")
         self.identities.generate()
         svc = self.read_state().get("mqtt")
         if svc and _pid_runs(svc.pid, svc.argv[0]) and self._state_doc().get("secure"):
@@ -1072,27 +1073,37 @@ class Stack:
         return killed
 
     def env(self) -> dict[str, str]:
-        """Environment variables pointing a process at this stack."""
-        s3 = self.config.s3
-        return {
+        """Environment variables pointing a process at this stack as the stack's own client: on the secure stack
+        that is ``stack-admin`` (ops role) over TLS, with its secrets, so hand them only to a process that may act
+        as ops. Every client trusts the CA through the cloud config (``kafka.ssl_ca_location``, ``mqtt.ca_file``,
+        ``s3.ca_file``); nothing is exported for a library's own defaults (no ``AWS_CA_BUNDLE``)."""
+        cfg = self.config
+        env = {
             "EDGESIGHT_CLOUD__KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
             "EDGESIGHT_CLOUD__S3__ENDPOINT_URL": self.s3_endpoint,
             "EDGESIGHT_CLOUD__MONGO__URI": self.mongo_uri,
             "EDGESIGHT_CLOUD__MQTT__PORT": str(self.settings.mqtt_port),
-            "AWS_ACCESS_KEY_ID": s3.access_key,
-            **(
-                {
-                    "EDGESIGHT_CLOUD__KAFKA__SECURITY_PROTOCOL": "SSL",
-                    "EDGESIGHT_CLOUD__KAFKA__SSL_CA_LOCATION": str(self.identities.ca_file),
-                    "EDGESIGHT_CLOUD__MQTT__TLS": "true",
-                    "EDGESIGHT_CLOUD__MQTT__CA_FILE": str(self.identities.ca_file),
-                    "EDGESIGHT_CLOUD__S3__CA_FILE": str(self.identities.ca_file),
-                    "AWS_CA_BUNDLE": str(self.identities.ca_file),  # boto3 clients built from connector configs
-                }
-                if self.identities is not None
-                else {}
-            ),
         }
+        if self.identities is None:
+            return env
+        ca = str(self.identities.ca_file)
+        env |= {
+            "EDGESIGHT_CLOUD__KAFKA__SECURITY_PROTOCOL": "SSL",
+            "EDGESIGHT_CLOUD__KAFKA__SSL_CA_LOCATION": ca,
+            "EDGESIGHT_CLOUD__S3__CA_FILE": ca,
+            "EDGESIGHT_CLOUD__S3__ACCESS_KEY": cfg.s3.access_key,
+            "EDGESIGHT_CLOUD__S3__SECRET_KEY": cfg.s3.secret_key.get_secret_value(),
+            "EDGESIGHT_CLOUD__MQTT__TLS": "true",
+            "EDGESIGHT_CLOUD__MQTT__CA_FILE": ca,
+            "EDGESIGHT_CLOUD__MQTT__USERNAME": cfg.mqtt.username or "",
+            "EDGESIGHT_CLOUD__MQTT__PASSWORD": cfg.mqtt.password.get_secret_value() if cfg.mqtt.password else "",
+        }
+        if cfg.mqtt.cert_file and cfg.mqtt.key_file:
+            env |= {
+                "EDGESIGHT_CLOUD__MQTT__CERT_FILE": str(cfg.mqtt.cert_file),
+                "EDGESIGHT_CLOUD__MQTT__KEY_FILE": str(cfg.mqtt.key_file),
+            }
+        return env
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -1174,8 +1185,10 @@ def _reap(pid: int) -> None:
         pass
 
 
-def private_settings(data_dir: Path, *, broker_storage: str = "s3", brokers: int = 1) -> StackConfig:
-    """Settings for a throw-away stack on free ports (tests, benchmarks)."""
+def private_settings(
+    data_dir: Path, *, broker_storage: str = "s3", brokers: int = 1, secure: bool = True
+) -> StackConfig:
+    """Settings for a throw-away stack on free ports (tests, benchmarks); secure unless told otherwise."""
     kafka, s3, mongo, mqtt = free_ports(4)
     return StackConfig(
         data_dir=data_dir,
@@ -1185,4 +1198,5 @@ def private_settings(data_dir: Path, *, broker_storage: str = "s3", brokers: int
         mqtt_port=mqtt,
         broker_storage=broker_storage,
         brokers=brokers,
+        secure=secure,
     )

@@ -9,6 +9,35 @@ from typing import Any
 from edge_agent.config import AgentConfig
 from edgesight import samples
 
+AGENT_SITE = "tests"
+
+
+def agent_links(stack: Any, agent_id: str, directory: Path, *, identity: bool = True) -> dict[str, dict[str, Any]]:
+    """The ``publish.kafka`` and ``control`` sections of agent ``agent_id`` on ``stack`` (plain values: they may
+    go into a YAML file). On the secure stack: Kafka over TLS trusting the stack CA and, with ``identity``, MQTT
+    over TLS with the agent's own identity (site :data:`AGENT_SITE`), issued at the first call for ``agent_id``
+    with its password kept 0600 in ``directory`` (a later call, e.g. for a restart, reuses it). On a plain stack:
+    its address and shared development login."""
+    kafka: dict[str, Any] = {"bootstrap_servers": stack.bootstrap}
+    if stack.identities is None:
+        mq = stack.config.mqtt
+        login = {"username": mq.username, "password": mq.password.get_secret_value() if mq.password else None}
+        return {"kafka": kafka, "control": {"host": mq.host, "port": mq.port, **login}}
+    kafka.update(security_protocol="SSL", ssl_ca_location=str(stack.identities.ca_file))
+    if not identity:
+        return {"kafka": kafka, "control": {}}
+    from ops.testing.secure import agent_links as secure_links
+    from ops.testing.secure import issue_live
+
+    pw_file = directory / f"{agent_id}.mqtt-password"
+    if pw_file.exists():
+        password = pw_file.read_text().strip()
+    else:
+        issued = issue_live(stack, agent_id, "agent", site=AGENT_SITE)
+        assert issued.mqtt_password is not None
+        password = issued.mqtt_password
+    return secure_links(stack, agent_id, password, directory)
+
 
 def agent_config(
     stack: Any,
@@ -25,31 +54,28 @@ def agent_config(
 ) -> AgentConfig:
     """An agent ``<name>-<random>`` with one looping vtest camera (``cam-a`` at ``fps``), the int8 detector on
     one thread (persons only), publishing to the session broker (or ``bootstrap``) under a fresh topic prefix
-    with its spool in ``spool_dir``. Its control plane logs in to the session's MQTT broker (``control=False``:
-    no control plane); either way ``add_camera`` may open local files next to vtest. Metrics are off unless
+    with its spool in ``spool_dir``. On the secure stack it speaks Kafka over TLS (trusting the stack CA) and its
+    control plane logs in to MQTT over TLS with its own agent identity (site :data:`AGENT_SITE`, issued here), which
+    may read only its ``cmd`` and write only its status/ack/camera topics (``control=False``: no control plane);
+    either way ``add_camera`` may open local files next to vtest. Metrics are off unless
     ``metrics`` is given; other ``sections`` (``pipeline=...``) are added as they are."""
+    agent_id = f"{name}-{uuid.uuid4().hex[:6]}"
     allowed = {"allowed_sources": {"directories": [str(samples.VTEST.parent)]}}
+    links = agent_links(stack, agent_id, spool_dir.parent, identity=control) if stack is not None else {}
+    kafka = {**links.get("kafka", {}), **({"bootstrap_servers": bootstrap} if bootstrap else {})}
+    kafka["topic_prefix"] = f"t{uuid.uuid4().hex[:8]}"
     if control:
-        mq = stack.config.mqtt
-        ctl: dict[str, Any] = {
-            "host": mq.host,
-            "port": mq.port,
-            "username": mq.username,
-            "password": mq.password.get_secret_value() if mq.password else None,
-            **allowed,
-        }
+        ctl = {**links["control"], **allowed}
+        ctl.pop("keepalive_s", None)  # the agent's default keepalive
     else:
         ctl = {"enabled": False, **allowed}
     return AgentConfig.model_validate(
         {
-            "agent_id": f"{name}-{uuid.uuid4().hex[:6]}",
+            "agent_id": agent_id,
             "cameras": [{"id": "cam-a", "url": str(samples.VTEST), "loop": True, "target_fps": fps}],
             "inference": {"model_dir": str(model_dir), "variant": "int8", "classes": ["person"], "intra_op_threads": 1},
             "publish": {
-                "kafka": {
-                    "bootstrap_servers": bootstrap or stack.bootstrap,
-                    "topic_prefix": f"t{uuid.uuid4().hex[:8]}",
-                },
+                "kafka": kafka,
                 "spool": {"dir": str(spool_dir), "max_bytes": "256MiB"},
             },
             "control": {**ctl, **(control_extra or {})},

@@ -1,8 +1,14 @@
 """Shared fixtures: a private embedded cloud stack (real servers on free 127.0.0.1 ports).
 
 ``stack`` is session-scoped: one SeaweedFS + Tansu + nx-27017 + mosquitto for the
-whole run, torn down at the end (nothing is left running). Tests that must
-kill or restart servers start their own with :func:`ops.testing.make_stack`.
+whole run, torn down at the end (nothing is left running). It is secure, as the
+default embedded stack is: Kafka over TLS (haproxy in front of Tansu), MQTT over
+TLS with per-identity logins and ACLs, S3 over HTTPS with per-identity keys.
+``cloud_config`` (= ``stack.config``) carries the stack's own ``stack-admin``
+client settings (ops role) and the CA; build clients from it
+(:mod:`ops.testing.clients`), and an edge agent with :func:`tests.agents.agent_config`
+(its own agent identity). Tests that must kill or restart servers start their own
+with :func:`ops.testing.make_stack`.
 """
 
 from __future__ import annotations
@@ -32,10 +38,9 @@ def _logging():
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory) -> Stack:
-    st = make_stack(tmp_path_factory.mktemp("stack"))
+    st = make_stack(tmp_path_factory.mktemp("stack"))  # secure, like the default stack: TLS, per-identity logins
     st.up()
-    m = st.config.mqtt
-    stop_audit = tee_mqtt(m.host, m.port, m.username, m.password.get_secret_value() if m.password else None)
+    stop_audit = tee_mqtt(st.config.mqtt)  # the stack's own stack-admin (ops role: reads #)
     yield st
     stop_audit()
     try:

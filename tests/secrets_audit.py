@@ -27,6 +27,7 @@ import pytest
 
 from edgesight import log as eslog
 from edgesight.kafka import ConsumedMessage, HeadersUnreadable
+from edgesight.mqtt import MqttConnectionConfig
 
 # Secrets the suite's tests hand to the system (test files, environment, commands).
 KNOWN_SECRETS = {
@@ -55,33 +56,40 @@ def scan(path: Path, secrets: set[str]) -> list[tuple[int, str]]:
     return found
 
 
-def tee_mqtt(host: str, port: int, username: str | None, password: str | None) -> Callable[[], None]:
+def tee_mqtt(mq: MqttConnectionConfig) -> Callable[[], None]:
     """Append every message published on the broker (acks, retained agent and camera status) to the audit
     file, except the command topics (``.../cmd``: the suite's own input, which carries camera passwords by
-    design). Returns the function that stops it."""
+    design). It logs in as ``mq`` says (on the secure stack: ``stack-admin`` over TLS, the ops role that may
+    read ``#``). Returns the function that stops it."""
     path = os.environ.get(eslog.LOG_TEE_ENV)
     if not path:
         return lambda: None
-    import paho.mqtt.client as mqtt
+    from ops.testing.clients import paho_client
 
     lock = threading.Lock()
+    subscribed = threading.Event()
 
-    def on_message(_c: object, _u: object, msg: mqtt.MQTTMessage) -> None:
+    def on_message(_c: object, _u: object, msg: Any) -> None:
         if msg.topic.endswith("/cmd"):
             return
         line = json.dumps({"mqtt_topic": msg.topic, "payload": msg.payload.decode("utf-8", "replace")})
         with lock, open(path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
 
-    def on_connect(c: mqtt.Client, *_a: object) -> None:
+    def on_connect(c: Any, *_a: object) -> None:
         c.subscribe("#", qos=0)
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edgesight-secrets-audit")
-    if username:
-        c.username_pw_set(username, password)
-    c.on_message, c.on_connect = on_message, on_connect
-    c.connect(host, port, keepalive=30)
+    def on_subscribe(_c: object, _u: object, _mid: object, codes: Any, _p: object) -> None:
+        if all(not rc.is_failure for rc in codes):
+            subscribed.set()
+
+    c = paho_client(mq, client_id="edgesight-secrets-audit")
+    c.on_message, c.on_connect, c.on_subscribe = on_message, on_connect, on_subscribe
+    c.connect(mq.host, mq.port, keepalive=30)
     c.loop_start()
+    if not subscribed.wait(10):  # an audit that hears nothing would pass for the wrong reason
+        c.loop_stop()
+        raise AssertionError(f"secrets audit: {mq.username or 'anonymous'} could not subscribe to # on the broker")
 
     def stop() -> None:
         c.loop_stop()

@@ -13,8 +13,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
-from ops.stack import SERVICES, Stack, StackError, _pid_runs, free_ports, private_settings
+from ops.stack import SERVICES, TLS_PROXY, Stack, StackError, _pid_runs, free_ports, private_settings
+from ops.testing.clients import kafka_python, mosquitto_cli
 
 CLI = [sys.executable, "-m", "ops.cli"]
 
@@ -23,7 +25,7 @@ pytestmark = pytest.mark.stack  # every test here starts servers, several withou
 
 def test_session_stack_is_healthy(stack):
     rows = {h.name: h for h in stack.status()}
-    assert set(rows) == set(SERVICES)
+    assert set(rows) == {*SERVICES, TLS_PROXY}  # secure by default: haproxy terminates TLS in front of Tansu
     for h in rows.values():
         assert h.running and h.healthy, h
 
@@ -33,10 +35,11 @@ def test_kafka_python_independent_client_produces_and_consumes(stack, topic_pref
     from kafka.admin import KafkaAdminClient, NewTopic
 
     topic = f"{topic_prefix}.kp"
-    admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap)
+    kp = kafka_python(stack.config.kafka)  # TLS to haproxy, trusting the stack CA
+    admin = KafkaAdminClient(**kp)
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
     admin.close()
-    prod = KafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+    prod = KafkaProducer(**kp, acks="all")
     sent = [f"m{i}".encode() for i in range(20)]
     for i, v in enumerate(sent):
         prod.send(topic, key=f"k{i % 3}".encode(), value=v)
@@ -44,7 +47,7 @@ def test_kafka_python_independent_client_produces_and_consumes(stack, topic_pref
     prod.close()
     cons = KafkaConsumer(
         topic,
-        bootstrap_servers=stack.bootstrap,
+        **kp,
         auto_offset_reset="earliest",
         group_id=f"g-{uuid.uuid4().hex[:6]}",
         consumer_timeout_ms=8000,
@@ -59,23 +62,24 @@ def test_kafka_python_independent_client_produces_and_consumes(stack, topic_pref
 def test_mosquitto_clients_reach_mqtt_with_credentials(stack):
     mq = stack.config.mqtt
     topic = f"es-test/{uuid.uuid4().hex}"
-    auth = ["-u", mq.username, "-P", mq.password.get_secret_value()]
+    auth = mosquitto_cli(mq)  # host, port, stack-admin's login, the stack CA and its client certificate
     sub = subprocess.Popen(
-        ["mosquitto_sub", "-h", mq.host, "-p", str(mq.port), *auth, "-t", topic, "-C", "1", "-W", "10"],
+        ["mosquitto_sub", *auth, "-t", topic, "-C", "1", "-W", "10"],
         stdout=subprocess.PIPE,
         text=True,
     )
     time.sleep(0.5)
     subprocess.run(
-        ["mosquitto_pub", "-h", mq.host, "-p", str(mq.port), *auth, "-t", topic, "-m", "hello", "-q", "1"],
+        ["mosquitto_pub", *auth, "-t", topic, "-m", "hello", "-q", "1"],
         check=True,
         timeout=10,
     )
     out, _ = sub.communicate(timeout=15)
     assert out.strip() == "hello"
     # Wrong password is refused: the broker really enforces authentication.
+    wrong = mosquitto_cli(mq.model_copy(update={"password": SecretStr("wrong")}))
     bad = subprocess.run(
-        ["mosquitto_pub", "-h", mq.host, "-p", str(mq.port), "-u", mq.username, "-P", "wrong", "-t", topic, "-m", "x"],
+        ["mosquitto_pub", *wrong, "-t", topic, "-m", "x"],
         capture_output=True,
         text=True,
         timeout=10,
@@ -93,6 +97,7 @@ def test_s3_rejects_wrong_secret(stack):
         aws_access_key_id=stack.config.s3.access_key,
         aws_secret_access_key="wrong-secret",
         region_name="us-east-1",
+        verify=str(stack.config.s3.ca_file) if stack.config.s3.ca_file else None,  # HTTPS, the stack CA
     )
     with pytest.raises(ClientError):
         c.list_objects_v2(Bucket=stack.config.s3.keyframe_bucket)
@@ -139,7 +144,7 @@ def _our_server_pids(under: Path) -> set[int]:
                     continue
             except OSError:
                 continue
-            if any(x in cmd for x in (b"tansu", b"weed\x00mini", b"nx-27017", b"mosquitto\x00-c")):
+            if any(x in cmd for x in (b"tansu", b"weed\x00mini", b"nx-27017", b"mosquitto\x00-c", b"haproxy")):
                 if _pid_runs(int(p.name), cmd.split(b"\0")[0].decode()):
                     pids.add(int(p.name))
     return pids
@@ -165,7 +170,7 @@ def test_cli_up_status_down_leaves_no_process(tmp_path):
         )
         assert status.returncode == 0, status.stdout + status.stderr
         rows = json.loads(status.stdout)
-        assert {r["name"] for r in rows if r["healthy"]} == set(SERVICES)
+        assert {r["name"] for r in rows if r["healthy"]} == {*SERVICES, TLS_PROXY}  # `stack up` is secure
         state = json.loads((data / "stack.json").read_text())["services"]
         pids = {v["pid"] for v in state.values()}
         assert all(Path(f"/proc/{p}").exists() for p in pids)
@@ -178,6 +183,14 @@ def test_cli_up_status_down_leaves_no_process(tmp_path):
             env=env,
         )
         assert again.returncode == 1 and "already in use" in again.stderr
+        plain = subprocess.run(
+            [*CLI, "stack", "up", "--plain", "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+        assert plain.returncode == 1 and "a secure stack runs" in plain.stderr  # a running stack keeps its mode
         logs = subprocess.run(
             [*CLI, "stack", "logs", "kafka", "--data-dir", str(data)],
             capture_output=True,
@@ -204,6 +217,37 @@ def test_cli_up_status_down_leaves_no_process(tmp_path):
     assert status.returncode == 1
 
 
+def test_cli_plain_only_when_asked_and_a_running_stack_keeps_its_mode(tmp_path):
+    """`stack up --plain` starts plain listeners (no TLS proxy, no identities); later commands without the flag keep
+    it plain, identities are refused naming the mode; `--plain` against a running secure stack is refused."""
+    kafka, s3, mongo, mqtt = free_ports(4)
+    data = tmp_path / "plain-stack"
+    ports = ["--kafka-port", str(kafka), "--s3-port", str(s3), "--mongo-port", str(mongo), "--mqtt-port", str(mqtt)]
+    env = {**os.environ, "COLUMNS": "200"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*CLI, *args, "--data-dir", str(data)], capture_output=True, text=True, timeout=120, env=env
+        )
+
+    up = cli("stack", "up", "--plain", "--storage", "memory", *ports)
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        assert "plain" in up.stdout and not (data / "identities").exists()
+        status = cli("stack", "status", "--json")
+        assert status.returncode == 0, status.stdout + status.stderr
+        rows = json.loads(status.stdout)
+        assert {r["name"] for r in rows if r["healthy"]} == set(SERVICES)  # no kafka-tls
+        assert not any("secure mode" in r["detail"] for r in rows)
+        again = cli("stack", "up")  # no flag: the running stack stays plain
+        assert again.returncode == 0 and "already running" in again.stdout and "plain" in again.stdout
+        refused = cli("identities", "add-agent", "gate-1", "--site", "s", "--out", str(tmp_path / "g.json"))
+        assert refused.returncode == 1 and "runs plain" in refused.stderr and not (tmp_path / "g.json").exists()
+    finally:
+        down = cli("stack", "down")
+    assert down.returncode == 0, down.stderr
+
+
 def _zombie(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
@@ -219,7 +263,8 @@ def test_durable_broker_keeps_messages_across_restart(tmp_path):
     st.up()
     try:
         topic = f"dur-{uuid.uuid4().hex[:6]}"
-        p = Producer({"bootstrap.servers": st.bootstrap, "acks": "all", "enable.idempotence": True})
+        conf = st.config.kafka.client_config()  # TLS, the stack CA
+        p = Producer({**conf, "acks": "all", "enable.idempotence": True})
         for i in range(50):
             p.produce(topic, value=str(i).encode(), key=b"k")
         assert p.flush(20) == 0
@@ -227,7 +272,7 @@ def test_durable_broker_keeps_messages_across_restart(tmp_path):
         st.up()
         c = Consumer(
             {
-                "bootstrap.servers": st.bootstrap,
+                **conf,
                 "group.id": "dur",
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": 6000,

@@ -21,7 +21,7 @@ import pytest
 from pydantic import ValidationError
 
 from cloud.config import StackConfig
-from ops.stack import PROXY, Stack, _pid_runs, private_settings
+from ops.stack import PROXY, TLS_PROXY, Stack, _pid_runs, private_settings
 
 CLI = [sys.executable, "-m", "ops.cli"]
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
@@ -31,7 +31,16 @@ pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
 
 def test_broker_count_is_bounded_and_needs_shared_storage(tmp_path):
     assert StackConfig().brokers == 1
-    assert Stack(settings=StackConfig(data_dir=tmp_path)).services == ("s3", "kafka", "mongo", "mqtt")
+    plain = StackConfig(data_dir=tmp_path / "plain", secure=False)
+    assert Stack(settings=plain).services == ("s3", "kafka", "mongo", "mqtt")
+    # secure (the default): the one broker behind haproxy's TLS frontend, no TCP proxy
+    assert Stack(settings=StackConfig(data_dir=tmp_path / "secure")).services == (
+        "s3",
+        "kafka",
+        "mongo",
+        "mqtt",
+        TLS_PROXY,
+    )
     for bad in (0, 10):
         with pytest.raises(ValidationError, match="brokers"):
             StackConfig(brokers=bad)
@@ -53,7 +62,10 @@ def _busiest_broker(ports: dict[str, int]) -> str:
 @pytest.fixture(scope="module")
 def three_brokers(tmp_path_factory) -> Iterator[Stack]:
     data = tmp_path_factory.mktemp("brokers") / "stack"
-    st = Stack(settings=private_settings(data, brokers=3))
+    # Plain: this is about haproxy spreading clients over the brokers and what a broker kill costs them (failover
+    # gaps, acknowledged offsets); the secure stack puts the same haproxy frontend in TLS (test_stack.py,
+    # test_secure_pipeline.py cover TLS), whose handshakes on every reconnect would be part of each gap measured.
+    st = Stack(settings=private_settings(data, brokers=3, secure=False))
     assert st.services == ("s3", *BROKERS, "mongo", "mqtt", PROXY)
     st.up(services=[*BROKERS, PROXY])  # S3 (their shared storage) comes with them
     try:

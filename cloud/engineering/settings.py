@@ -13,7 +13,7 @@ from edgesight.config import StrictModel
 class ConsumerConfig(StrictModel):
     group_id: str = Field(min_length=1, max_length=200)
     batch_size: int = Field(1000, ge=1, le=100000, description="max records per batch (one bulk write + one commit)")
-    batch_timeout_s: float = Field(0.5, gt=0, le=60, description="max wait to fill a batch")
+    batch_timeout_s: float = Field(0.5, gt=0, le=60, description="max wait for a batch's first record")
     write_concern: Literal["majority", "1"] = Field(
         "majority",
         description="MongoDB write concern of every write; 'majority' falls back to 1 (logged) "

@@ -2,7 +2,10 @@
 
 At-least-once delivery with an exactly-once *effect*:
 
-1. ``consume`` up to ``batch_size`` records (auto-commit off, :func:`edgesight.kafka.consumer_config`);
+1. ``consume`` up to ``batch_size`` records (auto-commit off, :func:`edgesight.kafka.consumer_config`): wait up
+   to ``batch_timeout_s`` for the first one, then take what is already fetched without waiting (a batch never
+   lingers for records that are not there: at a low rate each record is written as it comes, under load the
+   fetched backlog fills the batch);
 2. each record goes to the handler's ``accept``; a failed one (a :class:`Failure` returned, or *any*
    exception raised for it) goes to :meth:`BatchLoop._failed`, the one place that applies the
    :class:`ErrorPolicy` (dead-letter it, or stop the task), so no record can stop the loop;
@@ -223,7 +226,9 @@ class BatchLoop:
             t0 = idle_since = time.monotonic()
             while not self.stop.is_set():
                 t_c = time.perf_counter()
-                msgs = c.consume(num_messages=self.batch_size, timeout=self.batch_timeout_s)
+                msgs = c.consume(num_messages=1, timeout=self.batch_timeout_s)
+                if msgs and self.batch_size > 1:
+                    msgs += c.consume(num_messages=self.batch_size - 1, timeout=0)
                 t_p = time.perf_counter()
                 self.timing["consume"] += t_p - t_c
                 got = 0

@@ -6,7 +6,8 @@ Collections (in database ``mongo.warehouse_db``, names prefixed by ``collection_
   upserts), ``ts`` a BSON date (TTL), the rest as on the wire.
 * ``keyframes``: one document per keyframe, ``_id`` = ``keyframe_id``: ``bucket``, ``s3_key``
   (where the bytes are), ``object_key`` (the contract's stable key), ``camera_id``, ``agent_id``,
-  ``ts``, ``size``, ``sha256``, ``kafka`` {topic, partition, offset}.
+  ``ts``, ``size``, ``sha256``, ``kafka`` {topic, partition, offset}; for a per-track crop (not the whole
+  frame) also ``crop`` [x1, y1, x2, y2] and ``frame`` {width, height} in source-frame pixels.
 """
 
 from __future__ import annotations

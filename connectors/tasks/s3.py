@@ -19,7 +19,7 @@ from typing import Any
 from cloud.sinks import DocumentNotEncodable, FlushResult, Item, MongoSink, S3Sink, bson_size
 from cloud.stream import TP, BatchLoop, Failure, Handler, TaskFailed, WriteResult
 from edgesight.limits import clip
-from edgesight.wire import KeyframeMeta, WireError, decode_keyframe
+from edgesight.wire import KeyframeMeta, WireError, decode_keyframe, keyframe_header_text
 
 from ..joda import joda_format
 from ..options import S3_SINK, RunnerConfigError
@@ -201,7 +201,7 @@ class S3SinkHandler(Handler):
             key = self.object_key(tp[0], tp[1], f.encoded, f.start_offset)
             single = len(f.records) == 1
             first_meta = f.records[0][1]
-            md = {"keyframe-id": first_meta.keyframe_id, "camera-id": first_meta.camera_id} if single else {}
+            md = _object_metadata(first_meta) if single else {}
             body = b"".join(m.value() + self.sep for m, _ in f.records)
             ct = "image/jpeg" if single else "application/octet-stream"
             items.append(Item((key, body, ct, md), tp[0], tp[1], f.records[-1][0].offset(), ctx=f))
@@ -257,6 +257,16 @@ class S3SinkHandler(Handler):
             self.next_commit.pop(tp, None)
             self.skips.pop(tp, None)
         self.closed = [(tp, f) for tp, f in self.closed if tp not in tps]
+
+
+def _object_metadata(meta: KeyframeMeta) -> dict[str, str]:
+    """The S3 user metadata of a keyframe's object: its id and camera, and for a crop (a track's box, not the
+    whole frame) ``keyframe-crop`` and ``keyframe-frame`` encoded as its Kafka headers are."""
+    md = {"keyframe-id": meta.keyframe_id, "camera-id": meta.camera_id}
+    if meta.crop is not None and meta.frame is not None:
+        md["keyframe-crop"] = keyframe_header_text(meta.crop)
+        md["keyframe-frame"] = keyframe_header_text(meta.frame.model_dump())
+    return md
 
 
 def _meta_doc(meta: KeyframeMeta) -> dict[str, Any]:

@@ -73,10 +73,10 @@ class CaptureStatus:
 class _Camera:
     """Everything the supervisor keeps per camera (survives worker restarts)."""
 
-    def __init__(self, cfg: CameraConfig, cond: threading.Condition):
+    def __init__(self, cfg: CameraConfig, cond: threading.Condition, predict_takes: bool = False):
         self.cfg = cfg
         self.stats = CameraStats(cfg.id)
-        self.slot = HandoffSlot(cfg.id, cond, self.stats)
+        self.slot = HandoffSlot(cfg.id, cond, self.stats, predict_takes=predict_takes)
         self.worker: CaptureWorker | None = None
         self.generation = 0
         self.state = CameraState.STOPPED
@@ -99,8 +99,12 @@ class Supervisor:
         agent_id: str = "edge",
         on_state_change: StateChangeHook | None = None,
         watchdog_interval: float = 0.5,
+        predict_takes: bool = False,
     ):
+        """``predict_takes``: the consumer takes frames in a steady cycle (the agent's inference loop), so a
+        frame it would find overwritten anyway is not colour-converted (:meth:`HandoffSlot.unwanted`)."""
         self.agent_id = agent_id
+        self.predict_takes = predict_takes
         self.on_state_change = on_state_change
         self.watchdog_interval = watchdog_interval
         self._cond = threading.Condition()
@@ -113,7 +117,7 @@ class Supervisor:
         for cfg in cameras:
             if cfg.id in self._cams:
                 raise ValueError(f"duplicate camera id {cfg.id!r}")
-            self._cams[cfg.id] = _Camera(cfg, self._cond)
+            self._cams[cfg.id] = _Camera(cfg, self._cond, self.predict_takes)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -155,7 +159,7 @@ class Supervisor:
         with self._lock:
             if cfg.id in self._cams:
                 raise ValueError(f"camera {cfg.id!r} already exists")
-            cam = self._cams[cfg.id] = _Camera(cfg, self._cond)
+            cam = self._cams[cfg.id] = _Camera(cfg, self._cond, self.predict_takes)
             if self._running:
                 self._launch(cam)
 

@@ -7,7 +7,7 @@ Public interface for the pipeline::
     pub = EdgePublisher(cfg.publish, agent_id).start()
     kf = KeyframeSelector(cfg.publish.keyframes, agent_id)
     ...
-    shot = kf.process(camera_id, frame_bgr, ts, seq, [TrackUpdate(track_id, score, is_new), ...])
+    shot = kf.process(camera_id, frame_bgr, ts, seq, [TrackUpdate(track_id, score, is_new, box), ...], geometry)
     for meta, jpeg in shot.keyframes:
         pub.publish_keyframe(meta, jpeg)
     for ev in events:                      # attach shot.ref_for(ev.track_id) as ev.keyframe

@@ -59,6 +59,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from edge_agent.priority import lower_this_thread
 from edgesight import metrics
 from edgesight.kafka import TopicSpec
 from edgesight.log import get_logger
@@ -483,6 +484,7 @@ class EdgePublisher:
         self._log.warning("producer recreated; unacknowledged records re-sent in order", extra={"records": n})
 
     def _run(self) -> None:
+        lower_this_thread()
         last_gauges = 0.0
         while not self._stop.is_set():
             try:

@@ -122,6 +122,16 @@ class KeyframePolicy(StrictModel):
     min_jpeg_quality: int = Field(35, ge=5, le=100)
     max_width: int | None = Field(1280, ge=64, le=16384, description="downscale wider frames first; None = keep")
     max_bytes: int = Field(300_000, ge=8_000, le=16 * 1024**2)
+    crop: Literal["track", "frame"] = Field(
+        "track",
+        description="track: a track_start / score_improved keyframe is the crop of that track's box (one JPEG per "
+        "track); frame: the whole frame (one JPEG per frame). interval and snapshot keyframes are whole frames",
+    )
+    crop_margin: float = Field(0.2, ge=0.0, le=2.0, description="added on each side of a box, as a share of its size")
+    crop_min_px: int = Field(64, ge=8, le=4096, description="a crop is at least this wide and high (frame allowing)")
+    max_crops_per_frame: int = Field(
+        4, ge=1, le=64, description="crops encoded per frame; more wait for the camera's next frames (never dropped)"
+    )
 
     @field_validator("max_bytes", mode="before")
     @classmethod

@@ -64,7 +64,8 @@ pipeline (``append`` had not returned), so nothing accepted is lost.
 
 Bound: ``max_bytes`` caps unresolved data (pending + in flight). When an
 append would exceed it, the OLDEST pending records (at the read cursor) are
-dropped, counted (``dropped_total``, per kind) and logged — never silently.
+dropped, counted (``dropped_total``, per kind) and logged — never silently (one
+"spool full" line per ``DROP_LOG_INTERVAL_S`` with the counts since the last one, and one on close).
 Records already inside librdkafka cannot be recalled, which is why the
 in-flight window is validated to be at most a quarter of ``max_bytes``.
 Disk use stays below ``max_bytes`` + about two segments + the segments that
@@ -102,6 +103,9 @@ MAX_PAYLOAD = 512 * 1024 * 1024
 
 KIND_EVENT, KIND_KEYFRAME, KIND_STATUS = 0, 1, 2
 KIND_NAMES = {KIND_EVENT: "detections", KIND_KEYFRAME: "keyframes", KIND_STATUS: "status"}
+# A full spool drops on (nearly) every append: one summary line per interval, with the counts since the last one
+# (and once more on close), instead of one line per dropping append.
+DROP_LOG_INTERVAL_S = 10.0
 
 
 class SpoolError(RuntimeError):
@@ -230,6 +234,8 @@ class Spool:
         self._last_sync = time.monotonic()
         self._last_ckpt = 0.0
         self._ckpt_dirty = True
+        self._drops_unlogged: dict[str, int] = {}  # dropped since the last "spool full" line, per kind
+        self._drop_logged_at = float("-inf")
         self._opened = False
 
     # ---- open / recovery --------------------------------------------------------------
@@ -431,9 +437,8 @@ class Spool:
             )
 
     def _make_room(self, need: int) -> None:
-        limit = self.settings.max_bytes
         dropped: dict[int, int] = {}
-        while self._stats.bytes + need > limit and self._stats.pending_records > 0:
+        while self._stats.bytes + need > self.settings.max_bytes and self._stats.pending_records > 0:
             seg = self._segment_at(self._cursor)
             ln, _crc, seq = _HDR.unpack(os.pread(seg.fd, _HDR.size, self._cursor - seg.base))
             kind = os.pread(seg.fd, 1, self._cursor - seg.base + _HDR.size)[0]
@@ -449,24 +454,33 @@ class Spool:
                 self._skip.append([seq, seq])
             dropped[kind] = dropped.get(kind, 0) + 1
         if dropped:
-            n = sum(dropped.values())
-            self._stats.dropped_total += n
+            self._stats.dropped_total += sum(dropped.values())
             for k, c in dropped.items():
                 name = KIND_NAMES.get(k, str(k))
                 self._stats.dropped_by_kind[name] = self._stats.dropped_by_kind.get(name, 0) + c
+                self._drops_unlogged[name] = self._drops_unlogged.get(name, 0) + c
                 if self._on_drop:
                     self._on_drop(k, c)
             self._ckpt_dirty = True
-            log.warning(
-                "spool full: oldest records dropped",
-                extra={
-                    "dropped": n,
-                    "by_kind": {KIND_NAMES.get(k, str(k)): c for k, c in dropped.items()},
-                    "dropped_total": self._stats.dropped_total,
-                    "limit_bytes": limit,
-                },
-            )
+            if time.monotonic() - self._drop_logged_at >= DROP_LOG_INTERVAL_S:
+                self._log_drops()
             self._gc_segments()
+
+    def _log_drops(self) -> None:
+        """One warning for what was dropped since the last one (counts per kind, the total so far)."""
+        if not self._drops_unlogged:
+            return
+        log.warning(
+            "spool full: oldest records dropped",
+            extra={
+                "dropped": sum(self._drops_unlogged.values()),
+                "by_kind": dict(self._drops_unlogged),
+                "dropped_total": self._stats.dropped_total,
+                "limit_bytes": self.settings.max_bytes,
+            },
+        )
+        self._drops_unlogged = {}
+        self._drop_logged_at = time.monotonic()
 
     def _seg_index(self, pos: int) -> int:
         segs = self._segments
@@ -672,6 +686,7 @@ class Spool:
         with self._lock:
             if not self._opened:
                 return
+            self._log_drops()
             self.sync()
             self._write_checkpoint()
             for seg in self._segments:

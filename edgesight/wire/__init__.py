@@ -14,6 +14,7 @@ from .codec import (
     encode_keyframe,
     event_key,
     json_schemas,
+    keyframe_header_text,
     parse_json,
 )
 from .models import (
@@ -87,6 +88,7 @@ __all__ = [
     "encode_keyframe",
     "event_key",
     "json_schemas",
+    "keyframe_header_text",
     "make_event_id",
     "new_run_id",
     "parse_json",

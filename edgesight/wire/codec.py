@@ -179,9 +179,22 @@ def decode_event(raw: bytes | str | dict) -> AnyDetectionEvent:
 # ---- keyframes -------------------------------------------------------------------------
 
 
+# Keyframe fields whose header value is compact JSON (a list or an object); every other header is ``str(value)``.
+KEYFRAME_JSON_HEADERS = frozenset({"crop", "frame"})
+
+
+def keyframe_header_text(value: Any) -> str:
+    """A keyframe field as header (or S3 metadata) text: compact JSON for a list or an object (``crop``,
+    ``frame``: ``[10,20,110,220]``, ``{"width":768,"height":576}``), ``str`` for a scalar. The one encoding:
+    :func:`decode_keyframe` reads it back."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
 def keyframe_headers(meta: KeyframeMeta) -> list[tuple[str, bytes]]:
     doc = json.loads(meta.model_dump_json(by_alias=True, exclude_none=True))
-    return [(k, str(v).encode()) for k, v in doc.items()]
+    return [(k, keyframe_header_text(v).encode()) for k, v in doc.items()]
 
 
 def encode_keyframe(meta: KeyframeMeta, jpeg: bytes) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
@@ -210,6 +223,11 @@ def _keyframe_headers(headers: Headers | None) -> dict[str, Any]:
         if v is not None and len(v) > HEADER_MAX_BYTES:
             raise WireError(kind, name, f"header of {len(v)} bytes (bound HEADER_MAX_BYTES = {HEADER_MAX_BYTES})")
         hdr[k] = _text(kind, name, v) if isinstance(v, (bytes, bytearray)) else v
+        if k in KEYFRAME_JSON_HEADERS and isinstance(hdr[k], str):
+            try:
+                hdr[k] = parse_json(hdr[k], kind, HEADER_MAX_BYTES)
+            except WireError as e:
+                raise WireError(kind, name, e.message) from None
     if not hdr:
         raise WireError(kind, "headers", "no metadata headers")
     return hdr

@@ -223,6 +223,10 @@ def make_event_id(
     return uuid.uuid5(EDGESIGHT_NS, name).hex
 
 
+# A keyframe crop's coordinate: an integer pixel of the source frame (strict: 1.0 or "1" are refused).
+CropCoord = Annotated[int, Field(strict=True, ge=0, le=16384)]
+
+
 class KeyframeReason(str, Enum):
     track_start = "track_start"
     score_improved = "score_improved"
@@ -232,7 +236,9 @@ class KeyframeReason(str, Enum):
 
 class KeyframeMeta(WireModel):
     """Metadata of one JPEG keyframe. On Kafka: key = object_key, value = JPEG bytes, headers = these fields
-    (strings). ``object_key`` is a stable name of the keyframe, *not* where it lies in S3: the S3 sink stores it
+    (strings; ``crop`` and ``frame`` as compact JSON: :func:`edgesight.wire.codec.keyframe_header_text`).
+    ``width``/``height`` are the JPEG's; a keyframe with ``crop`` shows that part of the source frame (a track's
+    box with a margin), one without shows the whole frame. ``object_key`` is a stable name of the keyframe, *not* where it lies in S3: the S3 sink stores it
     under ``topics/<topic>/<partition>/<topic>+<partition>+<offset>.jpg`` and indexes keyframe_id -> bucket and
     ``s3_key`` in the warehouse (resolve with :meth:`cloud.warehouse.Warehouse.keyframe_object`)."""
 
@@ -250,6 +256,26 @@ class KeyframeMeta(WireModel):
     size: int = Field(gt=0, le=MAX_INT64, description="bytes of the JPEG")
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     object_key: Annotated[str, Field(min_length=1, max_length=1024)]
+    crop: Annotated[list[CropCoord], Field(min_length=4, max_length=4)] | None = Field(
+        None,
+        description="a crop of the frame (a track's box with a margin): [x1, y1, x2, y2] in source-frame pixels, "
+        "inside ``frame``; absent: the JPEG shows the whole frame",
+    )
+    frame: FrameSize | None = Field(None, description="the source frame's size (required with ``crop``)")
+
+    @model_validator(mode="after")
+    def _crop_inside_frame(self) -> KeyframeMeta:
+        if self.crop is None:
+            return self
+        if self.frame is None:
+            raise ValueError("crop needs frame (the source frame's size)")
+        x1, y1, x2, y2 = self.crop
+        if not (x1 < x2 <= self.frame.width and y1 < y2 <= self.frame.height):
+            raise ValueError(
+                f"crop {self.crop} must satisfy x1 < x2 <= frame.width and y1 < y2 <= frame.height "
+                f"(frame {self.frame.width}x{self.frame.height})"
+            )
+        return self
 
     @staticmethod
     def make_object_key(agent_id: str, camera_id: str, ts: datetime, keyframe_id: str) -> str:
@@ -270,6 +296,8 @@ class KeyframeMeta(WireModel):
         height: int,
         reason: KeyframeReason | str,
         track_id: int | None = None,
+        crop: tuple[int, int, int, int] | None = None,
+        frame: tuple[int, int] | None = None,
     ) -> KeyframeMeta:
         kid = uuid.uuid5(
             EDGESIGHT_NS, f"kf/{agent_id}/{camera_id}/{int(round(ts.timestamp() * 1000))}/{seq}/{reason}/{track_id}"
@@ -287,6 +315,8 @@ class KeyframeMeta(WireModel):
             size=len(jpeg),
             sha256=hashlib.sha256(jpeg).hexdigest(),
             object_key=cls.make_object_key(agent_id, camera_id, ts, kid),
+            crop=list(crop) if crop is not None else None,
+            frame=FrameSize(width=frame[0], height=frame[1]) if frame is not None else None,
         )
 
 

@@ -10,7 +10,9 @@ Figures:
   * publish throughput (events/s accepted, and accepted+acknowledged) for lz4 / zstd /
     none, with and without keyframes (one ~real JPEG per ``--kf-every`` events);
   * accept -> broker-ack latency p50/p95 at full throttle and at a paced camera-like rate;
-  * spool write rate while the broker is unreachable and replay rate once it is back.
+  * spool write rate while the broker is unreachable and replay rate once it is back;
+  * the publisher's events/s against a bare confluent-kafka produce loop of the same payloads with the same
+    producer settings on the same broker (:func:`measure_publish`, the figure ``cloud-ops bench`` reports).
 
 One noisy 2-core machine: orders of magnitude, not thresholds.
 """
@@ -28,6 +30,8 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from confluent_kafka import Producer
+
 from edge_agent.publish import (
     EdgePublisher,
     KeyframePolicy,
@@ -38,11 +42,13 @@ from edge_agent.publish import (
     TrackUpdate,
     edge_topic_specs,
 )
+from edge_agent.publish.producer import producer_config
 from edge_agent.publish.spool import KIND_EVENT
 from edgesight.kafka import ensure_topics
 from edgesight.log import setup_logging
 from edgesight.samples import VTEST, read_video_frames
-from edgesight.wire import encode_event
+from edgesight.wire import encode_event, event_key
+from ops.bench.common import kafka_settings
 from ops.testing import make_stack
 from ops.testing.publish import T0, BrokerControl, event_stream
 
@@ -112,11 +118,13 @@ def _keyframes(n: int) -> list:
 
 
 def bench_publish(
-    bootstrap: str, tmp: Path, n: int, compression: str, kf_every: int, kfs: list, rate: float = 0.0
+    kafka: dict, tmp: Path, n: int, compression: str, kf_every: int, kfs: list, rate: float = 0.0
 ) -> dict:
+    """The agent's publisher: ``n`` events (and a keyframe every ``kf_every``) accepted, then all acknowledged.
+    ``kafka``: the ``publish.kafka`` settings (bootstrap, TLS/SASL)."""
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     cfg = PublishConfig(
-        kafka={"bootstrap_servers": bootstrap, "client_id": "bench"},
+        kafka={**kafka, "client_id": "bench"},
         topic_prefix=prefix,
         compression=compression,
         spool={"dir": str(tmp / prefix)},
@@ -155,12 +163,66 @@ def bench_publish(
     }
 
 
+def bare_produce(kafka: dict, n: int, compression: str = "lz4") -> dict:
+    """The baseline of :func:`bench_publish`: a bare confluent-kafka produce loop of the same ``n`` event payloads
+    and keys, with the agent producer's own settings (:func:`producer_config`), to fresh topics of the same
+    partitioning on the same broker; timed from the first produce() to the last acknowledgement."""
+    prefix = f"bare{uuid.uuid4().hex[:6]}"
+    cfg = PublishConfig(kafka={**kafka, "client_id": "bench"}, topic_prefix=prefix, compression=compression)
+    ensure_topics(cfg.kafka.client_config(), edge_topic_specs(cfg, partitions=3))
+    recs = [(event_key(e), encode_event(e)) for e in event_stream("bench", 4, n)]
+    acked, failed = [0], [0]
+
+    def on_delivery(err, _msg) -> None:
+        if err is None:
+            acked[0] += 1
+        else:
+            failed[0] += 1
+
+    p = Producer(producer_config(cfg))
+    topic = cfg.topics.detections
+    t0 = time.perf_counter()
+    for key, value in recs:
+        while True:
+            try:
+                p.produce(topic, value=value, key=key, on_delivery=on_delivery)
+                break
+            except BufferError:
+                p.poll(0.01)
+        p.poll(0)
+    left = p.flush(300)
+    dt = time.perf_counter() - t0
+    return {
+        "events": n,
+        "acked": acked[0],
+        "failed": failed[0],
+        "unflushed": left,
+        "acked_per_s": acked[0] / dt,
+        "bytes": sum(len(k) + len(v) for k, v in recs),
+    }
+
+
+def measure_publish(kafka: dict, n: int, tmp: Path) -> dict:
+    """Events/s through the agent's publisher (lz4, events only) against :func:`bare_produce` of the same
+    payloads, settings and broker; the baseline runs before and after the publisher and is averaged."""
+    bare1 = bare_produce(kafka, n)
+    agent = bench_publish(kafka, tmp, n, "lz4", 0, [])
+    bare2 = bare_produce(kafka, n)
+    return {
+        "events": n,
+        "publisher": agent,
+        "bare": [bare1, bare2],
+        "publisher_acked_per_s": agent["acked_per_s"],
+        "bare_acked_per_s": (bare1["acked_per_s"] + bare2["acked_per_s"]) / 2,
+    }
+
+
 def bench_outage(stack, tmp: Path, n: int) -> dict:
     """Spool write rate with the broker down, replay rate when it is back (durable stack only)."""
     ctl = BrokerControl(stack)
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     cfg = PublishConfig(
-        kafka={"bootstrap_servers": stack.bootstrap, "client_id": "bench"},
+        kafka={**kafka_settings(stack.config.kafka), "client_id": "bench"},
         topic_prefix=prefix,
         spool={"dir": str(tmp / prefix)},
         max_inflight_records=1000,
@@ -213,18 +275,19 @@ def main() -> int:
         print("event batch compression: " + ", ".join(f"{k} {v:.1f}" for k, v in c.items()), flush=True)
         if a.spool_only:
             return 0
-        bootstrap = a.bootstrap
-        if not bootstrap:
+        if a.bootstrap:
+            kafka = {"bootstrap_servers": a.bootstrap}
+        else:
             stack = make_stack(tmp / "stack")
             stack.up(progress=lambda m: None)
-            bootstrap = stack.bootstrap
+            kafka = kafka_settings(stack.config.kafka)
         kfs = _keyframes(16)
         kf_mean = sum(len(j) for _, j in kfs) // len(kfs)
         print(f"keyframes: vtest.avi frames, mean JPEG {kf_mean / 1000:.0f} kB", flush=True)
         rows = []
         for comp in ("lz4", "zstd", "none"):
             for kfe in (0, a.kf_every):
-                r = bench_publish(bootstrap, tmp, a.events, comp, kfe, kfs)
+                r = bench_publish(kafka, tmp, a.events, comp, kfe, kfs)
                 rows.append(r)
                 print(
                     f"publish {comp:5s} keyframes={'1/' + str(kfe) if kfe else 'no  '}: accept {r['accept_per_s']:8,.0f} ev/s, "
@@ -233,8 +296,15 @@ def main() -> int:
                     flush=True,
                 )
         results["publish"] = rows
-        paced = bench_publish(bootstrap, tmp, min(a.events, 3000), "lz4", 0, kfs, rate=500.0)
+        paced = bench_publish(kafka, tmp, min(a.events, 3000), "lz4", 0, kfs, rate=500.0)
         results["paced_500_per_s"] = paced
+        base = results["vs_bare_produce"] = measure_publish(kafka, min(a.events, 10000), tmp)
+        print(
+            f"publisher {base['publisher_acked_per_s']:,.0f} ev/s vs bare confluent-kafka produce loop "
+            f"{base['bare_acked_per_s']:,.0f} ev/s (same payloads, settings, broker) -> ratio "
+            f"{base['publisher_acked_per_s'] / base['bare_acked_per_s']:.2f}",
+            flush=True,
+        )
         print(
             f"paced 500 ev/s lz4: latency p50 {paced['lat_p50_ms']:.1f} ms p95 {paced['lat_p95_ms']:.1f} ms", flush=True
         )

@@ -96,7 +96,7 @@ def run(cfg, n: int, batch: int, probes: bool) -> dict:
         time.sleep(0.05)
     runner.stop()
     if runner.errors():
-        raise SystemExit(f"runner failed: {runner.errors()}")
+        raise RuntimeError(f"runner failed: {runner.errors()}")
     st = runner.tasks[0].stats
     stored = coll.count_documents({})
     sink_rate = n / (st["last_commit_at"] - st["first_record_at"])

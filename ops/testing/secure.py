@@ -7,6 +7,7 @@ Real servers and real clients only:
 - :func:`mqtt_connect` / :func:`login` / :func:`admin`: paho clients over TLS (:class:`MqttProbe` records what
   arrives and the SUBACK codes);
 - :func:`issue`: an identity through the real CLI (``cloud-ops identities add-*``), its credentials bundle;
+- :func:`issue_live`: an identity issued on a running stack, usable when it returns;
 - :func:`s3_client`: boto3 with given keys, over HTTPS trusting the stack CA unless told otherwise.
 """
 
@@ -119,6 +120,27 @@ def mqtt_connect(
         return cl, "ok"
     cl.close()
     return None, (result[0] if result else "no CONNACK")
+
+
+def issue_live(stack: Stack, name: str, role: str, *, site: str | None = None) -> Issued:
+    """Issue an identity on a *running* secure stack: mosquitto re-reads its files (SIGHUP), and this returns once
+    the new login is accepted (an MQTT role) so a client started next is not refused by a reload still under way.
+    S3 identities need ``stack.restart("s3")`` (SeaweedFS reads them at start)."""
+    import time
+
+    assert stack.identities is not None, "a plain stack has no identities"
+    issued = stack.identities.add(name, role, site=site)
+    stack.reload_identities()
+    if issued.mqtt_password is None:
+        return issued
+    deadline, why = time.monotonic() + 10, ""
+    while time.monotonic() < deadline:
+        cl, why = mqtt_connect(stack, name, issued.mqtt_password)
+        if cl is not None:
+            cl.close()
+            return issued
+        time.sleep(0.1)
+    raise AssertionError(f"the new identity {name} is not accepted by mosquitto after its reload: {why}")
 
 
 def login(stack: Stack, issued: Issued) -> MqttProbe:

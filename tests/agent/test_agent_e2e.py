@@ -20,7 +20,10 @@ import pytest
 import yaml
 
 from edgesight import samples
+from edgesight.kafka import KafkaConfig
 from edgesight.wire import Topics, decode_ack, decode_event, decode_keyframe, decode_status
+from ops.testing.clients import kafka_python, mosquitto_cli
+from tests.agents import agent_links
 from tests.capture.conftest import RtspServer
 
 VTEST = str(samples.VTEST)
@@ -44,7 +47,7 @@ def agent_yaml(
     metrics_port: int,
     spool: Path,
 ) -> Path:
-    mq = stack.config.mqtt
+    links = agent_links(stack, agent_id, tmp)  # its own identity on the secure stack (kept for a restart)
     cfg = {
         "agent_id": agent_id,
         "cameras": cameras,
@@ -57,17 +60,15 @@ def agent_yaml(
         },
         "tracking": {"update_interval_s": 0.0, "tracker": {"frame_rate": 5}},
         "publish": {
-            "kafka": {"bootstrap_servers": bootstrap or stack.bootstrap, "topic_prefix": prefix},
+            "kafka": {
+                **links["kafka"],
+                **({"bootstrap_servers": bootstrap} if bootstrap else {}),
+                "topic_prefix": prefix,
+            },
             "spool": {"dir": str(spool), "max_bytes": "256MiB"},
             "keyframes": {"interval_s": 5},
         },
-        "control": {
-            "host": mq.host,
-            "port": mq.port,
-            "username": mq.username,
-            "password": "${MQTT_PASSWORD}",
-            "keepalive_s": 5,
-        },
+        "control": {**links["control"], "keepalive_s": 5},
         "metrics": {"port": metrics_port},
         "pipeline": {"heartbeat_interval_s": 2},
     }
@@ -79,11 +80,7 @@ def agent_yaml(
 class AgentProc:
     def __init__(self, config: Path, metrics_port: int, stack, model_dir: Path, log: Path):
         self.url = f"http://127.0.0.1:{metrics_port}"
-        env = {
-            **os.environ,
-            "EDGESIGHT_MODEL_DIR": str(model_dir),
-            "MQTT_PASSWORD": stack.config.mqtt.password.get_secret_value(),
-        }
+        env = {**os.environ, "EDGESIGHT_MODEL_DIR": str(model_dir)}
         self.log = log
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edge_agent.cli", "run", "-c", str(config)],
@@ -126,13 +123,14 @@ def cams(st: dict) -> dict[str, dict]:
     return {c["camera_id"]: c for c in st["cameras"]}
 
 
-def read_topic(bootstrap: str, topic: str, *, min_count: int = 1, timeout_s: float = 30) -> list:
-    """All records of a topic via kafka-python (an independent client implementation)."""
+def read_topic(kafka: KafkaConfig, topic: str, *, min_count: int = 1, timeout_s: float = 30) -> list:
+    """All records of a topic via kafka-python (an independent client implementation), connected as ``kafka``
+    says (TLS and the stack CA on the secure stack)."""
     from kafka import KafkaConsumer
 
     c = KafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka_python(kafka),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=f"check-{uuid.uuid4().hex[:8]}",
@@ -160,20 +158,7 @@ class MqttWatch:
     def __init__(self, stack, topic: str):
         mq = stack.config.mqtt
         self.proc = subprocess.Popen(
-            [
-                "mosquitto_sub",
-                "-h",
-                mq.host,
-                "-p",
-                str(mq.port),
-                "-u",
-                mq.username,
-                "-P",
-                mq.password.get_secret_value(),
-                "-t",
-                topic,
-                "-v",
-            ],
+            ["mosquitto_sub", *mosquitto_cli(mq), "-t", topic, "-v"],  # the stack's own login (stack-admin)
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -207,23 +192,7 @@ class MqttWatch:
 def mqtt_pub(stack, topic: str, payload: str) -> None:
     mq = stack.config.mqtt
     subprocess.run(
-        [
-            "mosquitto_pub",
-            "-h",
-            mq.host,
-            "-p",
-            str(mq.port),
-            "-u",
-            mq.username,
-            "-P",
-            mq.password.get_secret_value(),
-            "-t",
-            topic,
-            "-m",
-            payload,
-            "-q",
-            "1",
-        ],
+        ["mosquitto_pub", *mosquitto_cli(mq), "-t", topic, "-m", payload, "-q", "1"],
         check=True,
         timeout=10,
     )
@@ -339,7 +308,7 @@ def test_two_cameras_to_kafka_with_mqtt_control(tmp_path, stack, model_dir, rtsp
             agent.kill()
 
     topics = Topics(prefix)
-    events = [decode_event(m.value) for m in read_topic(stack.bootstrap, topics.detections, min_count=10)]
+    events = [decode_event(m.value) for m in read_topic(stack.config.kafka, topics.detections, min_count=10)]
     assert {e.camera_id for e in events} == {"rtsp-cam", "file-cam"}
     assert all(e.agent_id == agent_id and e.label == "person" for e in events)
     assert len({e.event_id for e in events}) == len(events), "duplicate event ids"
@@ -351,13 +320,13 @@ def test_two_cameras_to_kafka_with_mqtt_control(tmp_path, stack, model_dir, rtsp
             last[e.camera_id] = e.seq
     kinds = {e.kind.value for e in events}
     assert {"new", "update", "end"} <= kinds  # SIGTERM ends every live track
-    keyframes = read_topic(stack.bootstrap, topics.keyframes, min_count=2)
+    keyframes = read_topic(stack.config.kafka, topics.keyframes, min_count=2)
     metas = [decode_keyframe(m.key, m.value, m.headers)[0] for m in keyframes]
     assert {m.camera_id for m in metas} == {"rtsp-cam", "file-cam"}
     assert snap_key in {m.object_key for m in metas}
     refs = {e.keyframe.keyframe_id for e in events if e.keyframe}
     assert refs and refs <= {m.keyframe_id for m in metas}, "events point at keyframes that were never published"
-    status = [decode_status(m.value) for m in read_topic(stack.bootstrap, topics.status, min_count=1)]
+    status = [decode_status(m.value) for m in read_topic(stack.config.kafka, topics.status, min_count=1)]
     assert any(s.agent_id == agent_id for s in status)
 
 
@@ -406,7 +375,7 @@ def test_sigkill_then_restart_replays_the_spool(tmp_path, stack, model_dir):
     finally:
         if agent2.proc.poll() is None:
             agent2.kill()
-    events = [decode_event(m.value) for m in read_topic(stack.bootstrap, Topics(prefix).detections, min_count=15)]
+    events = [decode_event(m.value) for m in read_topic(stack.config.kafka, Topics(prefix).detections, min_count=15)]
     ids = [e.event_id for e in events]
     assert accepted_events >= 15
     assert len(set(ids)) == accepted_events, (len(set(ids)), accepted_events)

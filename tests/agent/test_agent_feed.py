@@ -50,6 +50,7 @@ from edgesight.wire import (
     dumps,
 )
 from edgesight.wire.models import EVENTS_MAX_PER_MESSAGE, PREVIEW_MAX_BYTES
+from ops.testing.clients import mqtt_login, paho_client
 from tests.agents import agent_config
 
 VTEST = str(samples.VTEST)
@@ -172,8 +173,7 @@ class Watcher:
         self.messages: list[mqtt.MQTTMessage] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"watch-{uuid.uuid4().hex[:8]}")
-        self.client.username_pw_set(mq.username, mq.password.get_secret_value())
+        self.client = paho_client(mq, client_id=f"watch-{uuid.uuid4().hex[:8]}")  # stack-admin over TLS
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_connect = lambda c, *a: c.subscribe(f"{self.base}/{topics}", qos=1)
@@ -367,7 +367,7 @@ def test_events_are_batched_and_bounded_on_the_real_broker(stack):
     """A burst far past what one message holds: batches of at most 100, new/end kept, the rest counted."""
     mq = stack.config.mqtt
     agent_id = f"burst-{uuid.uuid4().hex[:6]}"
-    cfg = ControlConfig(host=mq.host, port=mq.port, username=mq.username, password=mq.password, events_queue=500)
+    cfg = ControlConfig(**mqtt_login(mq), events_queue=500)
     cp = ControlPlane(cfg, agent_id, lambda cmd: {})
     cp.start()
     w = Watcher(stack, agent_id)
@@ -397,10 +397,7 @@ def test_preview_mode_sends_events_only_under_a_lease_and_removal_flushes_them(s
     mq = stack.config.mqtt
     agent_id = f"lease-{uuid.uuid4().hex[:6]}"
     cfg = ControlConfig(
-        host=mq.host,
-        port=mq.port,
-        username=mq.username,
-        password=mq.password,
+        **mqtt_login(mq),
         events_feed="preview",
         events_interval_s=60,
     )

@@ -49,7 +49,7 @@ def test_agent_stderr_is_json_and_final_count_includes_end_events(tmp_path, stac
     assert len(final) == 1 and final[0]["flushed"], final
     events = [
         e
-        for e in (decode_event(m.value) for m in read_topic(stack.bootstrap, Topics(prefix).detections, min_count=5))
+        for e in (decode_event(m.value) for m in read_topic(stack.config.kafka, Topics(prefix).detections, min_count=5))
         if e.agent_id == agent_id
     ]
     assert any(e.kind == "end" for e in events)

@@ -48,7 +48,7 @@ def test_sigkill_mid_track_then_restart_gives_separate_tracks_per_run(tmp_path, 
     assert len(set(runs)) == 2 and all(runs), runs
 
     topics = Topics(prefix)
-    events = [decode_event(m.value) for m in read_topic(stack.bootstrap, topics.detections, min_count=40)]
+    events = [decode_event(m.value) for m in read_topic(stack.config.kafka, topics.detections, min_count=40)]
     by_run: dict[str, set[int]] = {}
     for e in events:
         assert e.run_id in runs, e.run_id

@@ -10,24 +10,29 @@ import io
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import yaml
 
+from ops.testing.clients import kafka_python
 from ops.testing.warehouse import T0
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def cloud_yaml(cfg, path: Path, *, topic_prefix: str, session_timeout_ms: int = 6000) -> Path:
-    """Write a cloud config YAML pointing at ``cfg``'s servers (secrets included: a test file)."""
+    """Write a cloud config YAML pointing at ``cfg``'s servers, with its TLS settings and CA (secrets included:
+    a test file)."""
     doc = {
         "kafka": {
             "bootstrap_servers": cfg.kafka.bootstrap_servers,
+            "security_protocol": cfg.kafka.security_protocol,
             "topic_prefix": topic_prefix,
             "session_timeout_ms": session_timeout_ms,
         },
@@ -40,8 +45,19 @@ def cloud_yaml(cfg, path: Path, *, topic_prefix: str, session_timeout_ms: int = 
         },
         "mongo": {"uri": cfg.mongo.uri.get_secret_value(), "warehouse_db": cfg.mongo.warehouse_db},
     }
+    if cfg.kafka.ssl_ca_location:
+        doc["kafka"]["ssl_ca_location"] = str(cfg.kafka.ssl_ca_location)
+    if cfg.s3.ca_file:
+        doc["s3"]["ca_file"] = str(cfg.s3.ca_file)
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+def open_url(cfg, url: str):
+    """``urlopen`` a (presigned) S3 URL with no credentials, trusting what ``cfg``'s S3 clients trust (``s3.ca_file``:
+    the stack CA on the secure stack)."""
+    ctx = ssl.create_default_context(cafile=str(cfg.s3.ca_file)) if cfg.s3.ca_file else None
+    return urllib.request.urlopen(url, timeout=10, context=ctx)
 
 
 def cloud_for_test(cfg, topic_prefix: str):
@@ -70,13 +86,31 @@ def jpeg_bytes(seed: int) -> bytes:
         return b.getvalue()
 
 
-def make_keyframe(i: int, *, camera: str = "cam-1", agent: str = "agent-1", ts: datetime | None = None):
+def make_keyframe(
+    i: int,
+    *,
+    camera: str = "cam-1",
+    agent: str = "agent-1",
+    ts: datetime | None = None,
+    crop: tuple[int, int, int, int] | None = None,
+):
+    """A keyframe record; with ``crop``, a per-track crop of a 768x576 frame."""
     from edgesight.wire import KeyframeMeta, encode_keyframe
 
     jpeg = jpeg_bytes(i)
     ts = ts or (T0 + timedelta(seconds=i))
     meta = KeyframeMeta.for_jpeg(
-        jpeg, agent_id=agent, camera_id=camera, ts=ts, seq=i, width=64, height=48, reason="track_start", track_id=i
+        jpeg,
+        agent_id=agent,
+        camera_id=camera,
+        ts=ts,
+        seq=i,
+        width=64,
+        height=48,
+        reason="track_start",
+        track_id=i,
+        crop=crop,
+        frame=(768, 576) if crop else None,
     )
     key, value, headers = encode_keyframe(meta, jpeg)
     return meta, jpeg, key, value, headers
@@ -95,7 +129,7 @@ def read_all(cfg, topic: str, *, expect: int, timeout_s: float = 30.0):
 
     c = KafkaConsumer(
         topic,
-        bootstrap_servers=cfg.kafka.bootstrap_servers,
+        **kafka_python(cfg.kafka),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,

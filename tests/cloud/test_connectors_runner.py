@@ -3,9 +3,9 @@ in S3 with warehouse pointers, DLQ, crash/restart, two runners in one group, the
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-import urllib.request
 
 import pytest
 
@@ -23,6 +23,7 @@ from . import (
     create_topic,
     log_lines,
     make_keyframe,
+    open_url,
     read_all,
     sha,
     start_runner,
@@ -127,7 +128,7 @@ def test_keyframes_in_s3_and_warehouse_pointer(env):
     cfg, wh, w, topics = env
     create_topic(cfg, topics.keyframes, 2)
     create_topic(cfg, topics.detections, 1)
-    kfs = [make_keyframe(i) for i in range(6)]
+    kfs = [make_keyframe(i, crop=(10 * i, 20, 10 * i + 64, 84) if i % 2 else None) for i in range(6)]
     recs = [(k, v, h, int(m.ts.timestamp() * 1000)) for m, _, k, v, h in kfs]
     m0, j0, k0, v0, h0 = make_keyframe(99)
     corrupt = (k0, v0[:-4] + b"\x00\x00\xff\xd9", h0)  # sha256 no longer matches
@@ -147,13 +148,21 @@ def test_keyframes_in_s3_and_warehouse_pointer(env):
             f"{topics.keyframes}+{kp}+{ko:010d}.jpg"
         )
         assert doc["s3_key"] == expected and doc["object_key"] == meta.object_key and doc["camera_id"] == "cam-1"
-        assert s3.get_object(Bucket=cfg.s3.keyframe_bucket, Key=expected)["Body"].read() == jpeg
-        with urllib.request.urlopen(doc["url"], timeout=10) as resp:  # the presigned URL, no credentials
+        obj = s3.get_object(Bucket=cfg.s3.keyframe_bucket, Key=expected)
+        assert obj["Body"].read() == jpeg
+        # A per-track crop says so (index and object metadata); a whole frame carries no crop.
+        if meta.crop is None:
+            assert "crop" not in doc and "frame" not in doc and "keyframe-crop" not in obj["Metadata"]
+        else:
+            assert doc["crop"] == meta.crop and doc["frame"] == {"width": 768, "height": 576}
+            assert obj["Metadata"]["keyframe-crop"] == json.dumps(meta.crop, separators=(",", ":"))
+            assert json.loads(obj["Metadata"]["keyframe-frame"]) == doc["frame"]
+        with open_url(cfg, doc["url"]) as resp:  # the presigned URL, no credentials
             body = resp.read()
         assert body == jpeg and sha(body) == meta.sha256
     # the detection points at its keyframe
     kd = w.keyframe_for_event(ev.event_id)
-    with urllib.request.urlopen(kd["url"], timeout=10) as resp:
+    with open_url(cfg, kd["url"]) as resp:
         assert resp.read() == kfs[2][1]
     dlq = read_all(cfg, topics.dlq("s3-sink"), expect=1)
     assert len(dlq) == 1 and b"sha256" in dict(dlq[0].headers)["__connect.errors.exception.message"]
@@ -303,7 +312,7 @@ def test_keyframe_indexer_next_to_connect(env):
     for meta, jpeg, *_ in kfs:
         doc = w.keyframe(meta.keyframe_id)
         assert doc["s3_key"] in written
-        with urllib.request.urlopen(doc["url"], timeout=10) as resp:
+        with open_url(cfg, doc["url"]) as resp:
             assert resp.read() == jpeg
 
 

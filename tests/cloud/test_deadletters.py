@@ -7,9 +7,10 @@ from confluent_kafka import Producer
 from kafka import KafkaConsumer, TopicPartition
 
 from cloud.deadletters import ReplayReport, read, replay
-from edgesight.kafka import TopicSpec, ensure_topics
+from edgesight.kafka import KafkaConfig, TopicSpec, ensure_topics
 from edgesight.wire import WireError
 from edgesight.wire.deadletter import context_headers
+from ops.testing.clients import kafka_python
 
 
 class Interrupted(Exception):
@@ -43,9 +44,9 @@ def _dead_letters(conf: dict, dlq: str, source: str, n: int) -> list[bytes]:
     return values
 
 
-def _values(bootstrap: str, topic: str, n: int) -> list:
+def _values(kafka: KafkaConfig, topic: str, n: int) -> list:
     kc = KafkaConsumer(
-        bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=3000
+        **kafka_python(kafka), auto_offset_reset="earliest", enable_auto_commit=False, consumer_timeout_ms=3000
     )
     kc.assign([TopicPartition(topic, 0)])
     kc.seek_to_beginning()
@@ -89,7 +90,7 @@ def test_replay_filters_checkpoints_and_resumes_after_an_interruption(stack, top
     # the run again sends only what was not committed (records 5-9); together: each once
     rep = replay(conf, dlq, to=target, stage="VALUE_CONVERTER", checkpoint_every=2)
     assert isinstance(rep, ReplayReport) and rep.read == 5 and rep.committed
-    got = _values(stack.bootstrap, target, 7)
+    got = _values(stack.config.kafka, target, 7)
     wanted = [v for i, v in enumerate(values) if i % 4 != 3]
     # records 1-4 (3 of them VALUE_CONVERTER) came from the first run, the rest from the second
     assert [v for v, _ in got] == wanted

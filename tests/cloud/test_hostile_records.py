@@ -34,6 +34,7 @@ from edgesight.kafka import ensure_topics
 from edgesight.log import get_logger
 from edgesight.wire import Topics, dumps, encode_event
 from edgesight.wire.deadletter import STAGES, VALUE_DROPPED, parse_headers
+from ops.testing.clients import kafka_python
 from ops.testing.warehouse import T0, make_event, produce
 
 from . import create_topic, make_keyframe
@@ -316,7 +317,7 @@ def run_all(r: Run, *, mongo: bool = False, s3: bool = False, engineering: bool 
 def dead_letters(cfg: Any, topic: str) -> list[Any]:
     """Every record of the (1-partition) dead-letter topic, read with kafka-python (an independent client)."""
     kc = KafkaConsumer(
-        bootstrap_servers=cfg.kafka.bootstrap_servers,
+        **kafka_python(cfg.kafka),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=1500,
@@ -654,7 +655,7 @@ def test_keyframe_with_a_non_utf8_header_name_between_good_ones(stack: Any) -> N
             if i == 2:
                 headers = [*headers, (_RawName("x"), b"1")]
             recs.append((key, value, headers))
-        p = KafkaProducer(bootstrap_servers=r.cfg.kafka.bootstrap_servers, acks="all")
+        p = KafkaProducer(**kafka_python(r.cfg.kafka), acks="all")
         for key, value, headers in recs:
             p.send(r.topics.keyframes, key=key, value=value, headers=headers).get(30)
         p.close()
@@ -758,7 +759,7 @@ def test_many_records_with_unreadable_header_names_never_leak_an_error(stack: An
 
     topic = f"h{uuid.uuid4().hex[:10]}.names"
     create_topic(stack.config, topic, 1)
-    p = KafkaProducer(bootstrap_servers=stack.config.kafka.bootstrap_servers, acks="all", linger_ms=5)
+    p = KafkaProducer(**kafka_python(stack.config.kafka), acks="all", linger_ms=5)
     n, bad = 300, set(range(7, 300, 9))
     for i in range(n):
         hdrs = [("i", str(i).encode()), ("a", b"1")]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import urllib.request
 from datetime import timedelta
 
 import pytest
@@ -28,7 +27,7 @@ from connectors.smt import build_chain
 from connectors.spec import load_connector, variables
 from ops.testing.warehouse import T0, make_event
 
-from . import cloud_yaml, make_keyframe
+from . import cloud_yaml, make_keyframe, open_url
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -154,7 +153,7 @@ def test_keyframe_url_delete_and_export(wh, tmp_path):
             }
         )
     doc = w.keyframe(kfs[1][0].keyframe_id)
-    with urllib.request.urlopen(doc["url"], timeout=10) as r:
+    with open_url(cfg, doc["url"]) as r:
         assert r.read() == kfs[1][1]
     assert w.keyframe("0" * 32) is None
 

@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,6 +32,7 @@ from edgesight import samples
 from edgesight.limits import COMMAND_MAX_BYTES
 from edgesight.wire import ControlAck, WireError, decode_ack, decode_command
 from edgesight.wire.models import MAX_VERTICES, MAX_ZONES
+from ops.testing.clients import mqtt_login, paho_client
 from tests.agents import agent_config
 
 VTEST = str(samples.VTEST)
@@ -197,8 +197,7 @@ class Acks:
         self.acks: list[ControlAck] = []
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
-        self.client.username_pw_set(mq.username, mq.password.get_secret_value())
+        self.client = paho_client(mq, client_id=f"test-{uuid.uuid4().hex[:8]}")  # stack-admin over TLS
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_connect = lambda c, *a: c.subscribe(ack_topic, qos=1)
@@ -239,8 +238,7 @@ def ends_within(fn: Callable[[], object], seconds: float) -> bool:
 
 
 def control_config(stack, **kw: Any) -> ControlConfig:
-    mq = stack.config.mqtt
-    return ControlConfig(host=mq.host, port=mq.port, username=mq.username, password=mq.password, **kw)
+    return ControlConfig(**mqtt_login(stack.config.mqtt), **kw)  # the stack's own login (TLS on the secure stack)
 
 
 @pytest.mark.timeout(120)

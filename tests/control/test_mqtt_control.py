@@ -15,16 +15,15 @@ import pytest
 from edge_agent.control.mqtt import CommandError, ControlPlane
 from edge_agent.control.settings import ControlConfig
 from edgesight.wire import AgentStatus, decode_ack, decode_status
+from ops.testing.clients import mosquitto_cli, mqtt_login
 
 
 def control_config(stack) -> ControlConfig:
-    mq = stack.config.mqtt
-    return ControlConfig(host=mq.host, port=mq.port, username=mq.username, password=mq.password)
+    return ControlConfig(**mqtt_login(stack.config.mqtt))  # the stack's own login (TLS on the secure stack)
 
 
 def auth(stack) -> list[str]:
-    mq = stack.config.mqtt
-    return ["-h", mq.host, "-p", str(mq.port), "-u", mq.username, "-P", mq.password.get_secret_value()]
+    return mosquitto_cli(stack.config.mqtt)
 
 
 def pub(stack, topic: str, payload: str) -> None:
@@ -118,12 +117,10 @@ def test_retained_status_and_last_will(stack, agent_id, tmp_path):
         textwrap.dedent(f"""
         import time, sys
         from datetime import datetime, timezone
-        from pydantic import SecretStr
         from edge_agent.control.mqtt import ControlPlane
         from edge_agent.control.settings import ControlConfig
         from edgesight.wire import AgentStatus, CameraStatus
-        cfg = ControlConfig(host={mq.host!r}, port={mq.port}, username={mq.username!r},
-                            password=SecretStr({mq.password.get_secret_value()!r}), keepalive_s=5)
+        cfg = ControlConfig(**{mqtt_login(mq, plain=True)!r}, keepalive_s=5)
         cp = ControlPlane(cfg, {agent_id!r}, lambda c: {{}})
         cp.start()
         now = datetime.now(timezone.utc)

@@ -19,6 +19,7 @@ from confluent_kafka import Producer
 from cloud.config import CloudConfig
 from edgesight.kafka import TopicSpec, ensure_topics
 from edgesight.wire import Topics, dumps
+from ops.testing.clients import kafka_link
 
 REPO = Path(__file__).resolve().parents[2]
 SESSION_MS = 6000  # Tansu completes a group join in ~half the session timeout
@@ -120,7 +121,7 @@ def env(stack, topic_prefix, tmp_path) -> Env:
     )
     doc = {
         "kafka": {
-            "bootstrap_servers": cfg.kafka.bootstrap_servers,
+            **{k: str(v) for k, v in kafka_link(cfg.kafka).items()},  # address, TLS and the CA (no SASL here)
             "topic_prefix": topic_prefix,
             "session_timeout_ms": SESSION_MS,
         },

@@ -22,6 +22,7 @@ from edgesight.kafka import TopicSpec, ensure_topics
 from edgesight.wire import dumps
 from edgesight.wire.deadletter import parse_headers
 from ops.cli import app as cloud_ops
+from ops.testing.clients import kafka_python
 
 from .conftest import SESSION_MS, wait_for
 from .known_stream import N_EVENTS, assert_analytics, events
@@ -37,7 +38,7 @@ def run_inproc(env, group: str, idle_s: float = 2.0, **kw):
 def read_partition(env, topic: str, n: int, partition: int = 0) -> list:
     """Up to ``n`` records of one partition from its start, read with kafka-python (an independent client)."""
     kc = KafkaConsumer(
-        bootstrap_servers=env.cfg.kafka.bootstrap_servers,
+        **kafka_python(env.cfg.kafka),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=10000,

@@ -6,21 +6,21 @@ from __future__ import annotations
 import pytest
 
 from edge_agent.publish import PublishConfig, edge_topic_specs
-from edgesight.kafka import ensure_topics
+from edgesight.kafka import KafkaConfig, ensure_topics
 from ops.testing import make_stack
+from ops.testing.clients import kafka_link
 from ops.testing.publish import BrokerControl
 
 
-def publish_config(bootstrap: str, prefix: str, spool_dir, **kw) -> PublishConfig:
+def publish_config(kafka: KafkaConfig, prefix: str, spool_dir, **kw) -> PublishConfig:
+    """A publisher on the broker ``kafka`` points at (its address, TLS and CA), under ``prefix``."""
     spool = {"dir": str(spool_dir), **kw.pop("spool", {})}
-    return PublishConfig(
-        kafka={"bootstrap_servers": bootstrap, "client_id": "edge-test"}, topic_prefix=prefix, spool=spool, **kw
-    )
+    return PublishConfig(kafka={**kafka_link(kafka), "client_id": "edge-test"}, topic_prefix=prefix, spool=spool, **kw)
 
 
 @pytest.fixture
 def pub_config(stack, topic_prefix, tmp_path) -> PublishConfig:
-    cfg = publish_config(stack.bootstrap, topic_prefix, tmp_path / "spool")
+    cfg = publish_config(stack.config.kafka, topic_prefix, tmp_path / "spool")
     ensure_topics(cfg.kafka.client_config(), edge_topic_specs(cfg, partitions=3))
     return cfg
 

@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import time
 
+from edgesight.kafka import KafkaConfig
 from edgesight.wire import decode_event, event_key
+from ops.testing.clients import kafka_python
 from ops.testing.publish import T0 as T0
 from ops.testing.publish import BrokerControl as BrokerControl
 from ops.testing.publish import event_stream as event_stream
 
 
 def read_topic(
-    bootstrap: str, topic: str, *, expect: int | None = None, idle_s: float = 5.0, max_wait_s: float = 180.0
+    kafka: KafkaConfig, topic: str, *, expect: int | None = None, idle_s: float = 5.0, max_wait_s: float = 180.0
 ) -> list:
-    """Every record of ``topic`` from the beginning, via kafka-python. With ``expect``: stops once that
+    """Every record of ``topic`` from the beginning, via kafka-python, connected as ``kafka`` says (TLS and the
+    stack CA on the secure stack). With ``expect``: stops once that
     many were read and nothing more arrives for a second (or after ``max_wait_s``); without: after
     ``idle_s`` without records."""
     from kafka import KafkaConsumer, TopicPartition
 
     c = KafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **kafka_python(kafka),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         consumer_timeout_ms=500,

@@ -25,7 +25,7 @@ from ops.testing.publish import event_stream
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["publish", "drain"])
-    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--kafka", required=True, help="the connection settings (JSON: bootstrap, TLS, CA)")
     ap.add_argument("--prefix", required=True)
     ap.add_argument("--spool", required=True)
     ap.add_argument("--agent", default="agent-k")
@@ -37,7 +37,7 @@ def main() -> int:
     a = ap.parse_args()
     setup_logging("WARNING")
     cfg = PublishConfig(
-        kafka={"bootstrap_servers": a.bootstrap, "client_id": "edge-killtest"},
+        kafka={**json.loads(a.kafka), "client_id": "edge-killtest"},
         topic_prefix=a.prefix,
         spool={"dir": a.spool},
     )

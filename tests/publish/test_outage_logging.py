@@ -38,7 +38,7 @@ class _Collect(logging.Handler):
 @pytest.mark.timeout(240)
 def test_outage_logging_is_rate_limited_and_last_error_clears(broker, tmp_path):
     st = broker.stack
-    cfg = publish_config(st.bootstrap, f"l{uuid.uuid4().hex[:8]}", tmp_path / "spool")
+    cfg = publish_config(st.config.kafka, f"l{uuid.uuid4().hex[:8]}", tmp_path / "spool")
     ensure_topics(cfg.kafka.client_config(), edge_topic_specs(cfg, partitions=1))
     collect = _Collect()
     lg = logging.getLogger("edgesight.publish")

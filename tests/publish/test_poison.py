@@ -16,7 +16,7 @@ AGENT = "agent-poison"
 
 def test_oversized_record_fails_alone(stack, pub_config, tmp_path):
     cfg = publish_config(
-        stack.bootstrap,
+        stack.config.kafka,
         pub_config.topics.prefix,
         tmp_path / "spool",
         message_max_bytes=256 * 1024,
@@ -42,5 +42,5 @@ def test_oversized_record_fails_alone(stack, pub_config, tmp_path):
         REGISTRY.get_sample_value("edgesight_publish_records_failed_total", {"agent": AGENT, "topic": "keyframes"})
         == 1.0
     )
-    recs = read_topic(stack.bootstrap, cfg.topics.detections, expect=50)
+    recs = read_topic(stack.config.kafka, cfg.topics.detections, expect=50)
     assert sorted(decode_event(r.value).event_id for r in recs) == sorted(e.event_id for e in evs)

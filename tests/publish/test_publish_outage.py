@@ -33,7 +33,7 @@ def run_outage(
     st = broker.stack
     agent = "agent-out"
     # A small in-flight window, so that most of the outage goes to the on-disk spool and is replayed.
-    cfg = publish_config(st.bootstrap, f"o{uuid.uuid4().hex[:8]}", tmp_path / "spool", max_inflight_records=window)
+    cfg = publish_config(st.config.kafka, f"o{uuid.uuid4().hex[:8]}", tmp_path / "spool", max_inflight_records=window)
     ensure_topics(cfg.kafka.client_config(), edge_topic_specs(cfg, partitions=3))
     accepted: list = []
     stop = threading.Event()
@@ -84,7 +84,7 @@ def run_outage(
     assert final["spool"]["dropped"] == 0
 
     t_read = time.monotonic()
-    recs = read_topic(st.bootstrap, cfg.topics.detections, expect=len(accepted))
+    recs = read_topic(st.config.kafka, cfg.topics.detections, expect=len(accepted))
     print(f"read back {len(recs)} in {time.monotonic() - t_read:.1f}s")
     first, by_cam, dups = first_occurrences(recs)  # a re-send is byte-identical
     missing = [(e.camera_id, e.seq) for e in accepted if e.event_id not in first]

@@ -50,7 +50,7 @@ def test_events_keyframes_status_round_trip(pub_config, stack, vtest_path):
     assert _metric("edgesight_publish_records_acked_total", "detections") - before_acked == n
 
     topics = pub_config.topics
-    recs = read_topic(stack.bootstrap, topics.detections, expect=n)
+    recs = read_topic(stack.config.kafka, topics.detections, expect=n)
     assert len(recs) == n
     by_cam: dict[str, list[int]] = defaultdict(list)
     parts: dict[str, set[int]] = defaultdict(set)
@@ -67,7 +67,7 @@ def test_events_keyframes_status_round_trip(pub_config, stack, vtest_path):
         assert len(parts[cam]) == 1  # one camera, one partition
     assert len(by_cam) == n_cams
 
-    kf = read_topic(stack.bootstrap, topics.keyframes, expect=len(frames))
+    kf = read_topic(stack.config.kafka, topics.keyframes, expect=len(frames))
     assert len(kf) == len(frames)
     got = {}
     for r in kf:
@@ -77,7 +77,7 @@ def test_events_keyframes_status_round_trip(pub_config, stack, vtest_path):
     assert set(got) == {m.keyframe_id for m in kf_sent}
     assert {m.reason.value for m in got.values()} == {"track_start"}
 
-    hb = read_topic(stack.bootstrap, topics.status, expect=1)
+    hb = read_topic(stack.config.kafka, topics.status, expect=1)
     assert len(hb) == 1 and hb[0].key == AGENT.encode()
     status = decode_status(hb[0].value)
     assert status.agent_id == AGENT and status.spool is not None and status.spool.limit_bytes > 0

@@ -13,7 +13,8 @@ import uuid
 from pathlib import Path
 
 from edge_agent.publish import edge_topic_specs
-from edgesight.kafka import ensure_topics
+from edgesight.kafka import KafkaConfig, ensure_topics
+from ops.testing.clients import kafka_link
 from ops.testing.publish import event_stream
 
 from .conftest import publish_config
@@ -31,13 +32,13 @@ def _lines(path: Path) -> list[str]:
         return []
 
 
-def _start(mode: str, bootstrap: str, prefix: str, spool: Path, ids: Path | None = None, **kw) -> subprocess.Popen:
+def _start(mode: str, kafka: KafkaConfig, prefix: str, spool: Path, ids: Path | None = None, **kw) -> subprocess.Popen:
     argv = [
         sys.executable,
         str(SCRIPT),
         mode,
-        "--bootstrap",
-        bootstrap,
+        "--kafka",
+        json.dumps(kafka_link(kafka), default=str),
         "--prefix",
         prefix,
         "--spool",
@@ -65,18 +66,18 @@ def _kill_after(proc: subprocess.Popen, ids: Path, n: int, timeout: float = 120)
     assert proc.returncode == -signal.SIGKILL
 
 
-def _drain(bootstrap: str, prefix: str, spool: Path) -> dict:
-    p = _start("drain", bootstrap, prefix, spool, timeout=150)
+def _drain(kafka: KafkaConfig, prefix: str, spool: Path) -> dict:
+    p = _start("drain", kafka, prefix, spool, timeout=150)
     out, err = p.communicate(timeout=200)
     assert p.returncode == 0, f"drain failed: {out}\n{err[-3000:]}"
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _check(bootstrap: str, topic: str, written: list[str]) -> dict:
+def _check(kafka: KafkaConfig, topic: str, written: list[str]) -> dict:
     """Everything in ``written`` arrived; distinct ids form a prefix of the deterministic stream
     (accepted = the file, or one more killed between publish() and the id write); duplicates are
     byte-identical; per camera the first occurrences are in order."""
-    recs = read_topic(bootstrap, topic, expect=len(written))
+    recs = read_topic(kafka, topic, expect=len(written))
     first, order, dups = first_occurrences(recs)
     assert set(written) <= set(first), f"{len(set(written) - set(first))} accepted events lost"
     k = len(first)
@@ -92,17 +93,17 @@ def test_sigkill_with_broker_down_then_replay(broker, tmp_path):
     st = broker.stack
     prefix = f"k{uuid.uuid4().hex[:8]}"
     spool, ids = tmp_path / "spool", tmp_path / "ids.txt"
-    pc = publish_config(st.bootstrap, prefix, spool)
+    pc = publish_config(st.config.kafka, prefix, spool)
     ensure_topics(pc.kafka.client_config(), edge_topic_specs(pc, partitions=3))
     broker.stop()
-    proc = _start("publish", st.bootstrap, prefix, spool, ids)
+    proc = _start("publish", st.config.kafka, prefix, spool, ids)
     _kill_after(proc, ids, 3000)
     written = _lines(ids)
     assert (spool / "checkpoint.json").exists()
     broker.start()
-    res = _drain(st.bootstrap, prefix, spool)
+    res = _drain(st.config.kafka, prefix, spool)
     assert res["stats"]["spool"]["replayed"] >= len(written)
-    out = _check(st.bootstrap, f"{prefix}.detections.v1", written)
+    out = _check(st.config.kafka, f"{prefix}.detections.v1", written)
     assert out["duplicates"] == 0  # the broker never acknowledged anything: nothing to re-send twice
 
 
@@ -110,10 +111,10 @@ def test_sigkill_while_delivering_then_replay(broker, tmp_path):
     st = broker.stack
     prefix = f"k{uuid.uuid4().hex[:8]}"
     spool, ids = tmp_path / "spool", tmp_path / "ids.txt"
-    pc = publish_config(st.bootstrap, prefix, spool)
+    pc = publish_config(st.config.kafka, prefix, spool)
     ensure_topics(pc.kafka.client_config(), edge_topic_specs(pc, partitions=3))
-    proc = _start("publish", st.bootstrap, prefix, spool, ids)
+    proc = _start("publish", st.config.kafka, prefix, spool, ids)
     _kill_after(proc, ids, 6000)
     written = _lines(ids)
-    _drain(st.bootstrap, prefix, spool)
-    _check(st.bootstrap, f"{prefix}.detections.v1", written)
+    _drain(st.config.kafka, prefix, spool)
+    _check(st.config.kafka, f"{prefix}.detections.v1", written)

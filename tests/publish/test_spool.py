@@ -126,3 +126,27 @@ def test_one_process_per_spool(tmp_path):
         Spool(_settings(tmp_path)).open()
     a.close()
     Spool(_settings(tmp_path)).open().close()
+
+
+def test_full_spool_logs_a_summary_not_a_line_per_drop(tmp_path, caplog):
+    """A full spool drops on nearly every append; the log carries one summary per interval (and one on close)
+    whose counts add up to exactly what was dropped."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="edgesight.publish.spool")
+    sp = Spool(_settings(tmp_path, max_bytes=1024**2, segment_bytes=64 * 1024)).open()
+    for i in range(3000):
+        sp.append(KIND_EVENT if i % 3 else KIND_KEYFRAME, b"k", b"x" * 1000)
+    st = sp.stats()
+    dropped = st.dropped_total
+    sp.close()
+    lines = [r for r in caplog.records if r.getMessage().startswith("spool full: oldest records dropped")]
+    assert dropped > 1000
+    assert 1 <= len(lines) <= 3  # the first drop, maybe one more interval on a slow machine, the close
+    assert sum(r.dropped for r in lines) == dropped
+    by_kind: dict[str, int] = {}
+    for r in lines:
+        for k, c in r.by_kind.items():
+            by_kind[k] = by_kind.get(k, 0) + c
+    assert by_kind == st.dropped_by_kind and set(by_kind) == {"detections", "keyframes"}
+    assert lines[-1].dropped_total == dropped

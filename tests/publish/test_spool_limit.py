@@ -31,7 +31,12 @@ def test_full_spool_drops_oldest_and_counts_exactly(stack, pub_config, tmp_path,
         keyframes={"max_bytes": 100_000},
     )
     dead = f"127.0.0.1:{free_ports(1)[0]}"  # nothing listens: the uplink is down
-    cfg_down = publish_config(dead, pub_config.topics.prefix, tmp_path / "spool", **small)
+    cfg_down = publish_config(
+        stack.config.kafka.model_copy(update={"bootstrap_servers": dead}),
+        pub_config.topics.prefix,
+        tmp_path / "spool",
+        **small,
+    )
     sent = [ev for ev in event_stream(AGENT, 2, n)]
     m0 = _dropped_metric()
     pub = EdgePublisher(cfg_down, AGENT).start()
@@ -54,11 +59,11 @@ def test_full_spool_drops_oldest_and_counts_exactly(stack, pub_config, tmp_path,
 
     # Uplink back (same spool, right address): what was kept arrives; the dropped are the oldest
     # spooled ones (just after the few the producer already held), and the count survived the restart.
-    cfg_up = publish_config(pub_config.kafka.bootstrap_servers, pub_config.topics.prefix, tmp_path / "spool", **small)
+    cfg_up = publish_config(stack.config.kafka, pub_config.topics.prefix, tmp_path / "spool", **small)
     with EdgePublisher(cfg_up, AGENT) as pub2:
         assert pub2.spool_status().dropped == dropped
         assert pub2.flush(60), pub2.stats()
-    recs = read_topic(stack.bootstrap, cfg_up.topics.detections, expect=n - dropped)
+    recs = read_topic(stack.config.kafka, cfg_up.topics.detections, expect=n - dropped)
     got = {r.value for r in recs}
     from edgesight.wire import decode_event
 

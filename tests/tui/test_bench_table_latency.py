@@ -18,7 +18,6 @@ import threading
 import time
 import uuid
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from edge_agent.tui.app import EdgeSightApp
@@ -26,6 +25,7 @@ from edge_agent.tui.feed import MqttFeed
 from edge_agent.tui.settings import OperatorConfig
 from edge_agent.tui.state import SiteState
 from edge_agent.tui.widgets import CameraTable
+from ops.testing.clients import mqtt_login, paho_client
 from tests.tui.feeds import T0, agent_doc, camera_doc
 
 CAMERAS = 16
@@ -41,15 +41,14 @@ def test_status_to_table_latency_16_cameras(stack):
     root = f"t{uuid.uuid4().hex[:8]}"
     agent = "bench-1"
     cams = [f"cam-{i:02d}" for i in range(CAMERAS)]
-    op = OperatorConfig(host=mq.host, port=mq.port, username=mq.username, password=mq.password, topic_root=root)
+    op = OperatorConfig(**mqtt_login(mq), topic_root=root)
     state = SiteState(root)
     feed = MqttFeed(op, state).start()
     sent: dict[tuple[str, int], float] = {}
     shown: dict[tuple[str, int], float] = {}
     stop = threading.Event()
 
-    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    pub.username_pw_set(mq.username, mq.password.get_secret_value())
+    pub = paho_client(mq)  # the stack's own login (TLS on the secure stack)
     pub.connect(mq.host, mq.port)
     pub.loop_start()
 

@@ -6,7 +6,6 @@ import json
 import time
 import uuid
 
-import paho.mqtt.client as mqtt
 import pytest
 
 from edge_agent.tui.feed import MqttFeed, NotConnected
@@ -15,6 +14,7 @@ from edge_agent.tui.state import SiteState
 from edgesight.wire import WireError
 from ops.stack import Stack, StackError
 from ops.testing import make_stack
+from ops.testing.clients import mqtt_login, paho_client
 from tests.tui.feeds import agent_doc, camera_doc
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(180)]
@@ -28,8 +28,7 @@ def wait(pred, what: str, timeout: float = 45.0) -> None:
 
 
 def publish(mq, topic: str, doc: dict) -> None:
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    c.username_pw_set(mq.username, mq.password.get_secret_value())
+    c = paho_client(mq)  # the stack's own login (TLS on the secure stack)
     c.connect(mq.host, mq.port)
     c.loop_start()
     try:
@@ -56,7 +55,7 @@ def test_feed_reconnects_resubscribes_and_checks_commands(tmp_path):
     try:
         mq = st.config.mqtt
         root = f"t{uuid.uuid4().hex[:8]}"
-        op = OperatorConfig(host=mq.host, port=mq.port, username=mq.username, password=mq.password, topic_root=root)
+        op = OperatorConfig(**mqtt_login(mq), topic_root=root)
         state = SiteState(root)
         feed = MqttFeed(op, state).start()
         try:

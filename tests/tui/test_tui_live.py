@@ -18,13 +18,16 @@ from edge_agent.tui.settings import OperatorConfig
 from edge_agent.tui.state import SiteState
 from edge_agent.tui.widgets import AckLine, CameraTable
 from edgesight import samples
+from ops.testing.clients import kafka_link, mqtt_login
 
 VTEST = str(samples.VTEST)
 pytestmark = pytest.mark.timeout(300)
 
 
 def start_agent(stack, model_dir: Path, tmp_path: Path, cameras: list[dict]) -> tuple[Agent, OperatorConfig]:
-    """A running agent on a topic root of its own, and the operator's config to reach it."""
+    """A running agent on a topic root of its own, and the operator's config to reach it. Both log in as the
+    stack's own ``stack-admin`` over TLS: an agent identity's generated ACL grants only the ``edgesight`` root, and
+    a root of its own keeps this test's site apart from the session's other agents."""
     mq = stack.config.mqtt
     root = f"t{uuid.uuid4().hex[:8]}"
     cfg = AgentConfig.model_validate(
@@ -33,14 +36,11 @@ def start_agent(stack, model_dir: Path, tmp_path: Path, cameras: list[dict]) -> 
             "cameras": cameras,
             "inference": {"model_dir": str(model_dir), "variant": "int8", "classes": ["person"], "intra_op_threads": 1},
             "publish": {
-                "kafka": {"bootstrap_servers": stack.bootstrap, "topic_prefix": f"t{uuid.uuid4().hex[:8]}"},
+                "kafka": {**kafka_link(stack.config.kafka), "topic_prefix": f"t{uuid.uuid4().hex[:8]}"},
                 "spool": {"dir": str(tmp_path / "spool"), "max_bytes": "256MiB"},
             },
             "control": {
-                "host": mq.host,
-                "port": mq.port,
-                "username": mq.username,
-                "password": mq.password.get_secret_value(),
+                **mqtt_login(mq),
                 "topic_root": root,
                 "allowed_sources": {"directories": [str(samples.VTEST.parent)]},
             },
@@ -49,7 +49,7 @@ def start_agent(stack, model_dir: Path, tmp_path: Path, cameras: list[dict]) -> 
         }
     )
     agent = Agent(cfg).start()
-    op = OperatorConfig(host=mq.host, port=mq.port, username=mq.username, password=mq.password, topic_root=root)
+    op = OperatorConfig(**mqtt_login(mq), topic_root=root)
     return agent, op
 
 

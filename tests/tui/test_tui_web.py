@@ -24,11 +24,11 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 from PIL import Image
 
 from edgesight.wire import decode_status
+from ops.testing.clients import paho_client
 from tests.tui.feeds import site_messages
 
 pytestmark = [
@@ -61,8 +61,7 @@ def free_port() -> int:
 
 def publish(stack, messages: list[tuple[str, bytes]]) -> None:
     mq = stack.config.mqtt
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    c.username_pw_set(mq.username, mq.password.get_secret_value())
+    c = paho_client(mq)  # the stack's own login (TLS on the secure stack)
     c.connect(mq.host, mq.port)
     c.loop_start()
     try:
@@ -181,6 +180,10 @@ def test_web_mode_shows_the_camera_table_in_chromium(stack, tmp_path):
     env = {**os.environ, "EDGESIGHT_TUI_PASSWORD": mq.password.get_secret_value()}
     cmd = [sys.executable, "-m", "edge_agent.cli", "tui", "--web", "--port", str(port)]
     cmd += ["--mqtt-host", mq.host, "--mqtt-port", str(mq.port), "--username", mq.username, "--topic-root", root]
+    if mq.tls:  # the secure stack: TLS trusting its CA, stack-admin's client certificate
+        cmd += ["--tls", "--ca-file", str(mq.ca_file)]
+        if mq.cert_file and mq.key_file:
+            cmd += ["--cert-file", str(mq.cert_file), "--key-file", str(mq.key_file)]
     server = subprocess.Popen(
         cmd, env=env, stdout=open(tmp_path / "web.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True
     )

@@ -826,10 +826,9 @@ def _section_notes(s: dict[str, Any]) -> list[str]:
             "",
             f"{d['cameras']} camera(s), {d['seconds']:.0f} s, {d['frames_read']} frames captured, "
             f"mean JPEG {d['jpeg']['mean_bytes'] / 1e3:.1f} kB; by topic: {bt}; {d['keyframes']} keyframes.",
-            f"Without the keyframes the ratio would be {num(d['ratio_without_keyframes'])}; a projection (not "
-            f"what the agent sends) with each track's keyframe a crop of its box (+20 % margin, same quality; "
-            f"{d['crop_projection']['crops']} crops, mean {num((d['crop_projection']['crop_mean_bytes'] or 0) / 1e3)} "
-            f"kB) and whole frames only for the periodic keyframes: {num(d['crop_projection']['ratio'])}. "
+            f"Keyframes: {d['keyframe_crops']} per-track crops (mean "
+            f"{num((d['keyframe_crop_mean_bytes'] or 0) / 1e3)} kB) and {d['keyframe_whole_frames']} whole frames "
+            f"(periodic context); without any keyframe the ratio would be {num(d['ratio_without_keyframes'])}. "
             f"Tracks without a keyframe: {', '.join(miss) if miss else 'none'}.",
         ]
     if s["name"] == "memory":

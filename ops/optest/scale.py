@@ -314,7 +314,8 @@ def run_scale(
         if svc == "sinks":
             from ops.optest.scale_consumers import sinks_curve
 
-            emit([sinks_curve(cfg, opts, work, progress, suffix)])
+            emit([sinks_curve(cfg, opts, work, progress, suffix, connector="mongo-sink-detections")])
+            emit([sinks_curve(cfg, opts, work, progress, suffix, connector="s3-sink-keyframes")])
         elif svc == "engineering":
             from ops.optest.scale_consumers import engineering_curve
 

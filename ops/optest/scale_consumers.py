@@ -22,7 +22,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,10 @@ def default_records(opts: ScaleOptions, per_instance_guess: float) -> int:
     return int(fastest * (opts.seconds + 20))
 
 
-def fill_topic(cfg: CloudConfig, topic: str, records: list[tuple[bytes, bytes]]) -> dict[int, int]:
+Record = tuple[bytes, bytes, list[tuple[str, bytes]]]  # key, value, headers
+
+
+def fill_topic(cfg: CloudConfig, topic: str, records: list[Record]) -> dict[int, int]:
     """Produce ``records`` (acks=all); the end offset of each partition from the delivery reports."""
     from confluent_kafka import Producer
 
@@ -61,10 +64,10 @@ def fill_topic(cfg: CloudConfig, topic: str, records: list[tuple[bytes, bytes]])
             ends[msg.partition()] = max(ends.get(msg.partition(), 0), msg.offset() + 1)
 
     p = Producer({**producer_config(cfg.kafka.client_config(), client_id="scale-fill", linger_ms=20)})
-    for k, v in records:
+    for k, v, h in records:
         while True:
             try:
-                p.produce(topic, key=k, value=v, on_delivery=done)
+                p.produce(topic, key=k, value=v, headers=h or None, on_delivery=done)
                 break
             except BufferError:
                 p.poll(0.05)
@@ -328,11 +331,13 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "ops.cli", *args]
 
 
-def _prepare(cfg: CloudConfig, opts: ScaleOptions, tag: str, records: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+def _prepare(
+    cfg: CloudConfig, opts: ScaleOptions, tag: str, records: list[Record], kind: str = "detections"
+) -> dict[str, Any]:
     from connectors.spec import load_topics, variables
 
     cfg = cfg.model_copy(update={"kafka": cfg.kafka.model_copy(update={"topic_prefix": tag})})
-    topic = Topics(tag).detections
+    topic = getattr(Topics(tag), kind)
     specs = [TopicSpec(s.name, opts.partitions, 1, {}) if s.name == topic else s for s in load_topics(variables(cfg))]
     ensure_topics(cfg.kafka.client_config(), specs)
     ends = fill_topic(cfg, topic, records)
@@ -403,18 +408,62 @@ def _finish_row(row: dict[str, Any], total: int) -> dict[str, Any]:
     return row
 
 
-def sinks_curve(cfg: CloudConfig, opts: ScaleOptions, work: Path, progress: Progress, suffix: str) -> Curve:
-    """The MongoDB sink connector (the Python runner of connectors/mongo-sink-detections.json), 1..M processes."""
+def _keyframe_records(n: int) -> list[Record]:
+    """``n`` keyframe records as the agent sends them: per-track crops (~200x260 px JPEGs of a few kB) of a
+    768x576 frame, 64 cameras as record keys' owners."""
+    import cv2
+
+    from edgesight.wire import KeyframeMeta, encode_keyframe
+
+    rng = np.random.default_rng(7)
+    jpegs = []
+    for i in range(16):  # a few distinct crops, reused: encoding is not what is measured
+        img = cv2.GaussianBlur(rng.integers(0, 255, (260, 200, 3), dtype=np.uint8), (9, 9), 3)
+        cv2.putText(img, str(i), (40, 150), cv2.FONT_HERSHEY_SIMPLEX, 3, (255, 255, 255), 5)
+        jpegs.append(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes())
+    t0 = datetime.now().astimezone()
+    out: list[Record] = []
+    for i in range(n):
+        jpeg = jpegs[i % len(jpegs)]
+        meta = KeyframeMeta.for_jpeg(
+            jpeg,
+            agent_id="scale-agent",
+            camera_id=f"cam-{i % 64}",
+            ts=t0,
+            seq=i,
+            width=200,
+            height=260,
+            reason="track_start",
+            track_id=i,
+            crop=(100, 100, 300, 360),
+            frame=(768, 576),
+        )
+        out.append(encode_keyframe(meta, jpeg))
+    return out
+
+
+def sinks_curve(
+    cfg: CloudConfig, opts: ScaleOptions, work: Path, progress: Progress, suffix: str, *, connector: str
+) -> Curve:
+    """A sink connector (the Python runner of connectors/<connector>.json), 1..M processes: ``mongo-sink-detections``
+    (bulk upserts into the warehouse: bound by the warehouse server) or ``s3-sink-keyframes`` (one object per
+    record, ``flush.size`` 1, and its index document: each instance mostly waits on S3)."""
     from cloud.warehouse import Names, WarehouseConfig, init_warehouse
+    from cloud.warehouse.sweep import sweep_objects
     from edgesight.wire import encode_event
     from ops.testing.warehouse import make_event
 
+    s3 = connector == "s3-sink-keyframes"
     tag = f"sc{uuid.uuid4().hex[:8]}"
-    n = default_records(opts, 600.0)
-    progress(f"sinks: pre-filling {n:,} detection events into {opts.partitions} partitions")
-    # 64 cameras (the record key): the partitions get about the same share
-    evs = [make_event(i, camera=f"cam-{i % 64}", zones=["door"] if i % 3 == 0 else []) for i in range(n)]
-    prep = _prepare(cfg, opts, tag, [(f"{e.agent_id}/{e.camera_id}".encode(), encode_event(e)) for e in evs])
+    n = default_records(opts, 150.0 if s3 else 600.0)
+    kind = "keyframes" if s3 else "detections"
+    progress(f"sinks: pre-filling {n:,} {kind} records into {opts.partitions} partitions")
+    if s3:
+        records = _keyframe_records(n)
+    else:  # 64 cameras (the record key): the partitions get about the same share
+        evs = [make_event(i, camera=f"cam-{i % 64}", zones=["door"] if i % 3 == 0 else []) for i in range(n)]
+        records = [(f"{e.agent_id}/{e.camera_id}".encode(), encode_event(e), []) for e in evs]
+    prep = _prepare(cfg, opts, tag, records, kind)
     total = prep["total"]
     conf = cfg.model_copy(
         update={"kafka": cfg.kafka.model_copy(update={"topic_prefix": tag, "session_timeout_ms": SESSION_TIMEOUT_MS})}
@@ -423,15 +472,19 @@ def sinks_curve(cfg: CloudConfig, opts: ScaleOptions, work: Path, progress: Prog
     client = cfg.mongo.client()
     db = client[cfg.mongo.warehouse_db]
     curve = _consumer_curve(
-        f"sinks-p{opts.partitions}",
+        f"sinks-p{opts.partitions}" if not s3 else f"sinks-s3-p{opts.partitions}",
         "sinks",
-        "MongoDB sink (cloud-ops connectors run)",
+        f"{'S3 keyframe' if s3 else 'MongoDB'} sink (cloud-ops connectors run {connector})",
         opts,
         suffix,
         prep["ends"],
         [
-            f"{total:,} detection events (64 cameras = record keys) pre-filled; each point is a fresh group and "
-            "collection reading them from the start; each instance: 1 task, synchronous bulk upserts into the "
+            f"{total:,} keyframe records (crop JPEGs, {len(records[0][1]):,} B each) pre-filled; each point is a "
+            "fresh group and index collection reading them from the start; each instance: 1 task, one S3 object "
+            "per record (flush.size 1) and its index document before each commit."
+            if s3
+            else f"{total:,} detection events (64 cameras = record keys) pre-filled; each point is a fresh group "
+            "and collection reading them from the start; each instance: 1 task, synchronous bulk upserts into the "
             "warehouse before each commit.",
         ],
     )
@@ -443,7 +496,7 @@ def sinks_curve(cfg: CloudConfig, opts: ScaleOptions, work: Path, progress: Prog
         argv = _cli(
             "connectors",
             "run",
-            "mongo-sink-detections",
+            connector,
             "--config",
             str(yaml_path),
             "--tasks",
@@ -456,11 +509,12 @@ def sinks_curve(cfg: CloudConfig, opts: ScaleOptions, work: Path, progress: Prog
             "--log-level",
             "INFO",
         )
+        stored_in = Names(prefix).keyframes if s3 else Names(prefix).detections
         try:
             row = drain_point(
                 conf,
                 argv_for=[argv] * m,
-                group=f"connect-{name_prefix}mongo-sink-detections",
+                group=f"connect-{name_prefix}{connector}",
                 topic=prep["topic"],
                 partitions=opts.partitions,
                 total=total,
@@ -469,13 +523,21 @@ def sinks_curve(cfg: CloudConfig, opts: ScaleOptions, work: Path, progress: Prog
                 progress=progress,
                 label=f"sinks-m{m}r{rep}",
             )
-            row["stored"] = db[Names(prefix).detections].count_documents({})
-            row["collection"] = Names(prefix).detections
+            row["stored"] = db[stored_in].count_documents({})
+            row["collection"] = stored_in
             return _finish_row(row, total)
         finally:
             if not opts.keep:
                 for c in (Names(prefix).detections, Names(prefix).keyframes):
                     db[c].drop()
+                if s3:  # the objects of this point (each point rewrites the same keys: sweep the topic's folder)
+                    sweep_objects(
+                        cfg.s3.client(),
+                        cfg.s3.keyframe_bucket,
+                        max_age_s=1,
+                        prefix=f"keyframes/{prep['topic']}/",
+                        now=datetime.now(timezone.utc) + timedelta(days=1),  # every object there
+                    )
 
     run_curve(curve, opts, run, progress)
     return curve
@@ -490,7 +552,7 @@ def engineering_curve(cfg: CloudConfig, opts: ScaleOptions, work: Path, progress
     n = default_records(opts, 900.0)
     progress(f"engineering: pre-filling {n:,} detection events into {opts.partitions} partitions")
     evs = list(load_stream(n, cameras=max(32, opts.partitions * 8)))
-    prep = _prepare(cfg, opts, tag, [(f"{e.agent_id}/{e.camera_id}".encode(), dumps(e)) for e in evs])
+    prep = _prepare(cfg, opts, tag, [(f"{e.agent_id}/{e.camera_id}".encode(), dumps(e), []) for e in evs])
     total = prep["total"]
     client = cfg.mongo.client()
     curve = _consumer_curve(

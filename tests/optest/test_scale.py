@@ -98,6 +98,20 @@ def test_scale_sinks_counts_back(cloud_config, tmp_path):
         assert out_total >= stored
         coll.drop()
     assert "MongoDB sink" in output and "sinks-p2.png" in output
+    # the S3 keyframe sink's curve: every committed record is an object with its index document
+    s3doc = load(out, "sinks-s3-p2")
+    assert [r["instances"] for r in s3doc["rows"]] == [1, 2]
+    s3 = cloud_config.s3.client()
+    for r in s3doc["rows"]:
+        assert not r.get("error"), r
+        assert r["exit_codes"] == [0] * r["instances"]
+        coll = db[r["collection"]]
+        stored = coll.count_documents({})
+        assert stored == r["stored"] == committed(cloud_config, r["group"], r["topic"], 2) == r["committed"] > 0
+        index = coll.find_one({})
+        assert index is not None and s3.head_object(Bucket=index["bucket"], Key=index["s3_key"])["ContentLength"] > 0
+        coll.drop()
+    assert "S3 keyframe sink" in output and "sinks-s3-p2.png" in output
 
 
 def test_scale_warehouse_counts_back(cloud_config, tmp_path):

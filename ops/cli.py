@@ -148,12 +148,7 @@ def stack_restart(
 def _print_endpoints(st) -> None:
     c = st.config
     console.print(esc(f"  kafka  bootstrap.servers={st.bootstrap}"))
-    console.print(
-        esc(
-            f"  s3     endpoint={st.s3_endpoint} access_key={c.s3.access_key} "
-            f"buckets={st.settings.broker_bucket},{c.s3.keyframe_bucket}"
-        )
-    )
+    console.print(esc(f"  s3     endpoint={st.s3_endpoint} buckets={st.settings.broker_bucket},{c.s3.keyframe_bucket}"))
     console.print(esc(f"  mongo  {redact_text(st.mongo_uri)}"))
     console.print(esc(f"  mqtt   {c.mqtt.host}:{c.mqtt.port} user={c.mqtt.username}"))
     if st.identities is not None:

@@ -316,6 +316,14 @@ class _Pipeline:
     offered: _Sampler
     topic: str
 
+    def start(self) -> float:
+        """Start the samplers, then the producer; the monotonic time it started."""
+        for sampler in (self.acked, self.landed, self.offered):
+            sampler.start()
+        t0 = time.monotonic()
+        self.producer.start()
+        return t0
+
 
 @contextmanager
 def _pipeline(cfg: CloudConfig, workdir: Path, idempotence: bool, rate: float, say: Progress) -> Iterator[_Pipeline]:
@@ -501,11 +509,7 @@ def _run_embedded(
         )
         say(where)
         with _pipeline(cfg, workdir, idempotence, opts.rate, say) as p:
-            p.acked.start()
-            p.landed.start()
-            p.offered.start()
-            t0 = time.monotonic()
-            p.producer.start()
+            t0 = p.start()
             faults, marks = _faults(cl, p, opts, say)
             _finish(p, rep, opts.drain_timeout_s, say)
         horizon = 60.0
@@ -619,11 +623,7 @@ def _run_production(
     say(rep.where)
     duration = opts.before_s + opts.after_s
     with _pipeline(cfg, workdir, idempotence, opts.rate, say) as p:
-        p.acked.start()
-        p.landed.start()
-        p.offered.start()
-        t0 = time.monotonic()
-        p.producer.start()
+        t0 = p.start()
         say(f"producing {opts.rate:g} events/s for {duration:g} s")
         time.sleep(duration)
         t_stop = time.monotonic()

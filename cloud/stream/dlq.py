@@ -18,7 +18,8 @@ Delivery failures (:meth:`DeadLetterProducer.flush`):
   redelivered after every restart and refused again (a crash loop that dead-letters the records before it
   over and over). Nothing accepted is lost: the record stays on its source topic at the logged offset;
 - anything else (broker down, topic missing, timeout) is not the record's fault: the dead letters are
-  retried with back-off, nothing is committed meanwhile; once a stop was requested it waits at most
+  retried with back-off, nothing is committed meanwhile (after a producer-state error such as
+  ``PRODUCER_FENCED`` on a new producer: :func:`edgesight.kafka.errors.needs_new_producer`); once a stop was requested it waits at most
   :data:`STOPPING_FLUSH_S`, then gives up with :class:`DeadLetterError` (nothing committed: the batch is
   redelivered, and the letters already delivered may then appear twice).
 """
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from edgesight.kafka import producer_config
+from edgesight.kafka.errors import needs_new_producer
 from edgesight.limits import HEADER_MAX_BYTES, HEADERS_MAX_COUNT, clip
 from edgesight.log import ContextLogger
 from edgesight.wire import deadletter
@@ -244,7 +246,7 @@ class DeadLetterProducer:
                     self._skip(letter, err)
             if not (transient or left):
                 continue
-            if any(_fatal(e) for _, e in transient):
+            if any(needs_new_producer(e) for _, e in transient):
                 self._recreate(transient)
             if self.stop.is_set():
                 self._p.purge(in_queue=True, in_flight=False)
@@ -268,14 +270,18 @@ class DeadLetterProducer:
                 self._produce(letter)
 
     def _recreate(self, transient: list[tuple[Letter, Any]]) -> None:
-        """A fatal error (the idempotent producer fenced, e.g. after an outage: Tansu answers the epoch bump
-        with PRODUCER_FENCED) leaves the producer unusable: replace it. Letters still in its queue were purged
+        """A producer-state error (:func:`~edgesight.kafka.errors.needs_new_producer`: fatal, or e.g.
+        PRODUCER_FENCED, which Tansu answers the epoch bump after an outage with, as a non-fatal delivery
+        error that the same producer then gets for every record) leaves the producer unusable: replace it. Letters still in its queue were purged
         with it and are in ``transient`` (their callbacks ran), so they are produced again on the new one."""
         from confluent_kafka import Producer
 
         self.log.warning(
             "dead-letter producer hit a fatal error; replacing it",
-            extra={"topic": self.topic, "error": clip(str(next(e for _, e in transient if _fatal(e))), 300)},
+            extra={
+                "topic": self.topic,
+                "error": clip(str(next(e for _, e in transient if needs_new_producer(e))), 300),
+            },
         )
         old, self._p = self._p, Producer(self._conf)
         old.purge(in_queue=True, in_flight=True)
@@ -298,11 +304,6 @@ class DeadLetterProducer:
         close = getattr(self._p, "close", None)  # confluent-kafka >= 2.13
         if close is not None:
             close()
-
-
-def _fatal(err: Any) -> bool:
-    fatal = getattr(err, "fatal", None)
-    return callable(fatal) and bool(fatal())
 
 
 def _record_refused(err: Any) -> bool:

@@ -62,6 +62,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from edge_agent.priority import lower_this_thread
 from edgesight import metrics
 from edgesight.kafka import TopicSpec
+from edgesight.kafka.errors import needs_new_producer
 from edgesight.log import get_logger
 from edgesight.nativelog import RateLimitedLog, RepeatLimiter
 from edgesight.wire import (
@@ -128,25 +129,6 @@ _POISON = {
     KafkaError.INVALID_MSG_SIZE,
     KafkaError._BAD_MSG,
     KafkaError._INVALID_ARG,
-}
-# Errors after which the same record can simply be sent again by the same producer.
-_RETRIABLE = {
-    KafkaError._MSG_TIMED_OUT,
-    KafkaError._TIMED_OUT,
-    KafkaError._TRANSPORT,
-    KafkaError._ALL_BROKERS_DOWN,
-    KafkaError._PURGE_QUEUE,
-    KafkaError._PURGE_INFLIGHT,
-    KafkaError.NOT_LEADER_FOR_PARTITION,
-    KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.REQUEST_TIMED_OUT,
-    KafkaError.NOT_ENOUGH_REPLICAS,
-    KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-    KafkaError.UNKNOWN_TOPIC_OR_PART,
-    KafkaError._UNKNOWN_TOPIC,
-    KafkaError.NETWORK_EXCEPTION,
-    KafkaError._UNKNOWN_PARTITION,
-    KafkaError._QUEUE_FULL,
 }
 
 
@@ -427,7 +409,7 @@ class EdgePublisher:
         # Anything else: the record goes back (in order) and is sent again.
         self.spool.requeue([seq])
         self._count(kind, "requeued")
-        if err.fatal() or not (err.retriable() or code in _RETRIABLE):
+        if needs_new_producer(err):
             # Producer-state errors (fenced, out-of-order sequence, unknown producer id, an unknown broker
             # error...): a new producer (new producer id) re-sends everything unacknowledged, in order.
             if not self._fatal.is_set():

@@ -124,9 +124,12 @@ class Agent:
         try:
             ensure_topics(self.config.publish.kafka.client_config(), edge_topic_specs(self.config.publish))
         except Exception as e:  # noqa: BLE001 - the uplink may be down at boot: spool and carry on
-            self.log.warning(
-                f"could not check/create Kafka topics now ({e}); records are spooled until the broker answers"
+            why = (
+                "this agent may not create topics: ops creates them (cloud-ops connectors topics --create)"
+                if "AUTHORIZATION_FAILED" in str(e)
+                else "records are spooled until the broker answers"
             )
+            self.log.warning(f"could not check/create Kafka topics now ({e}); {why}")
         self.publisher.start()
         self.pipeline.start()
         self.supervisor.start()

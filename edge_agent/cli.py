@@ -222,11 +222,16 @@ def _safe_url(url: str) -> str:
 
 CREDENTIALS_MAX_BYTES = 256 * 1024
 DEV_CONTROL = "  username: site-1               # password_file, tls: true and ca_file (the embedded stack is TLS-only)\n  tls: false\n"
+DEV_KAFKA = (
+    "    # For a real cluster:\n    # security_protocol: SASL_SSL\n    # sasl_mechanism: SCRAM-SHA-512\n"
+    "    # sasl_username: edge-site-1\n    # sasl_password: ${KAFKA_PASSWORD}\n    # ssl_ca_location: /etc/edgesight/ca.pem\n"
+)
 
 
-def _install_credentials(bundle: Path, cred_dir: Path) -> tuple[str, str]:
+def _install_credentials(bundle: Path, cred_dir: Path) -> tuple[str, str, str]:
     """Write an agent's credentials (``cloud-ops identities add-agent --out``) as 0600 files under ``cred_dir``;
-    returns the agent id and the ``control:`` lines that use them. Exits 2 on a bad file or a known password."""
+    returns the agent id, the ``control:`` lines and the ``publish.kafka`` lines (TLS with its client certificate,
+    its Kafka login; empty when the file has none) that use them. Exits 2 on a bad file or a known password."""
     from edgesight.files import private_dir, write_private
     from edgesight.mqtt import check_password
 
@@ -247,8 +252,20 @@ def _install_credentials(bundle: Path, cred_dir: Path) -> tuple[str, str]:
     lines = [f"  username: {name}", "  tls: true"]
     for key, (fname, data) in files.items():
         lines.append(f"  {key}: {write_private(cred_dir / fname, data)}")
+    kafka_lines = ""
+    kafka = doc.get("kafka")
+    if isinstance(kafka, dict) and kafka.get("cert_pem") and kafka.get("key_pem"):
+        ks = [
+            "    security_protocol: SSL",
+            f"    ssl_ca_location: {cred_dir / 'ca.pem'}",
+            f"    ssl_certificate_location: {write_private(cred_dir / 'kafka.pem', str(kafka['cert_pem']))}",
+            f"    ssl_key_location: {write_private(cred_dir / 'kafka.key', str(kafka['key_pem']))}",
+        ]
+        if kafka.get("topic_prefix"):
+            ks.append(f"    topic_prefix: {kafka['topic_prefix']}")
+        kafka_lines = "\n".join(ks) + "\n"
     console.print(f"wrote the credentials of agent {esc(name)} to {esc(cred_dir)} (files 0600)")
-    return name, "\n".join(lines) + "\n"
+    return name, "\n".join(lines) + "\n", kafka_lines
 
 
 @app.command()
@@ -274,9 +291,9 @@ def install(
 ):
     """Write the config skeleton (if missing) and the systemd unit, then check the environment."""
     config = config.absolute()
-    control = None
+    control = kafka_tls = None
     if credentials is not None:
-        agent_id, control = _install_credentials(credentials, config.parent / "credentials")
+        agent_id, control, kafka_tls = _install_credentials(credentials, config.parent / "credentials")
     if not config.exists():
         config.parent.mkdir(parents=True, exist_ok=True)
         skeleton = (Path(__file__).resolve().parent.parent / "examples" / "agent.yaml").read_text()
@@ -286,6 +303,11 @@ def install(
                 err.print("[red]the example config's control section changed; set control: by hand[/red]")
                 raise typer.Exit(1)
             skeleton = skeleton.replace(DEV_CONTROL, control)
+            if kafka_tls:
+                if DEV_KAFKA not in skeleton:
+                    err.print("[red]the example config's publish.kafka section changed; set its TLS by hand[/red]")
+                    raise typer.Exit(1)
+                skeleton = skeleton.replace(DEV_KAFKA, kafka_tls)
         config.write_text(skeleton)
         config.chmod(0o640)
         console.print(f"wrote config skeleton {esc(config)} (edit cameras and uplink, then `edge-agent validate`)")
@@ -298,6 +320,8 @@ def install(
         console.print(f"keeping existing config {esc(config)}")
         if control is not None:
             console.print(f"set these in its control: section (instead of username/password):\n{esc(control)}")
+        if kafka_tls:
+            console.print(f"and these in its publish.kafka: section:\n{esc(kafka_tls)}")
     exe = shutil.which("edge-agent") or str(Path(sys.executable).parent / "edge-agent")
     unit = UNIT_TEMPLATE.read_text().format(
         exe=exe,

@@ -154,7 +154,8 @@ def _print_endpoints(st) -> None:
     if st.identities is not None:
         console.print(
             esc(
-                f"  secure TLS on kafka, s3, mqtt; CA {st.identities.ca_file}; stack-admin credentials in "
+                f"  secure TLS on kafka, s3, mqtt; Kafka: a client certificate per identity, its role's rules "
+                f"enforced by kafka-gate; CA {st.identities.ca_file}; stack-admin credentials in "
                 f"{st.identities.dir}; identities: cloud-ops identities --help"
             )
         )

@@ -30,6 +30,11 @@ err = cli_console(stderr=True)
 
 DataDirOpt = typer.Option(None, "--data-dir", help="The stack's data dir (default .edgesight-stack).")
 OutOpt = typer.Option(..., "--out", help="Write the credentials file here (mode 0600); secrets are never printed.")
+PrefixOpt = typer.Option(
+    None,
+    "--topic-prefix",
+    help="The Kafka topic prefix its Kafka rules name (default: the config's kafka.topic_prefix).",
+)
 
 
 def _stack(config: Path | None, data_dir: Path | None):
@@ -76,12 +81,16 @@ def add_agent(
     name: str = typer.Argument(..., help="The agent id (its MQTT login and topic level)."),
     site: str = typer.Option(..., help="The agent's site (its operators may command it)."),
     out: Path = OutOpt,
-    client_cert: bool = typer.Option(False, help="Also issue a client certificate (CN = the agent id)."),
+    client_cert: bool = typer.Option(
+        False, help="Also use its client certificate for MQTT (CN = the agent id; Kafka always uses it)."
+    ),
+    topic_prefix: str | None = PrefixOpt,
     config: Path | None = ConfigOpt,
     data_dir: Path | None = DataDirOpt,
 ):
-    """Issue an agent: MQTT subscribe only its own cmd topic, publish only its own status/ack/camera topics."""
-    _issue(config, data_dir, out, name, "agent", site=site, client_cert=client_cert)
+    """Issue an agent: MQTT subscribe only its own cmd topic, publish only its own status/ack/camera topics;
+    Kafka: produce to the three edge topics only (its client certificate is its login)."""
+    _issue(config, data_dir, out, name, "agent", site=site, client_cert=client_cert, topic_prefix=topic_prefix)
 
 
 @identities_app.command("add-operator")
@@ -101,6 +110,7 @@ def add_service(
     name: str = typer.Argument(..., help="The service's login."),
     role: str = typer.Option(..., help="sink, connector, engineering, fleet or ops."),
     out: Path = OutOpt,
+    topic_prefix: str | None = PrefixOpt,
     config: Path | None = ConfigOpt,
     data_dir: Path | None = DataDirOpt,
 ):
@@ -108,7 +118,7 @@ def add_service(
     if role not in ROLES or role in ("agent", "operator"):
         err.print(f"[red]role {esc(role)!r}: choose from sink, connector, engineering, fleet, ops[/red]")
         raise typer.Exit(2)
-    _issue(config, data_dir, out, name, role)
+    _issue(config, data_dir, out, name, role, topic_prefix=topic_prefix)
 
 
 @identities_app.command("list")
@@ -121,7 +131,7 @@ def list_identities(
     stack = _stack(config, data_dir)
     identities = sorted(_store(stack).load().values(), key=lambda x: (x.role, x.name))
     if as_json:
-        fields = ("name", "role", "site", "client_cert", "created_at", "revoked_at")
+        fields = ("name", "role", "site", "client_cert", "topic_prefix", "created_at", "revoked_at")
         doc = [
             {**{f: getattr(i, f) for f in fields}, "mqtt": bool(i.mqtt_hash), "s3": bool(i.s3_access_key)}
             for i in identities

@@ -9,15 +9,16 @@
 
 The stack is left running so you can look around; ``cloud-ops stack down`` stops it.
 
-It runs on the secure stack (the default; README "Who may do what"): Kafka over TLS (haproxy in front of Tansu),
-MQTT over TLS with the agent's own login and ACL, S3 over HTTPS; every component with its own identity (issued
+It runs on the secure stack (the default; README "Who may do what"): Kafka over mutual TLS, each component with its
+own client certificate and its role's rules enforced by the Kafka gate (haproxy and ``ops.kafka_gate`` in front of
+Tansu), MQTT over TLS with the agent's own login and ACL, S3 over HTTPS; every component with its own identity (issued
 for the demo, kept 0600 in ``<data dir>/demo/credentials``): the agent ``demo-site`` (site ``demo``), the sink
 connectors ``demo-sink`` (S3 read/write of the keyframes bucket), data engineering ``demo-engineering`` (S3 read)
 and the fleet registry ``demo-fleet`` (no S3, no MQTT), each with a cloud config of its own
 (``<data dir>/demo/cloud-<process>.yaml``) holding only its secrets' references; the stack's ``stack-admin``
 creates the topics and reads the results. Every client trusts the stack CA through its config (``s3.ca_file``,
-``kafka.ssl_ca_location``, ``mqtt.ca_file``). Not secured by this stack: Kafka SASL/SCRAM and topic ACLs (Tansu
-0.6), MongoDB authentication/TLS (nx-27017). ``--plain`` runs it on a plain stack (shared development logins).
+``kafka.ssl_ca_location``, ``mqtt.ca_file``). Not secured by this stack: Kafka SASL/SCRAM (Tansu 0.6; mutual TLS is
+the Kafka login), MongoDB authentication/TLS (nx-27017). ``--plain`` runs it on a plain stack (shared development logins).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from rich.table import Table
 
 from edgesight.samples import VTEST
 from edgesight.term import cli_console, esc
+from ops.identities import KAFKA_ROLES, kafka_login
 
 RTSP_SERVER = Path(__file__).resolve().parent / "cameras" / "rtsp_server.py"
 console = cli_console()
@@ -115,7 +117,10 @@ def demo_identity(stack, cred_dir: Path, name: str, role: str, site: str | None 
         cand = name if n == 1 else f"{name}-{n}"
         path = cred_dir / f"{cand}.json"
         if cand in known and known[cand].active and path.exists():
-            return json.loads(path.read_text()), False
+            bundle = json.loads(path.read_text())
+            if role not in KAFKA_ROLES or "kafka" in bundle:  # else issued before Kafka logins: a new one
+                return bundle, False
+            continue
         if cand not in known:
             private_dir(cred_dir)
             bundle = ids.add(cand, role, site=site).bundle()
@@ -140,12 +145,20 @@ def secure_control(stack, bundle: dict, cred_dir: Path) -> dict:
 
 
 def agent_config(
-    path: Path, stack, rtsp_url: str, metrics_port: int, spool: Path, *, agent_id: str = DEMO_AGENT, control=None
+    path: Path,
+    stack,
+    rtsp_url: str,
+    metrics_port: int,
+    spool: Path,
+    *,
+    agent_id: str = DEMO_AGENT,
+    control=None,
+    kafka_cert: dict[str, str] | None = None,
 ) -> None:
     mq = stack.config.mqtt
     kafka: dict = {"bootstrap_servers": stack.bootstrap}
-    if stack.identities is not None:  # Kafka over TLS: haproxy's port, the stack CA
-        kafka.update(security_protocol="SSL", ssl_ca_location=str(stack.identities.ca_file))
+    if stack.identities is not None:  # Kafka over TLS: haproxy's port, the stack CA, the agent's certificate
+        kafka.update(security_protocol="SSL", ssl_ca_location=str(stack.identities.ca_file), **(kafka_cert or {}))
     cfg = {
         "agent_id": agent_id,
         "cameras": [
@@ -221,12 +234,13 @@ def run_demo(config_path: Path | None, seconds: float, plain: bool = False) -> i
         return 1
     work = stack.data_dir / "demo"
     (work / "logs").mkdir(parents=True, exist_ok=True)
-    agent_id, control = DEMO_AGENT, None
+    agent_id, control, agent_kafka = DEMO_AGENT, None, None
     services: dict[str, dict | None] = {proc: None for proc, _, _ in DEMO_SERVICES}
     if secure:  # the agent's own MQTT login and ACL; each consumer's own identity (S3 keys where its role has any)
         cred_dir = work / "credentials"
         agent, _ = demo_identity(stack, cred_dir, DEMO_AGENT, "agent", site=DEMO_SITE)
         agent_id, control = agent["name"], secure_control(stack, agent, cred_dir)
+        agent_kafka = kafka_login(agent, cred_dir)
         s3_new = False
         for proc, name, role in DEMO_SERVICES:
             bundle, new = demo_identity(stack, cred_dir, name, role)
@@ -253,9 +267,12 @@ def run_demo(config_path: Path | None, seconds: float, plain: bool = False) -> i
         # of the secure stack) is only referenced and must come from the environment.
         return f"${{{var}:-{value}}}" if value == default and not secure else f"${{{var}}}"
 
-    def write_cloud_yaml(path: Path, s3_keys: tuple[str, str] | None, mqtt_login: bool) -> dict[str, str]:
+    def write_cloud_yaml(
+        path: Path, s3_keys: tuple[str, str] | None, mqtt_login: bool, kafka_cert: dict[str, str] | None = None
+    ) -> dict[str, str]:
         """A cloud config for one process: the stack's addresses, TLS settings and CA, and only the secrets given
-        (S3 keys, the stack's MQTT login); returns the environment its ``${VAR}`` references need."""
+        (S3 keys, the stack's MQTT login, the Kafka client certificate of its identity: stack-admin's without
+        one); returns the environment its ``${VAR}`` references need."""
         env: dict[str, str] = {}
         s3 = json.loads(own.s3.model_dump_json(exclude={"access_key", "secret_key"}))
         if s3_keys is not None:
@@ -271,6 +288,7 @@ def run_demo(config_path: Path | None, seconds: float, plain: bool = False) -> i
         else:  # no MQTT login (its role has no MQTT right)
             mqtt |= {"username": None, "password": None, "cert_file": None, "key_file": None}
         doc = json.loads(own.model_dump_json(exclude={"stack"})) | {
+            "kafka": json.loads(own.kafka.model_dump_json()) | (kafka_cert or {}),
             "s3": s3,
             "mongo": {**json.loads(own.mongo.model_dump_json()), "uri": stack.mongo_uri},
             "mqtt": mqtt,
@@ -320,12 +338,22 @@ def run_demo(config_path: Path | None, seconds: float, plain: bool = False) -> i
             else:
                 keys = (bundle["s3"]["access_key"], bundle["s3"]["secret_key"]) if "s3" in bundle else None
             path = work / f"cloud-{proc}.yaml"
-            env = write_cloud_yaml(path, keys, mqtt_login=bundle is None)
+            kafka_cert = kafka_login(bundle, work / "credentials") if bundle is not None else None
+            env = write_cloud_yaml(path, keys, mqtt_login=bundle is None, kafka_cert=kafka_cert)
             procs.start(proc, [*_cli("ops.cli"), *argv[proc], "-c", str(path)], env)
         console.print("5/6 edge agent")
         metrics_port = _free_port()
         agent_yaml = work / "agent.yaml"
-        agent_config(agent_yaml, stack, rtsp_url, metrics_port, work / "spool", agent_id=agent_id, control=control)
+        agent_config(
+            agent_yaml,
+            stack,
+            rtsp_url,
+            metrics_port,
+            work / "spool",
+            agent_id=agent_id,
+            control=control,
+            kafka_cert=agent_kafka,
+        )
         url = f"http://127.0.0.1:{metrics_port}"
         agent_env = {"EDGESIGHT_MODEL_DIR": str(model_dir)}
         if not secure:  # the plain stack's shared login, referenced as ${MQTT_PASSWORD} by its control section

@@ -15,8 +15,12 @@ roles (``sink``, ``connector``, ``engineering``, ``fleet``, ``ops``). From it co
 - a CA and certificates (``cryptography``): the server certificate for ``127.0.0.1``/``localhost``
   and, on request, a client certificate per identity.
 
-Kafka rights are :data:`ops.kafka_acls.KAFKA_ACLS` (the production ACLs, Strimzi ``KafkaUser`` resources, are
-generated from it); the embedded Tansu broker does not enforce topic ACLs.
+- Kafka: every identity of a role with Kafka rights gets a client certificate (CN = its name: mutual TLS is its
+  Kafka login), and ``<dir>/generated/kafka-acls.json`` holds the rules of each active one
+  (:data:`ops.kafka_acls.KAFKA_ACLS`, resolved with the identity's topic prefix; ``superusers`` get every right,
+  like Kafka's ``super.users``). The embedded Tansu broker enforces nothing itself: :mod:`ops.kafka_gate`, behind
+  haproxy's client-certificate check, enforces this file. The production ACLs (Strimzi ``KafkaUser`` resources)
+  are generated from the same :data:`~ops.kafka_acls.KAFKA_ACLS`.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from typing import Any, Literal
 from edgesight.files import write_private
 from edgesight.log import get_logger, register_secret
 from edgesight.mqtt import check_password
+from ops.kafka_acls import KAFKA_ACLS, KafkaAcl, ResourceType, kafka_acls
+from ops.kafka_gate.acl import write_acl_file
 
 log = get_logger("identities")
 
@@ -42,6 +48,9 @@ Role = Literal["agent", "operator", "sink", "connector", "engineering", "fleet",
 ROLES: tuple[str, ...] = ("agent", "operator", "sink", "connector", "engineering", "fleet", "ops")
 SITE_ROLES = ("agent", "operator")
 MQTT_ROLES = ("agent", "operator", "ops")
+KAFKA_ROLES: tuple[str, ...] = tuple(r for r in ROLES if KAFKA_ACLS[r])
+"""Roles with Kafka rights: their identities always get a client certificate (their Kafka login)."""
+TOPIC_PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,100}$")  # = KafkaConfig.topic_prefix
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # = the wire contract's agent id pattern
 STORE_FILE = "identities.json"
 PBKDF2_ITERATIONS = 20_000  # Mosquitto's own tool uses 101; the format carries the count
@@ -53,6 +62,9 @@ S3_ACTIONS: dict[str, list[str]] = {
     "ops": ["Admin", "Read", "Write", "List", "Tagging"],
 }
 """S3 actions per role ({keyframes}: the keyframe bucket). Roles not listed get no S3 identity."""
+
+
+_KAFKA_TYPES: tuple[ResourceType, ...] = ("topic", "group", "cluster", "transactionalId")
 
 
 class IdentityError(ValueError):
@@ -87,6 +99,7 @@ class Identity:
     s3_access_key: str | None = None
     s3_secret_key: str | None = None  # S3 signatures need the secret itself on the server side
     client_cert: bool = False
+    topic_prefix: str | None = None  # Kafka topic prefix of its rules (None: the store's)
     created_at: str = field(default_factory=_now)
     revoked_at: str | None = None
 
@@ -104,6 +117,7 @@ class Issued:
     ca_file: Path
     cert_file: Path | None = None
     key_file: Path | None = None
+    mqtt_cert: bool = False  # the certificate was asked for MQTT too (Kafka roles always get one)
 
     def bundle(self) -> dict[str, Any]:
         """The credentials file for the identity's owner (``edge-agent install --credentials``)."""
@@ -116,11 +130,25 @@ class Issued:
             "ca_pem": self.ca_file.read_text(),
         }
         if self.cert_file and self.key_file:
-            doc["mqtt"]["cert_pem"] = self.cert_file.read_text()
-            doc["mqtt"]["key_pem"] = self.key_file.read_text()
+            cert = {"cert_pem": self.cert_file.read_text(), "key_pem": self.key_file.read_text()}
+            if self.mqtt_cert:
+                doc["mqtt"].update(cert)
+            if self.identity.role in KAFKA_ROLES:  # mutual TLS is the Kafka login
+                doc["kafka"] = {**cert, "topic_prefix": self.identity.topic_prefix}
         if self.identity.s3_access_key:
             doc["s3"] = {"access_key": self.identity.s3_access_key, "secret_key": self.identity.s3_secret_key}
         return doc
+
+
+def kafka_login(bundle: dict[str, Any], directory: Path) -> dict[str, str]:
+    """An identity's Kafka login from its credentials file (:meth:`Issued.bundle`): its client certificate and
+    key, written 0600 under ``directory``, as ``kafka`` config fields (``ssl_certificate_location``,
+    ``ssl_key_location``). ``KeyError`` when the bundle has no Kafka login (a role without Kafka rights)."""
+    name, kafka = bundle["name"], bundle["kafka"]
+    return {
+        "ssl_certificate_location": str(write_private(directory / f"{name}.kafka.pem", kafka["cert_pem"])),
+        "ssl_key_location": str(write_private(directory / f"{name}.kafka.key", kafka["key_pem"])),
+    }
 
 
 class IdentityStore:
@@ -129,10 +157,20 @@ class IdentityStore:
     ``<dir>/identities.json`` the source; ``<dir>/ca/`` CA and server certificate; ``<dir>/clients/``
     client certificates; ``<dir>/generated/`` Mosquitto password + ACL files and SeaweedFS's s3.json."""
 
-    def __init__(self, directory: Path, *, topic_root: str = "edgesight", keyframe_bucket: str = "edgesight-keyframes"):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        topic_root: str = "edgesight",
+        keyframe_bucket: str = "edgesight-keyframes",
+        kafka_prefix: str = "edgesight",
+        connect: str = "edgesight-connect",
+        superusers: tuple[str, ...] = (),
+    ):
         self.dir = Path(directory).absolute()
         self.topic_root = topic_root
         self.keyframe_bucket = keyframe_bucket
+        self.kafka_prefix, self.connect, self.superusers = kafka_prefix, connect, superusers
         self.path = self.dir / STORE_FILE
 
     # -- paths --
@@ -165,6 +203,11 @@ class IdentityStore:
     def s3_config(self) -> Path:
         return self.dir / "generated" / "s3.json"
 
+    @property
+    def kafka_acl_file(self) -> Path:
+        """The Kafka rules of the active identities (:mod:`ops.kafka_gate` enforces them)."""
+        return self.dir / "generated" / "kafka-acls.json"
+
     def client_files(self, name: str) -> tuple[Path, Path]:
         return self.dir / "clients" / f"{name}.pem", self.dir / "clients" / f"{name}.key"
 
@@ -190,9 +233,19 @@ class IdentityStore:
         doc = {"schema": "edgesight.identities/1", "identities": [asdict(i) for i in identities.values()]}
         write_private(self.path, json.dumps(doc, indent=2) + "\n")
 
-    def add(self, name: str, role: str, *, site: str | None = None, client_cert: bool = False) -> Issued:
+    def add(
+        self,
+        name: str,
+        role: str,
+        *,
+        site: str | None = None,
+        client_cert: bool = False,
+        topic_prefix: str | None = None,
+    ) -> Issued:
         """Issue a new identity (fresh secrets); refused when the name exists (revoked ones too: names
-        are not reused, so an old ACL line or certificate can never match a new owner)."""
+        are not reused, so an old ACL line or certificate can never match a new owner). A role with Kafka
+        rights always gets a client certificate; ``client_cert`` asks for one for MQTT too. ``topic_prefix``:
+        the Kafka topic prefix its rules name (default the store's ``kafka_prefix``)."""
         if role not in ROLES:
             raise IdentityError(f"role {role!r}: choose from {', '.join(ROLES)}")
         if not NAME_PATTERN.match(name):
@@ -216,15 +269,19 @@ class IdentityStore:
             ident.s3_secret_key = secrets.token_urlsafe(30)
             register_secret(ident.s3_secret_key)
         register_secret(password)
+        if topic_prefix is not None:
+            if not TOPIC_PREFIX_PATTERN.match(topic_prefix):
+                raise IdentityError(f"topic prefix {topic_prefix[:120]!r} must match {TOPIC_PREFIX_PATTERN.pattern}")
+            ident.topic_prefix = topic_prefix
         cert = key = None
-        if client_cert:
+        if client_cert or role in KAFKA_ROLES:
             cert, key = self._issue_client_cert(name)
             ident.client_cert = True
         identities[name] = ident
         self._save(identities)
         self.generate()
         log.info("identity issued", extra={"identity": name, "role": role, "site": site})
-        return Issued(ident, password, self.ca_file, cert, key)
+        return Issued(ident, password, self.ca_file, cert, key, mqtt_cert=client_cert)
 
     def revoke(self, name: str) -> Identity:
         identities = self.load()
@@ -250,6 +307,20 @@ class IdentityStore:
         write_private(self.mosquitto_passwd, "".join(f"{i.name}:{i.mqtt_hash}\n" for i in active if i.mqtt_hash))
         write_private(self.mosquitto_acl, self.acl_text(active))
         write_private(self.s3_config, json.dumps(self.s3_identities(active), indent=2) + "\n")
+        write_acl_file(self.kafka_acl_file, self.kafka_rules(active))
+
+    def kafka_rules(self, active: list[Identity]) -> dict[str, tuple[str, list[KafkaAcl]]]:
+        """The Kafka rules of the active identities (``{name: (role, resolved rules)}``, the gate's ACL file): a
+        role's rules resolved with the identity's topic prefix; ``superusers`` get every right (Kafka's
+        ``super.users``); a role without Kafka rights gets none (its connections are refused)."""
+        out: dict[str, tuple[str, list[KafkaAcl]]] = {}
+        for i in active:
+            if i.name in self.superusers:
+                out[i.name] = (i.role, [KafkaAcl(t, "*", ("All",)) for t in _KAFKA_TYPES])
+            else:
+                prefix = i.topic_prefix or self.kafka_prefix
+                out[i.name] = (i.role, kafka_acls(i.role, prefix=prefix, connect=self.connect))
+        return out
 
     def acl_text(self, active: list[Identity]) -> str:
         r = self.topic_root

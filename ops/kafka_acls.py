@@ -33,17 +33,18 @@ class KafkaAcl:
 
 PRODUCE = ("Write", "Describe")
 CONSUME = ("Read", "Describe")
+DEAD_LETTERS = ("Write", "Describe", "Create")  # a consumer creates its own dead-letter topic at start
 _SINK: tuple[KafkaAcl, ...] = (
     KafkaAcl("topic", "{prefix}.detections.v1", CONSUME),
     KafkaAcl("topic", "{prefix}.keyframes.v1", CONSUME),
-    KafkaAcl("topic", "{prefix}.dlq.mongo-sink.v1", PRODUCE),
-    KafkaAcl("topic", "{prefix}.dlq.s3-sink.v1", PRODUCE),
+    KafkaAcl("topic", "{prefix}.dlq.mongo-sink.v1", DEAD_LETTERS),
+    KafkaAcl("topic", "{prefix}.dlq.s3-sink.v1", DEAD_LETTERS),
     KafkaAcl("group", "connect-", ("Read",), "prefix"),
     KafkaAcl("group", "edgesight-keyframe-indexer-", ("Read",), "prefix"),
 )
 
 KAFKA_ACLS: dict[str, tuple[KafkaAcl, ...]] = {
-    # The edge agent: idempotent producer of the three edge topics, nothing else.
+    # The edge agent: idempotent producer of the three edge topics, nothing else (ops creates them).
     "agent": (
         KafkaAcl("topic", "{prefix}.detections.v1", PRODUCE),
         KafkaAcl("topic", "{prefix}.keyframes.v1", PRODUCE),
@@ -62,12 +63,12 @@ KAFKA_ACLS: dict[str, tuple[KafkaAcl, ...]] = {
     ),
     "engineering": (
         KafkaAcl("topic", "{prefix}.detections.v1", CONSUME),
-        KafkaAcl("topic", "{prefix}.dlq.engineering.v1", PRODUCE),
+        KafkaAcl("topic", "{prefix}.dlq.engineering.v1", DEAD_LETTERS),
         KafkaAcl("group", "edgesight-engineering", ("Read",)),
     ),
     "fleet": (
         KafkaAcl("topic", "{prefix}.status.v1", CONSUME),
-        KafkaAcl("topic", "{prefix}.dlq.fleet.v1", PRODUCE),
+        KafkaAcl("topic", "{prefix}.dlq.fleet.v1", DEAD_LETTERS),
         KafkaAcl("group", "edgesight-fleet", ("Read",)),
     ),
     # Operations: topics (create, configs, dead-letter show/replay), any group (lag, offsets), cluster describe.

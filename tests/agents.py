@@ -12,20 +12,20 @@ from edgesight import samples
 AGENT_SITE = "tests"
 
 
-def agent_links(stack: Any, agent_id: str, directory: Path, *, identity: bool = True) -> dict[str, dict[str, Any]]:
-    """The ``publish.kafka`` and ``control`` sections of agent ``agent_id`` on ``stack`` (plain values: they may
-    go into a YAML file). On the secure stack: Kafka over TLS trusting the stack CA and, with ``identity``, MQTT
-    over TLS with the agent's own identity (site :data:`AGENT_SITE`), issued at the first call for ``agent_id``
-    with its password kept 0600 in ``directory`` (a later call, e.g. for a restart, reuses it). On a plain stack:
-    its address and shared development login."""
-    kafka: dict[str, Any] = {"bootstrap_servers": stack.bootstrap}
+def agent_links(
+    stack: Any, agent_id: str, directory: Path, *, topic_prefix: str, identity: bool = True
+) -> dict[str, dict[str, Any]]:
+    """The ``publish.kafka`` and ``control`` sections of agent ``agent_id`` publishing under ``topic_prefix`` on
+    ``stack`` (plain values: they may go into a YAML file). On the secure stack the agent has its own identity
+    (site :data:`AGENT_SITE`, Kafka rules for ``topic_prefix``), issued at the first call for ``agent_id`` with its
+    password kept 0600 in ``directory`` (a later call, e.g. for a restart, reuses it): Kafka over TLS with its client
+    certificate and, with ``identity``, MQTT over TLS with its own login (else no control section). On a plain
+    stack: its address and shared development login."""
+    kafka: dict[str, Any] = {"bootstrap_servers": stack.bootstrap, "topic_prefix": topic_prefix}
     if stack.identities is None:
         mq = stack.config.mqtt
         login = {"username": mq.username, "password": mq.password.get_secret_value() if mq.password else None}
         return {"kafka": kafka, "control": {"host": mq.host, "port": mq.port, **login}}
-    kafka.update(security_protocol="SSL", ssl_ca_location=str(stack.identities.ca_file))
-    if not identity:
-        return {"kafka": kafka, "control": {}}
     from ops.testing.secure import agent_links as secure_links
     from ops.testing.secure import issue_live
 
@@ -33,10 +33,21 @@ def agent_links(stack: Any, agent_id: str, directory: Path, *, identity: bool = 
     if pw_file.exists():
         password = pw_file.read_text().strip()
     else:
-        issued = issue_live(stack, agent_id, "agent", site=AGENT_SITE)
+        issued = issue_live(stack, agent_id, "agent", site=AGENT_SITE, topic_prefix=topic_prefix)
         assert issued.mqtt_password is not None
         password = issued.mqtt_password
-    return secure_links(stack, agent_id, password, directory)
+    links = secure_links(stack, agent_id, password, directory, topic_prefix=topic_prefix)
+    return links if identity else {"kafka": links["kafka"], "control": {}}
+
+
+def create_edge_topics(stack: Any, topic_prefix: str) -> None:
+    """Create the edge topics of ``topic_prefix`` as the stack's own client (Kafka's super user on the secure stack):
+    an agent may only produce to them (ops creates topics, as ``cloud-ops connectors topics --create`` does)."""
+    from edgesight.kafka import TopicSpec, ensure_topics
+    from edgesight.wire import Topics
+
+    t = Topics(topic_prefix)
+    ensure_topics(stack.config.kafka.client_config(), [TopicSpec(n, 6) for n in (t.detections, t.keyframes, t.status)])
 
 
 def agent_config(
@@ -61,9 +72,16 @@ def agent_config(
     ``metrics`` is given; other ``sections`` (``pipeline=...``) are added as they are."""
     agent_id = f"{name}-{uuid.uuid4().hex[:6]}"
     allowed = {"allowed_sources": {"directories": [str(samples.VTEST.parent)]}}
-    links = agent_links(stack, agent_id, spool_dir.parent, identity=control) if stack is not None else {}
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    links = (
+        agent_links(stack, agent_id, spool_dir.parent, topic_prefix=prefix, identity=control)
+        if stack is not None
+        else {}
+    )
     kafka = {**links.get("kafka", {}), **({"bootstrap_servers": bootstrap} if bootstrap else {})}
-    kafka["topic_prefix"] = f"t{uuid.uuid4().hex[:8]}"
+    kafka["topic_prefix"] = prefix
+    if stack is not None and bootstrap is None:
+        create_edge_topics(stack, prefix)
     if control:
         ctl = {**links["control"], **allowed}
         ctl.pop("keepalive_s", None)  # the agent's default keepalive

@@ -8,6 +8,7 @@ import json
 import shutil
 import ssl
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -181,7 +182,7 @@ def test_cli_issues_and_install_takes_the_credentials(tmp_path):
     args = ["install", "-c", str(etc / "agent.yaml"), "--unit-dir", str(tmp_path / "units"), "--skip-checks"]
     r = runner.invoke(agent_app, [*args, "--credentials", str(out)])
     assert r.exit_code == 0, r.output
-    for name in ("mqtt-password", "ca.pem", "client.pem", "client.key"):
+    for name in ("mqtt-password", "ca.pem", "client.pem", "client.key", "kafka.pem", "kafka.key"):
         assert (etc / "credentials" / name).stat().st_mode & 0o777 == 0o600, name
     control = yaml.safe_load((etc / "agent.yaml").read_text())["control"]
     assert control["username"] == "box-7" and control["tls"] is True and "password" not in control
@@ -189,6 +190,13 @@ def test_cli_issues_and_install_takes_the_credentials(tmp_path):
     assert cfg.agent_id == "box-7"
     assert cfg.control.password.get_secret_value() == bundle["mqtt"]["password"]
     assert cfg.control.ssl_context().verify_mode == ssl.CERT_REQUIRED
+    # Kafka: mutual TLS with the agent's own certificate (CN = its id: its Kafka login at the gate).
+    from cryptography import x509
+
+    kafka = cfg.publish.kafka
+    assert kafka.security_protocol == "SSL" and kafka.ssl_ca_location and kafka.ssl_key_location
+    cert = x509.load_pem_x509_certificate(Path(str(kafka.ssl_certificate_location)).read_bytes())
+    assert cert.subject.rfc4514_string() == "CN=box-7"
 
     # A credentials file with a known default password is refused; nothing is written.
     bad = tmp_path / "bad.json"

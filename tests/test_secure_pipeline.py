@@ -23,6 +23,7 @@ from pydantic import SecretStr
 
 from edgesight import samples
 from edgesight.wire import Topics
+from ops.identities import kafka_login
 from ops.stack import Stack
 from ops.testing.secure import agent_links, issue, make_secure_stack, mqtt_connect, s3_client, uid
 from tests.cloud import wait_for
@@ -46,6 +47,7 @@ def _agent_config(st: Stack, tmp: Path, bundle: dict, prefix: str, model_dir: Pa
     ca = tmp / "agent-ca.pem"  # the CA as handed out in the agent's credentials file
     ca.write_text(bundle["ca_pem"])
     links = agent_links(st, name, bundle["mqtt"]["password"], tmp, ca_file=ca, topic_prefix=prefix)
+    links["kafka"].update(kafka_login(bundle, tmp))  # its Kafka login: the certificate of its credentials file
     return AgentConfig.model_validate(
         {
             "agent_id": name,
@@ -92,16 +94,18 @@ def test_pipeline_over_tls_with_per_identity_credentials(secure_stack, model_dir
     ids = st.identities
     assert ids is not None
     site, agent_id = uid("site"), uid("gate")
-    agent_b = issue(st, "agent", agent_id, tmp_path / "agent.json", "--site", site)
+    prefix = f"t{uuid.uuid4().hex[:8]}"  # the Kafka rules' topic prefix; also the warehouse's collection prefix
+    agent_b = issue(st, "agent", agent_id, tmp_path / "agent.json", "--site", site, "--topic-prefix", prefix)
     op_b = issue(st, "operator", uid("tui"), tmp_path / "op.json", "--site", site)
-    sink_b = issue(st, "service", uid("sink"), tmp_path / "sink.json", "--role", "sink")
-    eng_b = issue(st, "service", uid("eng"), tmp_path / "eng.json", "--role", "engineering")
+    sink_b = issue(st, "service", uid("sink"), tmp_path / "sink.json", "--role", "sink", "--topic-prefix", prefix)
+    eng_b = issue(st, "service", uid("eng"), tmp_path / "eng.json", "--role", "engineering", "--topic-prefix", prefix)
     assert "s3" not in agent_b and agent_b["ca_pem"] == ids.ca_file.read_text()
+    assert "kafka" not in op_b  # an operator has no Kafka right, so no Kafka login
     st.up()  # SeaweedFS starts with the sink's and engineering's S3 identities
 
-    prefix = f"t{uuid.uuid4().hex[:8]}"  # also the warehouse's collection prefix (no '-')
     kafka = st.config.kafka.model_copy(update={"topic_prefix": prefix, "session_timeout_ms": 6000})
     assert kafka.security_protocol == "SSL" and kafka.ssl_ca_location == ids.ca_file
+    admin = st.config.model_copy(update={"kafka": kafka})  # stack-admin (Kafka's super user): creates the topics
     assert st.s3_endpoint.startswith("https://")
     # The sink connector's own S3 identity (not the stack's admin keys). Kafka Connect's S3 sink trusts the
     # JVM's store; the Python runner's boto3 clients trust the cloud config's s3.ca_file (no AWS_CA_BUNDLE).
@@ -109,7 +113,8 @@ def test_pipeline_over_tls_with_per_identity_credentials(secure_stack, model_dir
         update={"access_key": sink_b["s3"]["access_key"], "secret_key": SecretStr(sink_b["s3"]["secret_key"])}
     )
     assert sink_s3.ca_file == ids.ca_file
-    cfg = st.config.model_copy(update={"kafka": kafka, "s3": sink_s3})
+    # Every consumer speaks Kafka as itself: its client certificate, the gate enforcing its role's rules.
+    cfg = st.config.model_copy(update={"kafka": kafka.model_copy(update=kafka_login(sink_b, tmp_path)), "s3": sink_s3})
     monkeypatch.delenv("AWS_CA_BUNDLE", raising=False)
 
     wh = WarehouseConfig(collection_prefix=f"{prefix}_")
@@ -123,7 +128,7 @@ def test_pipeline_over_tls_with_per_identity_credentials(secure_stack, model_dir
         tasks=1,
         warehouse=(mongo, cfg.mongo.warehouse_db, Names(wh.collection_prefix).keyframes),
     )
-    ensure_topics(cfg.kafka.client_config(), runner.wanted_topics())
+    ensure_topics(admin.kafka.client_config(), runner.wanted_topics())
     runner.start()
 
     agent = Agent(_agent_config(st, tmp_path, agent_b, prefix, model_dir)).start()
@@ -163,8 +168,9 @@ def test_pipeline_over_tls_with_per_identity_credentials(secure_stack, model_dir
         assert sink_client.head_object(Bucket=cfg.s3.keyframe_bucket, Key=doc["s3_key"])["ContentLength"] == len(body)
 
     # Analytics: the engineering consumer over SSL.
-    eng = EngineeringConfig(group_id=uid("eng"), session_timeout_ms=6000, batch_timeout_s=0.2)
-    build_engineering(cfg, eng).run(until_idle_s=3.0, max_seconds=60)
+    eng = EngineeringConfig(group_id="edgesight-engineering", session_timeout_ms=6000, batch_timeout_s=0.2)
+    eng_cfg = cfg.model_copy(update={"kafka": kafka.model_copy(update=kafka_login(eng_b, tmp_path))})
+    build_engineering(eng_cfg, eng).run(until_idle_s=3.0, max_seconds=60)
     an = mongo[cfg.mongo.analytics_db]
     tracks = an["tracks"].count_documents({"agent_id": agent_id})
     counts = an["counts_minute"].count_documents({"camera_id": "cam-file"})
@@ -173,7 +179,7 @@ def test_pipeline_over_tls_with_per_identity_credentials(secure_stack, model_dir
 
     # A Kafka client that does not trust the stack CA is refused in the TLS handshake (positive control: the
     # same settings with the CA read the detections topic).
-    conf = {**cfg.kafka.client_config(), "group.id": uid("g"), "auto.offset.reset": "earliest"}
+    conf = {**admin.kafka.client_config(), "group.id": uid("g"), "auto.offset.reset": "earliest"}
     topic = Topics(prefix).detections
     trusted = Consumer(conf)
     assert topic in trusted.list_topics(timeout=10).topics

@@ -275,7 +275,8 @@ def test_real_agent_over_tls_with_its_own_login(secure, ids, model_dir, tmp_path
     from edge_agent.agent import Agent
     from edge_agent.config import AgentConfig
 
-    issued = ids.add(uid("agent-real"), "agent", site="s1", client_cert=True)
+    prefix = uid("t")
+    issued = ids.add(uid("agent-real"), "agent", site="s1", client_cert=True, topic_prefix=prefix)
     op = ids.add(uid("op-real"), "operator", site="s1")
     secure.reload_identities()
     time.sleep(0.3)
@@ -285,7 +286,7 @@ def test_real_agent_over_tls_with_its_own_login(secure, ids, model_dir, tmp_path
         name,
         issued.mqtt_password,
         tmp_path,
-        topic_prefix=uid("t"),
+        topic_prefix=prefix,
         client_cert=(issued.cert_file, issued.key_file),
     )
     cfg = AgentConfig.model_validate(

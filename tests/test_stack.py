@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from ops.stack import SERVICES, TLS_PROXY, Stack, StackError, _pid_runs, free_ports, private_settings
+from ops.stack import GATE, SERVICES, TLS_PROXY, Stack, StackError, _pid_runs, free_ports, private_settings
 from ops.testing.clients import kafka_python, mosquitto_cli
 
 CLI = [sys.executable, "-m", "ops.cli"]
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.stack  # every test here starts servers, several withou
 
 def test_session_stack_is_healthy(stack):
     rows = {h.name: h for h in stack.status()}
-    assert set(rows) == {*SERVICES, TLS_PROXY}  # secure by default: haproxy terminates TLS in front of Tansu
+    assert set(rows) == {*SERVICES, GATE, TLS_PROXY}  # secure by default: haproxy (TLS) and the gate before Tansu
     for h in rows.values():
         assert h.running and h.healthy, h
 
@@ -170,7 +170,7 @@ def test_cli_up_status_down_leaves_no_process(tmp_path):
         )
         assert status.returncode == 0, status.stdout + status.stderr
         rows = json.loads(status.stdout)
-        assert {r["name"] for r in rows if r["healthy"]} == {*SERVICES, TLS_PROXY}  # `stack up` is secure
+        assert {r["name"] for r in rows if r["healthy"]} == {*SERVICES, GATE, TLS_PROXY}  # `stack up` is secure
         state = json.loads((data / "stack.json").read_text())["services"]
         pids = {v["pid"] for v in state.values()}
         assert all(Path(f"/proc/{p}").exists() for p in pids)
@@ -237,7 +237,7 @@ def test_cli_plain_only_when_asked_and_a_running_stack_keeps_its_mode(tmp_path):
         status = cli("stack", "status", "--json")
         assert status.returncode == 0, status.stdout + status.stderr
         rows = json.loads(status.stdout)
-        assert {r["name"] for r in rows if r["healthy"]} == set(SERVICES)  # no kafka-tls
+        assert {r["name"] for r in rows if r["healthy"]} == set(SERVICES)  # no kafka-tls, no kafka-gate
         assert not any("secure mode" in r["detail"] for r in rows)
         again = cli("stack", "up")  # no flag: the running stack stays plain
         assert again.returncode == 0 and "already running" in again.stdout and "plain" in again.stdout

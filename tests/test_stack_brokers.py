@@ -21,7 +21,7 @@ import pytest
 from pydantic import ValidationError
 
 from cloud.config import StackConfig
-from ops.stack import PROXY, TLS_PROXY, Stack, _pid_runs, private_settings
+from ops.stack import GATE, PROXY, TLS_PROXY, Stack, _pid_runs, private_settings
 
 CLI = [sys.executable, "-m", "ops.cli"]
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
@@ -33,12 +33,13 @@ def test_broker_count_is_bounded_and_needs_shared_storage(tmp_path):
     assert StackConfig().brokers == 1
     plain = StackConfig(data_dir=tmp_path / "plain", secure=False)
     assert Stack(settings=plain).services == ("s3", "kafka", "mongo", "mqtt")
-    # secure (the default): the one broker behind haproxy's TLS frontend, no TCP proxy
+    # secure (the default): the one broker behind the gate and haproxy's TLS frontend, no TCP proxy
     assert Stack(settings=StackConfig(data_dir=tmp_path / "secure")).services == (
         "s3",
         "kafka",
         "mongo",
         "mqtt",
+        GATE,
         TLS_PROXY,
     )
     for bad in (0, 10):

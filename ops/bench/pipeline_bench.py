@@ -74,9 +74,22 @@ def make_publisher_class():
     return TimedPublisher
 
 
-def run_pipeline(n_cams: int, seconds: float, kafka: dict, base: dict, tmp: Path, engine, source_fps: float) -> dict:
+def run_pipeline(
+    n_cams: int,
+    seconds: float,
+    kafka: dict,
+    base: dict,
+    tmp: Path,
+    engine,
+    source_fps: float,
+    servers: dict[str, int] | None = None,
+) -> dict:
+    """The whole agent on ``n_cams`` paced file cameras for ``seconds`` (after a warm-up): frames/s inferred,
+    events/s acknowledged, capture -> ack latency, and where the CPU went meanwhile (:class:`CpuAccount`: this
+    process's threads and the ``servers`` processes, name -> pid)."""
     from edge_agent.agent import Agent
     from edge_agent.config import AgentConfig
+    from ops.bench.cpu import CpuAccount
 
     cfg = AgentConfig.model_validate(
         {
@@ -104,7 +117,8 @@ def run_pipeline(n_cams: int, seconds: float, kafka: dict, base: dict, tmp: Path
             time.perf_counter(),
         )
         lat0 = len(Pub.lat)
-        time.sleep(seconds)
+        with CpuAccount(servers) as acct:
+            time.sleep(seconds)
         dt = time.perf_counter() - t0
         f1, e1 = agent.pipeline.frames_inferred, agent.publisher.stats()["by_topic"]["detections"]["acked"]
         lat = sorted(Pub.lat[lat0:])
@@ -120,6 +134,7 @@ def run_pipeline(n_cams: int, seconds: float, kafka: dict, base: dict, tmp: Path
         "events_timed": len(lat),
         "batches": agent.pipeline.batches,
         "dropped_overwritten": sum(d.get("overwritten_unconsumed", 0) for d in drops.values()),
+        "cpu_cores": acct.cores(),
     }
 
 
@@ -136,9 +151,11 @@ def measure_pipeline(
     model_dir: str | None = None,
     providers: tuple[str, ...] = ("cpu",),
     on_row: Callable[[dict], None] | None = None,
+    servers: dict[str, int] | None = None,
 ) -> dict:
     """Pipeline frames/s against the engine alone (same variant, threads, batch), per camera count, on the broker
-    of ``kafka`` (a :class:`~edgesight.kafka.KafkaConfig`). Returns {variant, providers, threads, rows}."""
+    of ``kafka`` (a :class:`~edgesight.kafka.KafkaConfig`); ``servers`` (name -> pid, the stack's processes on
+    this machine) are counted in each row's CPU breakdown. Returns {variant, providers, threads, rows}."""
     from edge_agent.inference import InferenceConfig, InferenceEngine
 
     inf = {
@@ -160,7 +177,7 @@ def measure_pipeline(
         for n in cameras:
             b = min(n, batch)
             before = ceiling(engine, frames, b, max(3.0, seconds / 2))
-            res = run_pipeline(n, seconds, kafka_settings(kafka), base, tmp, engine, source_fps)
+            res = run_pipeline(n, seconds, kafka_settings(kafka), base, tmp, engine, source_fps, servers)
             after = ceiling(engine, frames, b, max(3.0, seconds / 2))  # before + after: a shared machine's load drifts
             ceil = (before + after) / 2
             row = {
@@ -179,12 +196,18 @@ def measure_pipeline(
     return {"variant": engine.variant, "providers": engine.active_providers, "threads": threads, "rows": rows}
 
 
+def server_pids(stack: Any) -> dict[str, int]:
+    """The stack's running server processes (name -> pid), for the CPU breakdown."""
+    return {name: svc.pid for name, svc in stack.read_state().items()}
+
+
 def _print_row(row: dict) -> None:
     print(
         f"cameras={row['cameras']} batch={row['batch']} ceiling={row['ceiling_fps']:.1f} fps "
         f"pipeline={row['fps']:.1f} fps ratio={row['ratio']:.2f} events/s={row['events_per_s']:.1f} "
         f"capture->ack p50={row['lat_p50_ms']} ms p95={row['lat_p95_ms']} ms "
-        f"(frames overwritten at capture: {row['dropped_overwritten']})",
+        f"(frames overwritten at capture: {row['dropped_overwritten']})\n  cpu (cores): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in row["cpu_cores"].items()),
         flush=True,
     )
 
@@ -226,6 +249,7 @@ def main() -> None:
             source_fps=args.source_fps,
             model_dir=args.model_dir,
             on_row=_print_row,
+            servers=server_pids(stack),
         )
     finally:
         stack.down()

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edgesight.log import get_logger
-from ops.bench.e2e_bench import Clock, E2ERun, add_run_args, check_run_args, cloud_of, event_stages
+from ops.bench.e2e_bench import STAGES, Clock, E2ERun, add_run_args, check_run_args, cloud_of, event_stages
 
 log = get_logger("bench.soak")
 
@@ -49,6 +49,7 @@ def _sample(clock: Clock, t: float, since: float, rss: int) -> dict[str, Any]:
         ages = [a for t0, a in clock.frame_age if t0 <= t]
         clock.frame_age = [x for x in clock.frame_age if x[0] > t]
         done, lat = [], []
+        stages: list[tuple[float, ...]] = []
         for e, a in clock.accepted.items():
             if a[3] == "end":
                 if e in clock.visible:
@@ -58,6 +59,7 @@ def _sample(clock: Clock, t: float, since: float, rss: int) -> dict[str, Any]:
             if st is not None:
                 done.append(e)
                 lat.append(sum(st))
+                stages.append(st)
         pending = [t - clock.acked[e] for e in clock.acked if e not in clock.visible]
         for e in done:
             a = clock.accepted.pop(e)
@@ -79,6 +81,8 @@ def _sample(clock: Clock, t: float, since: float, rss: int) -> dict[str, Any]:
         "documents": len(lat),
         "lag_records": len(pending),
         "lag_oldest_s": round(max(pending), 3) if pending else 0.0,
+        # where the interval's capture -> visible time went (p50 of each stage; they add up to about e2e p50)
+        "stage_p50_s": {name: _q([st[i] for st in stages], 0.5) for i, name in enumerate(STAGES)},
     }
 
 
@@ -119,7 +123,7 @@ def plot(samples: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     t = [s["t_s"] / 60 for s in samples]
-    fig, axes = plt.subplots(4, 1, figsize=(9, 11), sharex=True)
+    fig, axes = plt.subplots(5, 1, figsize=(9, 13.5), sharex=True)
     panels = [
         ("RSS (MB), agent + sink runner", [("rss_mb", "RSS")]),
         ("frame age at the detector (s)", [("frame_age_p50_s", "p50"), ("frame_age_p95_s", "p95")]),
@@ -132,6 +136,15 @@ def plot(samples: list[dict[str, Any]], path: Path, title: str) -> None:
         ax.set_ylabel(label, fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="upper right")
+    ax = axes[4]  # the stages of capture -> visible (p50 per interval), stacked
+    staged = [s for s in samples if s.get("stage_p50_s")]
+    if staged:
+        ts = [s["t_s"] / 60 for s in staged]
+        ys = [[(s["stage_p50_s"].get(name) or 0.0) for s in staged] for name in STAGES]
+        ax.stackplot(ts, ys, labels=STAGES, alpha=0.8)
+        ax.legend(fontsize=7, loc="upper left", ncol=3)
+    ax.set_ylabel("stages of capture -> visible, p50 (s)", fontsize=8)
+    ax.grid(alpha=0.3)
     lag_s = axes[3].twinx()
     lag_s.plot(t, [s["lag_oldest_s"] for s in samples], color="tab:red", alpha=0.6)
     lag_s.set_ylabel("oldest pending (s)", fontsize=8, color="tab:red")

@@ -282,7 +282,7 @@ class Ctx:
 
 
 def sec_pipeline(c: Ctx) -> tuple[list[dict], dict]:
-    from ops.bench.pipeline_bench import measure_pipeline
+    from ops.bench.pipeline_bench import measure_pipeline, server_pids
 
     threads = 0
     res = measure_pipeline(
@@ -296,6 +296,7 @@ def sec_pipeline(c: Ctx) -> tuple[list[dict], dict]:
         on_row=lambda r: c.progress(
             f"pipeline: {r['cameras']} camera(s) {r['fps']:.1f} fps vs engine {r['ceiling_fps']:.1f} fps"
         ),
+        servers=server_pids(c.stack),
     )
     figs = []
     for r in res["rows"]:

@@ -122,14 +122,18 @@ def mqtt_connect(
     return None, (result[0] if result else "no CONNACK")
 
 
-def issue_live(stack: Stack, name: str, role: str, *, site: str | None = None) -> Issued:
+def issue_live(
+    stack: Stack, name: str, role: str, *, site: str | None = None, topic_prefix: str | None = None
+) -> Issued:
     """Issue an identity on a *running* secure stack: mosquitto re-reads its files (SIGHUP), and this returns once
     the new login is accepted (an MQTT role) so a client started next is not refused by a reload still under way.
-    S3 identities need ``stack.restart("s3")`` (SeaweedFS reads them at start)."""
+    The Kafka gate reads its rules at the identity's first connection. ``topic_prefix``: the Kafka topic prefix
+    its rules name (default the stack's). S3 identities need ``stack.restart("s3")`` (SeaweedFS reads them at
+    start)."""
     import time
 
     assert stack.identities is not None, "a plain stack has no identities"
-    issued = stack.identities.add(name, role, site=site)
+    issued = stack.identities.add(name, role, site=site, topic_prefix=topic_prefix)
     stack.reload_identities()
     if issued.mqtt_password is None:
         return issued
@@ -209,13 +213,21 @@ def agent_links(
     client_cert: tuple[Path, Path] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """An agent's ``publish.kafka`` and ``control`` sections for the secure stack: Kafka over SSL (haproxy's
-    TLS port) and MQTT over TLS with its own login, its password in a 0600 file under ``directory``; both trust
-    ``ca_file`` (default: the stack CA)."""
+    TLS port) with the agent's client certificate (its Kafka login), and MQTT over TLS with its own login, its
+    password in a 0600 file under ``directory``; both trust ``ca_file`` (default: the stack CA). ``client_cert``
+    is for MQTT (the Kafka one is always the identity's)."""
     from edgesight.files import write_private
 
     assert stack.identities is not None
     ca = str(ca_file or stack.identities.ca_file)
-    kafka: dict[str, Any] = {"bootstrap_servers": stack.bootstrap, "security_protocol": "SSL", "ssl_ca_location": ca}
+    cert, key = stack.identities.client_files(name)
+    kafka: dict[str, Any] = {
+        "bootstrap_servers": stack.bootstrap,
+        "security_protocol": "SSL",
+        "ssl_ca_location": ca,
+        "ssl_certificate_location": str(cert),
+        "ssl_key_location": str(key),
+    }
     if topic_prefix:
         kafka["topic_prefix"] = topic_prefix
     mq = stack.config.mqtt

@@ -23,7 +23,7 @@ from edgesight import samples
 from edgesight.kafka import KafkaConfig
 from edgesight.wire import Topics, decode_ack, decode_event, decode_keyframe, decode_status
 from ops.testing.clients import kafka_python, mosquitto_cli
-from tests.agents import agent_links
+from tests.agents import agent_links, create_edge_topics
 from tests.capture.conftest import RtspServer
 
 VTEST = str(samples.VTEST)
@@ -47,7 +47,9 @@ def agent_yaml(
     metrics_port: int,
     spool: Path,
 ) -> Path:
-    links = agent_links(stack, agent_id, tmp)  # its own identity on the secure stack (kept for a restart)
+    links = agent_links(stack, agent_id, tmp, topic_prefix=prefix)  # its own identity (kept for a restart)
+    if bootstrap is None:
+        create_edge_topics(stack, prefix)  # an agent may only produce to its topics
     cfg = {
         "agent_id": agent_id,
         "cameras": cameras,

@@ -45,8 +45,9 @@ def cloud_yaml(cfg, path: Path, *, topic_prefix: str, session_timeout_ms: int = 
         },
         "mongo": {"uri": cfg.mongo.uri.get_secret_value(), "warehouse_db": cfg.mongo.warehouse_db},
     }
-    if cfg.kafka.ssl_ca_location:
-        doc["kafka"]["ssl_ca_location"] = str(cfg.kafka.ssl_ca_location)
+    for field in ("ssl_ca_location", "ssl_certificate_location", "ssl_key_location"):  # TLS: CA, client certificate
+        if getattr(cfg.kafka, field):
+            doc["kafka"][field] = str(getattr(cfg.kafka, field))
     if cfg.s3.ca_file:
         doc["s3"]["ca_file"] = str(cfg.s3.ca_file)
     path.write_text(yaml.safe_dump(doc))

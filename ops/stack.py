@@ -945,8 +945,7 @@ class Stack:
         header; the end-to-end check is kafka-tls's probe, which goes through the gate)."""
         import urllib.request
 
-        svc = self.read_state().get(GATE)
-        port = svc.extra_ports["gate-metrics"] if svc else self._internal_port("gate-metrics")
+        port = self._internal_port("gate-metrics")  # the recorded one when the gate runs
         with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=3) as r:
             body = r.read(1 << 20)
         return f"metrics ok ({len(body)} bytes), rules {self.identities.kafka_acl_file if self.identities else '-'}"

@@ -37,7 +37,7 @@ def _stat(path: Path) -> tuple[str, float] | None:
 
 def _group(name: str, comm: str) -> str:
     if name:
-        if name.startswith("capture-") or name.startswith("cam"):
+        if name.startswith("capture-"):
             return "capture"
         return name.split("-")[0] if name.startswith(("publish-", "control-")) else name
     if comm.startswith("rdk:"):
